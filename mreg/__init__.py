@@ -1,0 +1,52 @@
+"""mreg: version machine-learning models and datasets in git, with the bytes in Lance.
+
+Python API::
+
+    import mreg
+    repo = mreg.Repo(".")
+    repo.add("model.safetensors")
+    ds = mreg.open("my-table", rev="my-table@v1.0.0")
+    state_dict = mreg.load_state_dict("my-model")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mreg.errors import (
+    IntegrityError,
+    MregError,
+    NotARepository,
+    RemoteError,
+    UnsupportedFormat,
+)
+from mreg.repo import Repo
+
+if TYPE_CHECKING:
+    import lance
+
+__version__ = "0.1.0"
+
+
+def open(name: str, rev: str | None = None, repo: str | Path = ".") -> lance.LanceDataset:
+    """The Lance dataset of exactly the version of ``name`` the manifest (at ``rev``) records."""
+    return Repo(repo).open(name, rev)
+
+
+def load_state_dict(name: str, rev: str | None = None, repo: str | Path = ".") -> dict[str, Any]:
+    """The tensors of model ``name`` (at ``rev``) as a dict of torch tensors."""
+    return Repo(repo).load_state_dict(name, rev)
+
+
+__all__ = [
+    "IntegrityError",
+    "MregError",
+    "NotARepository",
+    "RemoteError",
+    "Repo",
+    "UnsupportedFormat",
+    "__version__",
+    "load_state_dict",
+    "open",
+]

@@ -1,0 +1,51 @@
+"""The ``mreg`` command. Commands parse, call one API function, and print; errors are rendered
+once, here: one line on stderr and a non-zero exit (a traceback only with ``--verbose``)."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from mreg.errors import MregError
+from mreg.progress import stderr
+
+app = typer.Typer(
+    name="mreg",
+    help="Version machine-learning models and datasets in git, with the bytes in Lance.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_options = {"verbose": False}
+
+
+@app.callback()
+def _global(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks.")] = False,
+) -> None:
+    _options["verbose"] = verbose
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    try:
+        app(args=argv, prog_name="mreg")
+    except MregError as error:
+        if _options["verbose"]:
+            traceback.print_exc()
+        message = f"error: {error}"
+        if error.hint:
+            message += f" (hint: {error.hint})"
+        stderr.print(message, markup=False, highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        stderr.print("interrupted: nothing half-written is kept; run the command again to finish")
+        sys.exit(130)
+
+
+from mreg.cli import track, share, history, remote  # noqa: E402, I001  (the order of --help)
+
+__all__ = ["app", "history", "main", "remote", "share", "track"]

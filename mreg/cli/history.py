@@ -1,0 +1,62 @@
+"""Commands about versions: tag, log, diff."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mreg.cli import app
+from mreg.cli.options import Json, human_size, open_repo, print_json, stdout
+
+
+@app.command()
+def tag(
+    name: Annotated[str, typer.Argument(help="Artifact name.")],
+    version: Annotated[str, typer.Argument(help="vMAJOR.MINOR.PATCH")],
+    message: Annotated[str | None, typer.Option("--message", "-m")] = None,
+) -> None:
+    """Create the annotated git tag NAME@VERSION on the current commit."""
+    tag_name = open_repo().tag(name, version, message)
+    stdout.print(f"tagged {tag_name} (share it with `git push --tags`)")
+
+
+@app.command()
+def log(name: Annotated[str, typer.Argument(help="Artifact name.")], json: Json = False) -> None:
+    """List an artifact's versions: tags and commits that changed its manifest."""
+    entries = open_repo().log(name)
+    if json:
+        print_json(entries)
+        return
+    table = Table("commit", "date", "tags", "rows", "parameters", "data", "message")
+    for e in entries:
+        table.add_row(
+            e.commit[:10],
+            e.date[:19],
+            " ".join(e.tags),
+            f"{e.rows:,}",
+            f"{e.parameters:,}",
+            human_size(e.data_size),
+            e.subject,
+        )
+    stdout.print(table)
+
+
+@app.command()
+def diff(
+    rev_a: Annotated[str | None, typer.Argument(help="Old revision (default HEAD).")] = None,
+    rev_b: Annotated[str | None, typer.Argument(help="New revision (default work tree).")] = None,
+    json: Json = False,
+) -> None:
+    """What changed in models and datasets between two revisions (from git alone)."""
+    result = open_repo().diff(rev_a, rev_b)
+    if json:
+        print_json(result)
+        return
+    if not result.changes:
+        stdout.print(f"no changes between {result.old} and {result.new}")
+    for change in result.changes:
+        stdout.print(f"[bold]{change.change} {change.kind} {change.name}[/bold]")
+        for line in change.details:
+            stdout.print(f"  {line}", markup=False)

@@ -1,0 +1,49 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, is_dataclass
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from mreg.repo import Repo
+
+stdout = Console(soft_wrap=True, highlight=False)
+
+Targets = Annotated[
+    list[str] | None,
+    typer.Argument(help="Artifact names, NAME@VERSION / NAME@REV, or paths. Default: all."),
+]
+Remote = Annotated[str | None, typer.Option("--remote", "-r", help="Remote name.")]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, max=128, help="Parallel transfers.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def open_repo() -> Repo:
+    return Repo(".")
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(_plain(value), indent=2, sort_keys=False))
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

@@ -1,0 +1,83 @@
+"""``mreg remote add|list|remove``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mreg.cli import app
+from mreg.cli.options import Json, open_repo, print_json, stdout
+from mreg.config import RemoteConfig
+
+remote_app = typer.Typer(
+    help="Manage remotes (S3 buckets or local directories).", no_args_is_help=True
+)
+app.add_typer(remote_app, name="remote")
+
+
+@remote_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="Remote name.")],
+    url: Annotated[str, typer.Argument(help="s3://BUCKET/PREFIX or a local directory.")],
+    default: Annotated[bool, typer.Option("--default", "-d", help="Make it the default.")] = False,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3 endpoint (MinIO, SeaweedFS).")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="S3 region.")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    access_key_id: Annotated[
+        str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
+    ] = None,
+    secret_access_key: Annotated[
+        str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
+    ] = None,
+) -> None:
+    """Add a remote; credentials never go into the committed config."""
+    config = open_repo().config
+    config.add_remote(
+        RemoteConfig(
+            name=name,
+            url=url,
+            endpoint_url=endpoint_url,
+            region=region,
+            profile=profile,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+        ),
+        default=default,
+    )
+    stdout.print(f"remote '{name}' -> {url}")
+
+
+@remote_app.command("list")
+def list_(json: Json = False) -> None:
+    """List remotes (the default one is marked with *)."""
+    config = open_repo().config
+    default = config.default_remote_name()
+    remotes = config.remotes()
+    if json:
+        print_json(
+            [
+                {
+                    "name": r.name,
+                    "url": r.url,
+                    "endpoint_url": r.endpoint_url,
+                    "region": r.region,
+                    "default": r.name == default,
+                }
+                for r in remotes.values()
+            ]
+        )
+        return
+    for r in remotes.values():
+        mark = "*" if r.name == default else " "
+        extra = f" (endpoint {r.endpoint_url})" if r.endpoint_url else ""
+        stdout.print(f"{mark} {r.name}\t{r.url}{extra}")
+
+
+@remote_app.command("remove")
+def remove(name: Annotated[str, typer.Argument(help="Remote name.")]) -> None:
+    """Remove a remote."""
+    open_repo().config.remove_remote(name)
+    stdout.print(f"remote '{name}' removed")

@@ -1,0 +1,144 @@
+"""Commands that track artifacts: init, add, ls, show, status."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mreg.cli import app
+from mreg.cli.options import Json, Remote, human_size, open_repo, print_json, stdout
+from mreg.errors import UsageError
+from mreg.repo import Repo
+
+
+@app.command()
+def init() -> None:
+    """Set up mreg in the current git work tree (harmless when done already)."""
+    repo = Repo.init(".")
+    stdout.print(f"mreg initialised in {repo.root} (commit .mreg/config.toml and .mreg/.gitignore)")
+
+
+@app.command()
+def add(
+    path: Annotated[str, typer.Argument(help="File to track.")],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Artifact name.")] = None,
+    kind: Annotated[str | None, typer.Option(help="model or dataset (checked).")] = None,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format.")] = None,
+    mode: Annotated[
+        str, typer.Option(help="overwrite, or append rows to a dataset.")
+    ] = "overwrite",
+    meta: Annotated[list[str] | None, typer.Option(help="Metadata KEY=VALUE (repeatable).")] = None,
+) -> None:
+    """Convert PATH to Lance in the cache and write PATH.mreg.toml beside it."""
+    if kind not in (None, "model", "dataset"):
+        raise UsageError(f"unknown kind '{kind}'", hint="use model or dataset")
+    result = open_repo().add(
+        path,
+        name=name,
+        kind=kind,
+        format=format,
+        mode=mode,
+        meta=parse_meta(meta),  # type: ignore[arg-type]
+    )
+    m = result.manifest
+    if not result.changed:
+        stdout.print(f"{m.name}: unchanged ({result.manifest_path})")
+        return
+    size = f"{m.rows:,} rows" if m.kind == "dataset" else f"{m.parameters:,} parameters"
+    stdout.print(
+        f"{m.name}: {m.kind} from {m.source.format}, {size}, "
+        f"{human_size(result.new_bytes)} new data -> {result.manifest_path}"
+    )
+    stdout.print(f"next: git add {result.manifest_path} && git commit", style="dim")
+
+
+def parse_meta(pairs: list[str] | None) -> dict[str, str]:
+    meta = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--meta expects KEY=VALUE, got '{pair}'")
+        meta[key.strip()] = value
+    return meta
+
+
+@app.command("ls")
+def ls(json: Json = False) -> None:
+    """List the artifacts in the work tree."""
+    targets = open_repo().ls()
+    rows = [
+        {
+            "name": t.manifest.name,
+            "kind": t.manifest.kind,
+            "path": t.artifact_rel,
+            "format": t.manifest.source.format,
+            "rows": t.manifest.rows,
+            "parameters": t.manifest.parameters,
+            "data_size": t.manifest.data_size,
+        }
+        for t in targets
+    ]
+    if json:
+        print_json(rows)
+        return
+    table = Table("name", "kind", "format", "path", "rows", "size")
+    for row in rows:
+        table.add_row(
+            str(row["name"]),
+            str(row["kind"]),
+            str(row["format"]),
+            str(row["path"]),
+            f"{row['rows']:,}",
+            human_size(int(row["data_size"])),  # type: ignore[call-overload]
+        )
+    stdout.print(table)
+
+
+@app.command()
+def show(
+    spec: Annotated[str, typer.Argument(metavar="NAME[@REV]", help="Artifact to describe.")],
+    json: Json = False,
+) -> None:
+    """Describe one artifact (at a version or revision)."""
+    target = open_repo().show(spec)
+    m = target.manifest
+    if json:
+        print_json({"manifest_path": target.manifest_rel, "rev": target.rev, **vars(m)})
+        return
+    stdout.print(
+        f"[bold]{m.name}[/bold] ({m.kind}) {target.artifact_rel}"
+        + (f" at {target.rev}" if target.rev else "")
+    )
+    stdout.print(
+        f"source: {m.source.format}, {human_size(m.source.size)}, sha256 {m.source.sha256}, "
+        f"restore {m.source.restore}"
+    )
+    stdout.print(
+        f"lance: {len(m.fragments)} fragment(s), {len(m.files)} file(s), {human_size(m.data_size)}, {m.rows:,} rows"
+    )
+    if m.kind == "model":
+        stdout.print(
+            f"model: {len(m.tensors)} tensors, {m.parameters:,} parameters, dtypes {', '.join(m.dtypes)}"
+        )
+    else:
+        stdout.print("columns: " + ", ".join(f"{c.name}:{c.type}" for c in m.columns))
+    for key, value in m.meta.items():
+        stdout.print(f"meta {key} = {value}")
+
+
+@app.command()
+def status(remote: Remote = None, json: Json = False) -> None:
+    """Per artifact: in sync, changed in workspace, missing from cache, not pushed."""
+    results = open_repo().status(remote)
+    if json:
+        print_json(results)
+        return
+    if not results:
+        stdout.print("no artifacts yet (see `mreg add`)")
+    for result in results:
+        style = "green" if result.in_sync else "yellow"
+        stdout.print(
+            f"{result.name} ({result.path}): [{style}]{', '.join(result.states)}[/{style}]"
+        )

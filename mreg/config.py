@@ -1,0 +1,116 @@
+"""Configuration: ``.mreg/config.toml`` (committed) overlaid by ``.mreg/config.local.toml``
+(git-ignored, for credentials) and by environment variables.
+
+Credentials never enter the committed file: ``add_remote`` writes them to the local file only.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mreg import toml_writer
+from mreg.atomic import atomic_write_text
+from mreg.errors import MregError, RemoteError, UsageError
+
+CONFIG = "config.toml"
+LOCAL_CONFIG = "config.local.toml"
+SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """Where a remote lives and how to reach it; secrets come from the local file or AWS."""
+
+    name: str
+    url: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+
+class Config:
+    """The merged configuration of one repository."""
+
+    def __init__(self, mreg_dir: Path) -> None:
+        self.dir = mreg_dir
+        self.shared = _read(mreg_dir / CONFIG)
+        self.local = _read(mreg_dir / LOCAL_CONFIG)
+
+    def remotes(self) -> dict[str, RemoteConfig]:
+        names = {**self.shared.get("remote", {}), **self.local.get("remote", {})}
+        return {name: self.remote(name) for name in sorted(names)}
+
+    def default_remote_name(self) -> str | None:
+        env = os.environ.get("MREG_REMOTE")
+        if env:
+            return env
+        core = {**self.shared.get("core", {}), **self.local.get("core", {})}
+        name = core.get("remote")
+        return str(name) if name else None
+
+    def remote(self, name: str | None = None) -> RemoteConfig:
+        """The remote called ``name``, or the default one; RemoteError when there is none."""
+        chosen = name or self.default_remote_name()
+        if not chosen:
+            raise RemoteError(
+                "no remote given and no default remote set",
+                hint="run `mreg remote add NAME URL --default` or pass -r NAME",
+            )
+        fields = {
+            **self.shared.get("remote", {}).get(chosen, {}),
+            **self.local.get("remote", {}).get(chosen, {}),
+        }
+        if "url" not in fields:
+            raise RemoteError(f"remote '{chosen}' is not configured", hint="see `mreg remote list`")
+        known = {k: str(v) for k, v in fields.items() if k in RemoteConfig.__dataclass_fields__}
+        return RemoteConfig(**{**known, "name": chosen})
+
+    def add_remote(self, remote: RemoteConfig, default: bool) -> None:
+        if remote.name in self.shared.get("remote", {}):
+            raise UsageError(
+                f"remote '{remote.name}' already exists",
+                hint=f"run `mreg remote remove {remote.name}` first",
+            )
+        public = {
+            k: v for k, v in vars(remote).items() if v and k != "name" and k not in SECRET_KEYS
+        }
+        secrets = {k: getattr(remote, k) for k in SECRET_KEYS if getattr(remote, k)}
+        self.shared.setdefault("remote", {})[remote.name] = public
+        if default or not self.default_remote_name():
+            self.shared.setdefault("core", {})["remote"] = remote.name
+        if secrets:
+            self.local.setdefault("remote", {})[remote.name] = secrets
+            self._save(LOCAL_CONFIG, self.local)
+        self._save(CONFIG, self.shared)
+
+    def remove_remote(self, name: str) -> None:
+        if name not in self.shared.get("remote", {}) and name not in self.local.get("remote", {}):
+            raise UsageError(f"remote '{name}' does not exist", hint="see `mreg remote list`")
+        for document, filename in ((self.shared, CONFIG), (self.local, LOCAL_CONFIG)):
+            document.get("remote", {}).pop(name, None)
+            if document.get("core", {}).get("remote") == name:
+                del document["core"]["remote"]
+            self._save(filename, document)
+
+    def _save(self, filename: str, document: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / filename, toml_writer.dumps(document))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise MregError(f"{path} is not valid TOML: {error}") from None

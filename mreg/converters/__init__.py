@@ -1,0 +1,53 @@
+"""The converter registry: every module of this package that defines ``CONVERTER`` is found."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from pathlib import Path
+
+from mreg.converters.base import Converter, DatasetConverter, ModelConverter
+from mreg.errors import UnsupportedFormat
+
+_NOT_CONVERTERS = {"base"}
+
+
+@functools.cache
+def all_converters() -> dict[str, Converter]:
+    """Format name -> converter, for every converter module in this package."""
+    found: dict[str, Converter] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name in _NOT_CONVERTERS:
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        converter = getattr(module, "CONVERTER", None)
+        if converter is not None:
+            found[converter.format] = converter
+    return dict(sorted(found.items()))
+
+
+def get(format_name: str) -> Converter:
+    """The converter called ``format_name``; UnsupportedFormat lists the known ones."""
+    converters = all_converters()
+    if format_name not in converters:
+        raise UnsupportedFormat(
+            f"unknown format '{format_name}'", hint=f"known formats: {', '.join(converters)}"
+        )
+    return converters[format_name]
+
+
+def detect(path: Path) -> Converter:
+    """The converter for ``path``, chosen by its suffix."""
+    suffix = path.suffix.lower()
+    for converter in all_converters().values():
+        if suffix in converter.suffixes:
+            return converter
+    known = sorted(s for c in all_converters().values() for s in c.suffixes)
+    raise UnsupportedFormat(
+        f"{path.name}: unsupported format '{suffix or '(no suffix)'}'",
+        hint=f"supported: {' '.join(known)}; or pass --format",
+    )
+
+
+__all__ = ["Converter", "DatasetConverter", "ModelConverter", "all_converters", "detect", "get"]

@@ -1,0 +1,47 @@
+"""CSV files: column types inferred by Arrow, ragged rows refused with the line they are on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from mreg.atomic import atomic_output
+from mreg.errors import CorruptInput
+
+BLOCK_SIZE = 16 << 20
+
+
+class CsvConverter:
+    format: ClassVar[str] = "csv"
+    kind: ClassVar[str] = "dataset"
+    suffixes: ClassVar[tuple[str, ...]] = (".csv",)
+
+    def read(self, path: Path) -> pa.RecordBatchReader:
+        try:
+            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE))
+        except (pa.ArrowException, OSError) as error:
+            raise CorruptInput(f"{path.name} is not valid CSV: {_first_line(error)}") from None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from reader
+            except (pa.ArrowException, OSError) as error:
+                raise CorruptInput(f"{path.name} is not valid CSV: {_first_line(error)}") from None
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+    def write(self, batches: pa.RecordBatchReader, dest: Path) -> None:
+        with atomic_output(dest) as out, pacsv.CSVWriter(out, batches.schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+CONVERTER = CsvConverter()

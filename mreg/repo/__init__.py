@@ -1,0 +1,307 @@
+"""``Repo``: one git work tree under mreg, and every operation on it.
+
+Each verb lives in its own module (``add.py``, ``push.py``, ...); ``Repo`` delegates in one line so
+that Python users and the CLI call the same functions with the same names.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mreg.config import Config, RemoteConfig
+from mreg.errors import ArtifactNotFound, MissingData, NotARepository, UsageError
+from mreg.repo import manifest as manifests
+from mreg.repo.cache import Cache
+from mreg.repo.git import GitRepo, find_work_tree
+from mreg.repo.manifest import Manifest
+from mreg.repo.state import State
+
+if TYPE_CHECKING:
+    import lance
+
+    from mreg.repo.add import AddResult, Mode
+    from mreg.repo.diff import Diff
+    from mreg.repo.gc import GcReport
+    from mreg.repo.status import ArtifactStatus
+    from mreg.repo.verify import Problem
+    from mreg.repo.versions import LogEntry
+    from mreg.storage import Store
+
+MREG_DIR = ".mreg"
+MREG_GITIGNORE = "/cache/\n/tmp/\n/config.local.toml\n/state.json\n/lock\n"
+
+
+@dataclass(frozen=True)
+class Target:
+    """An artifact as a command addresses it: its manifest, and the revision it came from."""
+
+    manifest_rel: str
+    manifest: Manifest
+    rev: str | None = None
+
+    @property
+    def artifact_rel(self) -> str:
+        return self.manifest_rel.removesuffix(manifests.SUFFIX)
+
+
+class Repo:
+    """A git work tree in which ``mreg init`` ran."""
+
+    def __init__(self, path: str | Path = ".") -> None:
+        self.root = find_work_tree(Path(path).resolve())
+        self.dir = self.root / MREG_DIR
+        if not (self.dir / "config.toml").exists():
+            raise NotARepository(
+                f"mreg is not initialised in {self.root}", hint="run `mreg init` there"
+            )
+        self.git = GitRepo(self.root)
+        self.cache = Cache(self.dir)
+        self.state = State(self.dir, self.root)
+
+    @classmethod
+    def init(cls, path: str | Path = ".") -> Repo:
+        """Set up mreg in the git work tree holding ``path``; harmless when done already."""
+        root = find_work_tree(Path(path).resolve())
+        mreg_dir = root / MREG_DIR
+        mreg_dir.mkdir(exist_ok=True)
+        config = mreg_dir / "config.toml"
+        if not config.exists():
+            config.write_text(
+                "# mreg configuration: commit this file; secrets go in config.local.toml\n"
+            )
+        gitignore = mreg_dir / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text(MREG_GITIGNORE)
+        return cls(root)
+
+    @functools.cached_property
+    def config(self) -> Config:
+        return Config(self.dir)
+
+    # -- paths and manifests ------------------------------------------------------------
+
+    def path_in_work_tree(self, path: str | Path) -> Path:
+        """``path`` made absolute; UsageError when it lies outside the work tree."""
+        absolute = Path(path)
+        if not absolute.is_absolute():
+            absolute = Path.cwd() / absolute
+        absolute = absolute.resolve()
+        if not absolute.is_relative_to(self.root):
+            raise UsageError(f"{path} is outside the repository {self.root}")
+        parts = absolute.relative_to(self.root).parts
+        if parts and parts[0] in (".git", MREG_DIR):
+            raise UsageError(f"{path} is inside {parts[0]}/, which mreg does not track")
+        return absolute
+
+    def relpath(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def manifests(self) -> dict[str, Manifest]:
+        """Every manifest in the work tree, by its path relative to the root."""
+        return {
+            rel: manifests.read(self.root / rel, rel)
+            for rel in self.git.work_tree_files(manifests.SUFFIX)
+        }
+
+    def manifests_at(self, rev: str) -> dict[str, Manifest]:
+        """Every manifest in the commit ``rev`` names, read from git alone."""
+        found = {}
+        for rel in self.git.files_at(rev, manifests.SUFFIX):
+            data = self.git.show(rev, rel)
+            if data is not None:
+                found[rel] = manifests.loads(data.decode("utf-8"), f"{rel} at {rev}")
+        return found
+
+    def manifests_by_blob(self, rev: str, skip: set[str]) -> list[tuple[str, Manifest]]:
+        """Manifests at ``rev`` as (blob sha, manifest), skipping blobs already seen."""
+        found = []
+        for blob, rel in self.git.blobs_at(rev, manifests.SUFFIX):
+            if blob not in skip:
+                text = self.git.blob(blob).decode("utf-8")
+                found.append((blob, manifests.loads(text, f"{rel} at {rev[:12]}")))
+        return found
+
+    def lookup(self, name: str, rev: str | None = None) -> tuple[str, Manifest] | None:
+        found = self.manifests() if rev is None else self.manifests_at(rev)
+        for rel, manifest in found.items():
+            if manifest.name == name:
+                return rel, manifest
+        return None
+
+    def target(self, spec: str) -> Target:
+        """Resolve ``NAME``, ``NAME@VERSION``, ``NAME@REV`` or a path to one artifact."""
+        name, _, rev = spec.partition("@")
+        if rev:
+            rev = f"{name}@{rev}" if self.git.tags(f"{name}@{rev}") else rev
+            self.git.resolve(rev)
+            found = self.lookup(name, rev)
+            if found is None:
+                raise ArtifactNotFound(f"no artifact named '{name}' at {rev}")
+            return Target(found[0], found[1], rev)
+        by_path = self._target_by_path(spec)
+        if by_path is not None:
+            return by_path
+        found = self.lookup(spec)
+        if found is None:
+            raise ArtifactNotFound(f"no artifact named '{spec}'", hint="see `mreg ls`")
+        return Target(*found)
+
+    def targets(self, specs: list[str] | tuple[str, ...] | None) -> list[Target]:
+        """The named artifacts, or every artifact in the work tree when none is named."""
+        if specs:
+            return [self.target(spec) for spec in specs]
+        return [Target(rel, m) for rel, m in self.manifests().items()]
+
+    def _target_by_path(self, spec: str) -> Target | None:
+        candidate = Path(spec)
+        if not candidate.exists() and not Path(spec + manifests.SUFFIX).exists():
+            return None
+        absolute = self.path_in_work_tree(candidate)
+        rel = self.relpath(absolute)
+        rel = rel if rel.endswith(manifests.SUFFIX) else rel + manifests.SUFFIX
+        if not (self.root / rel).exists():
+            return None
+        return Target(rel, manifests.read(self.root / rel, rel))
+
+    def workspace_in_sync(self, artifact_rel: str, manifest: Manifest) -> bool:
+        digest = self.state.file_sha256(artifact_rel)
+        if digest is None:
+            return False
+        return digest in (
+            manifest.source.sha256,
+            self.state.restored_sha256(artifact_rel, manifest.content_key()),
+        )
+
+    def remote(self, name: str | None = None) -> RemoteConfig:
+        return self.config.remote(name)
+
+    def store(self, remote: str | None = None, jobs: int = 8) -> Store:
+        from mreg.storage import open_store
+
+        return open_store(self.remote(remote), self.root, jobs=jobs)
+
+    # -- verbs --------------------------------------------------------------------------
+
+    def add(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        kind: str | None = None,
+        format: str | None = None,
+        mode: Mode = "overwrite",
+        meta: dict[str, str] | None = None,
+    ) -> AddResult:
+        from mreg.repo.add import add
+
+        return add(self, path, name=name, kind=kind, format=format, mode=mode, meta=meta)
+
+    def checkout_manifest(self, manifest_rel: str, manifest: Manifest, force: bool = False) -> Path:
+        from mreg.repo.checkout import restore
+
+        return restore(self, manifest_rel, manifest, force=force)
+
+    def checkout(self, targets: list[str] | None = None, force: bool = False) -> list[Target]:
+        from mreg.repo.checkout import checkout
+
+        return checkout(self, targets, force=force)
+
+    def status(self, remote: str | None = None) -> list[ArtifactStatus]:
+        from mreg.repo.status import status
+
+        return status(self, remote)
+
+    def push(
+        self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
+    ) -> int:
+        from mreg.repo.push import push
+
+        return push(self, targets, remote=remote, jobs=jobs)
+
+    def fetch(
+        self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
+    ) -> int:
+        from mreg.repo.fetch import fetch
+
+        return fetch(self, targets, remote=remote, jobs=jobs)
+
+    def pull(
+        self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
+    ) -> list[Target]:
+        from mreg.repo.fetch import pull
+
+        return pull(self, targets, remote=remote, jobs=jobs)
+
+    def verify(self, targets: list[str] | None = None, remote: str | None = None) -> list[Problem]:
+        from mreg.repo.verify import verify
+
+        return verify(self, targets, remote=remote)
+
+    def gc(
+        self, remote: str | None = None, force: bool = False, all_commits: bool = False
+    ) -> GcReport:
+        from mreg.repo.gc import gc
+
+        return gc(self, remote=remote, force=force, all_commits=all_commits)
+
+    def tag(self, name: str, version: str, message: str | None = None) -> str:
+        from mreg.repo.versions import tag
+
+        return tag(self, name, version, message)
+
+    def log(self, name: str) -> list[LogEntry]:
+        from mreg.repo.versions import log
+
+        return log(self, name)
+
+    def diff(self, rev_a: str | None = None, rev_b: str | None = None) -> Diff:
+        from mreg.repo.diff import diff
+
+        return diff(self, rev_a, rev_b)
+
+    def ls(self) -> list[Target]:
+        return self.targets(None)
+
+    def show(self, spec: str) -> Target:
+        return self.target(spec)
+
+    def open(self, name: str, rev: str | None = None) -> lance.LanceDataset:
+        """The Lance dataset of exactly the version the manifest (at ``rev``) records."""
+        target = self.target(f"{name}@{rev}" if rev else name)
+        self._ensure_cached(target)
+        return self.cache.open(target.manifest)
+
+    def load_state_dict(self, name: str, rev: str | None = None) -> dict[str, Any]:
+        """The tensors of a model artifact as a flat dict of torch tensors."""
+        import torch
+
+        from mreg.repo import tensor_table
+
+        target = self.target(f"{name}@{rev}" if rev else name)
+        if target.manifest.kind != "model":
+            raise UsageError(f"'{name}' is a dataset; use mreg.open() for its rows")
+        dataset = self.open(name, rev)
+        result = {}
+        for record in tensor_table.read_tensors(dataset, target.manifest):
+            dtype = getattr(torch, record.dtype)
+            if len(record.data):
+                tensor = torch.frombuffer(bytearray(record.data), dtype=dtype).reshape(record.shape)
+            else:
+                tensor = torch.empty(record.shape, dtype=dtype)
+            result[record.name] = tensor
+        return result
+
+    def _ensure_cached(self, target: Target) -> None:
+        """Fetch what ``target`` lacks from the default remote, if one is configured."""
+        if not self.cache.missing(target.manifest.files):
+            return
+        if self.config.default_remote_name() is None:
+            raise MissingData(
+                f"'{target.manifest.name}' is not in the cache and no default remote is set",
+                hint="run `mreg remote add NAME URL --default`, then `mreg fetch`",
+            )
+        from mreg.repo.fetch import fetch_manifests
+
+        fetch_manifests(self, [target], remote=None, jobs=8)

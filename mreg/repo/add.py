@@ -1,0 +1,282 @@
+"""``mreg add``: convert a file into Lance data in the cache and write its manifest."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
+
+import lance
+import pyarrow as pa
+from lance.fragment import write_fragments
+
+from mreg import converters
+from mreg.converters.base import DatasetConverter, ModelConverter
+from mreg.errors import NameConflict, UsageError
+from mreg.hashing import sha256_file
+from mreg.progress import bar
+from mreg.repo import manifest as manifests
+from mreg.repo import tensor_table
+from mreg.repo.git import ignore_in_git
+from mreg.repo.manifest import ColumnInfo, FileEntry, Fragment, Manifest, Source, TensorInfo
+
+if TYPE_CHECKING:
+    from mreg.repo import Repo
+
+Mode = Literal["overwrite", "append"]
+
+
+@dataclass(frozen=True)
+class AddResult:
+    manifest: Manifest
+    manifest_path: str
+    changed: bool
+    new_bytes: int
+
+
+@dataclass(frozen=True)
+class _Converted:
+    fragments: tuple[Fragment, ...]
+    files: tuple[FileEntry, ...]
+    new_bytes: int
+    tensors: tuple[TensorInfo, ...] = ()
+    columns: tuple[ColumnInfo, ...] = ()
+    schema: str = ""
+    restore: manifests.Restore = "equivalent"
+    restore_info: str = ""
+
+
+def add(
+    repo: Repo,
+    path: str | Path,
+    name: str | None = None,
+    kind: str | None = None,
+    format: str | None = None,
+    mode: Mode = "overwrite",
+    meta: dict[str, str] | None = None,
+) -> AddResult:
+    """Track ``path``: convert it to Lance in the cache and write ``PATH.mreg.toml`` beside it."""
+    source_path = repo.path_in_work_tree(path)
+    if not source_path.is_file():
+        raise UsageError(f"{path}: no such file")
+    converter = converters.get(format) if format else converters.detect(source_path)
+    if kind and kind != converter.kind:
+        raise UsageError(
+            f"{source_path.name} is a {converter.kind} ({converter.format}), not a {kind}"
+        )
+    if mode not in ("overwrite", "append"):
+        raise UsageError(f"unknown mode '{mode}'", hint="use overwrite or append")
+    if mode == "append":
+        return _append(repo, source_path, converter, name, meta or {})
+    return _overwrite(repo, source_path, converter, name, meta or {})
+
+
+def _overwrite(
+    repo: Repo,
+    source_path: Path,
+    converter: converters.Converter,
+    name: str | None,
+    meta: dict[str, str],
+) -> AddResult:
+    relpath = repo.relpath(source_path)
+    manifest_rel = relpath + manifests.SUFFIX
+    previous = repo.manifests().get(manifest_rel)
+    name = manifests.check_name(name or (previous.name if previous else default_name(source_path)))
+    _check_name_free(repo, name, manifest_rel)
+    size, sha = source_path.stat().st_size, sha256_file(source_path)
+    if (
+        previous
+        and previous.name == name
+        and previous.source.sha256 == sha
+        and previous.source.format == converter.format
+        and not repo.cache.missing(previous.files)
+    ):
+        updated = previous.with_meta(meta)
+        if updated != previous:
+            manifests.write(repo.root / manifest_rel, updated)
+        return AddResult(updated, manifest_rel, changed=updated != previous, new_bytes=0)
+    converted = _convert(repo, converter, source_path, previous)
+    manifest = Manifest(
+        name=name,
+        kind=converter.kind,  # type: ignore[arg-type]
+        path=source_path.name,
+        source=Source(converter.format, size, sha, converted.restore, converted.restore_info),
+        rows=sum(f.rows for f in converted.fragments),
+        schema=converted.schema,
+        fragments=converted.fragments,
+        files=converted.files,
+        columns=converted.columns,
+        tensors=converted.tensors,
+        meta=dict(sorted(meta.items())),
+    )
+    return _commit(repo, manifest, manifest_rel, converted.new_bytes)
+
+
+def _append(
+    repo: Repo,
+    batch_path: Path,
+    converter: converters.Converter,
+    name: str | None,
+    meta: dict[str, str],
+) -> AddResult:
+    if converter.kind != "dataset":
+        raise UsageError("--mode append adds rows to a dataset; models are replaced with overwrite")
+    if name is None:
+        own = repo.manifests().get(repo.relpath(batch_path) + manifests.SUFFIX)
+        name = own.name if own else None
+    target = repo.lookup(name) if name else None
+    if target is None:
+        return _overwrite(repo, batch_path, converter, name, meta)
+    manifest_rel, previous = target
+    if previous.kind != "dataset":
+        raise UsageError(f"'{previous.name}' is a model; --mode append adds rows to datasets")
+    reader = cast(DatasetConverter, converter).read(batch_path)
+    expected = lance.json_to_schema(json.loads(previous.schema))
+    _check_same_schema(previous.name, batch_path.name, reader.schema, expected)
+    added = _write_table(repo, reader, expected, first_id=_next_fragment_id(previous))
+    manifest = replace(
+        previous,
+        rows=previous.rows + sum(f.rows for f in added.fragments),
+        fragments=previous.fragments + added.fragments,
+        files=tuple(sorted(previous.files + added.files, key=lambda f: f.path)),
+    ).with_meta(meta)
+    result = _commit(repo, manifest, manifest_rel, added.new_bytes)
+    # The work-tree file now stands for every row, so it is rewritten to match the manifest.
+    restored = repo.checkout_manifest(manifest_rel, result.manifest, force=True)
+    final = replace(
+        result.manifest,
+        source=replace(
+            result.manifest.source,
+            size=restored.stat().st_size,
+            sha256=sha256_file(restored),
+        ),
+    )
+    manifests.write(repo.root / manifest_rel, final)
+    return AddResult(final, manifest_rel, changed=True, new_bytes=added.new_bytes)
+
+
+def _commit(repo: Repo, manifest: Manifest, manifest_rel: str, new_bytes: int) -> AddResult:
+    manifests.write(repo.root / manifest_rel, manifest)
+    ignore_in_git(repo.root, manifest_rel.removesuffix(manifests.SUFFIX))
+    return AddResult(manifest, manifest_rel, changed=True, new_bytes=new_bytes)
+
+
+def _convert(
+    repo: Repo, converter: converters.Converter, path: Path, previous: Manifest | None
+) -> _Converted:
+    if converter.kind == "dataset":
+        reader = cast(DatasetConverter, converter).read(path)
+        return _write_table(repo, reader, reader.schema, first_id=0)
+    return _write_model(repo, cast(ModelConverter, converter), path, previous)
+
+
+def _write_model(
+    repo: Repo, converter: ModelConverter, path: Path, previous: Manifest | None
+) -> _Converted:
+    source = converter.read(path)
+    tensors = source.tensors
+    sums = tensor_table.digests(tensors)
+    reusable = tensor_table.reusable_fragments(previous)
+    fragments: list[Fragment] = []
+    files: dict[str, FileEntry] = {}
+    infos: list[TensorInfo] = []
+    total = sum(len(t.data) for t in tensors)
+    with repo.cache.staging(".lance") as stage, bar(f"convert {path.name}", total) as advance:
+        for fragment_id, group in enumerate(tensor_table.plan_groups(tensors)):
+            group_infos = [
+                TensorInfo(
+                    tensors[i].name, tensors[i].shape, tensors[i].dtype, fragment_id, sums[i]
+                )
+                for i in group
+            ]
+            old = reusable.get(tensor_table.group_key(group_infos))
+            if old is not None and previous is not None:
+                metadata = old.metadata
+                files.update({f.path: f for f in previous.files_of(old)})
+            else:
+                metadata = tensor_table.write_group(
+                    stage, [tensors[i] for i in group], [sums[i] for i in group]
+                )
+            rows = len(group)
+            fragments.append(
+                Fragment(fragment_id, rows, tensor_table.renumber(metadata, fragment_id))
+            )
+            infos.extend(group_infos)
+            advance(sum(len(tensors[i].data) for i in group))
+        new_files = repo.cache.ingest(stage, _staged_files(stage))
+    files.update({f.path: f for f in new_files})
+    return _Converted(
+        fragments=tuple(fragments),
+        files=tuple(sorted(files.values(), key=lambda f: f.path)),
+        new_bytes=sum(f.size for f in new_files),
+        tensors=tuple(infos),
+        schema=tensor_table.schema_json(),
+        restore=source.restore,
+        restore_info=source.restore_info,
+    )
+
+
+def _write_table(
+    repo: Repo, reader: pa.RecordBatchReader, schema: pa.Schema, first_id: int
+) -> _Converted:
+    with repo.cache.staging(".lance") as stage:
+        written = write_fragments(reader, str(stage), schema=schema, mode="create")
+        fragments = tuple(
+            Fragment(
+                first_id + n,
+                int(meta.physical_rows),
+                tensor_table.renumber(json.dumps(meta.to_json()), first_id + n),
+            )
+            for n, meta in enumerate(written)
+        )
+        files = repo.cache.ingest(stage, _staged_files(stage))
+    return _Converted(
+        fragments=fragments,
+        files=tuple(files),
+        new_bytes=sum(f.size for f in files),
+        columns=tuple(ColumnInfo(f.name, str(f.type)) for f in schema),
+        schema=json.dumps(lance.schema_to_json(schema), sort_keys=True),
+        restore="equivalent",
+    )
+
+
+def _staged_files(stage: Path) -> list[str]:
+    data = stage / "data"
+    if not data.exists():
+        return []
+    return [p.relative_to(stage).as_posix() for p in data.rglob("*") if p.is_file()]
+
+
+def _next_fragment_id(manifest: Manifest) -> int:
+    return max((f.id for f in manifest.fragments), default=-1) + 1
+
+
+def _check_same_schema(name: str, batch: str, actual: pa.Schema, expected: pa.Schema) -> None:
+    if actual.remove_metadata().equals(expected.remove_metadata()):
+        return
+
+    def describe(schema: pa.Schema) -> str:
+        return ", ".join(f"{f.name}:{f.type}" for f in schema)
+
+    raise UsageError(
+        f"cannot append {batch} to '{name}': its columns ({describe(actual)}) "
+        f"differ from the dataset's ({describe(expected)})"
+    )
+
+
+def _check_name_free(repo: Repo, name: str, manifest_rel: str) -> None:
+    for other_rel, other in repo.manifests().items():
+        if other.name == name and other_rel != manifest_rel:
+            raise NameConflict(
+                f"the name '{name}' is already used by {other_rel}",
+                hint="pass a different --name",
+            )
+
+
+def default_name(path: Path) -> str:
+    """An artifact name derived from the file name: ``models/ResNet 18.pth`` -> ``ResNet-18``."""
+    stem = path.name.split(".")[0] or path.name
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.")
+    return cleaned or "artifact"

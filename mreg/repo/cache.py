@@ -1,0 +1,145 @@
+"""The local cache: immutable Lance data files, and datasets rebuilt from manifests.
+
+Layout under ``.mreg/``::
+
+    cache/data/<lance file>        every data file of every version (never rewritten)
+    cache/views/<key>.lance/       one Lance dataset per distinct manifest content: hard links
+                                   to cache/data plus a single committed version
+    tmp/                           staging for conversions and downloads (safe to delete)
+
+A view is built from the fragment list a manifest records, so two branches that each made "the
+next version" of an artifact never fight over Lance's per-directory version numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import lance
+from lance.fragment import FragmentMetadata
+
+from mreg.errors import IntegrityError, MissingData
+from mreg.hashing import sha256_file
+from mreg.repo.manifest import FileEntry, Manifest
+
+
+class Cache:
+    def __init__(self, mreg_dir: Path) -> None:
+        self.root = mreg_dir / "cache"
+        self.tmp = mreg_dir / "tmp"
+
+    def path(self, relpath: str) -> Path:
+        return self.root / relpath
+
+    def has(self, entry: FileEntry) -> bool:
+        """Present with the recorded size (``verify`` re-hashes; this is the cheap check)."""
+        try:
+            return self.path(entry.path).stat().st_size == entry.size
+        except FileNotFoundError:
+            return False
+
+    def missing(self, entries: Iterable[FileEntry]) -> list[FileEntry]:
+        return [e for e in entries if not self.has(e)]
+
+    def all_files(self) -> dict[str, int]:
+        data = self.root / "data"
+        if not data.exists():
+            return {}
+        return {
+            p.relative_to(self.root).as_posix(): p.stat().st_size
+            for p in data.rglob("*")
+            if p.is_file()
+        }
+
+    @contextlib.contextmanager
+    def staging(self, suffix: str = "") -> Iterator[Path]:
+        """A fresh temporary directory, removed afterwards whatever happens."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(dir=self.tmp, prefix="stage-", suffix=suffix))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def ingest(self, dataset_dir: Path, relpaths: Iterable[str]) -> list[FileEntry]:
+        """Hash staged Lance files and move them into the cache; returns their entries."""
+        entries = []
+        for relpath in sorted(relpaths):
+            source = dataset_dir / relpath
+            entry = FileEntry(relpath, source.stat().st_size, sha256_file(source))
+            target = self.path(relpath)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            entries.append(entry)
+        return entries
+
+    def receive(self, entry: FileEntry, downloaded: Path) -> None:
+        """Move a downloaded file into the cache, only if its sha256 is the recorded one."""
+        actual = sha256_file(downloaded)
+        if actual != entry.sha256:
+            downloaded.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{entry.path}: downloaded bytes have sha256 {actual[:12]}…, "
+                f"the manifest records {entry.sha256[:12]}…",
+                hint="the remote copy is corrupt; run `mreg verify --remote` and push it again",
+            )
+        target = self.path(entry.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(downloaded, target)
+
+    def temp_file(self) -> Path:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return self.tmp / f"download-{uuid.uuid4().hex}"
+
+    def verify(self, entry: FileEntry) -> str | None:
+        """None when the cached file has the recorded sha256, else what is wrong."""
+        path = self.path(entry.path)
+        if not path.exists():
+            return "missing from cache"
+        if sha256_file(path) != entry.sha256:
+            return "corrupt in cache (sha256 mismatch)"
+        return None
+
+    def view_path(self, manifest: Manifest) -> Path:
+        return self.root / "views" / f"{manifest.content_key()}.lance"
+
+    def open(self, manifest: Manifest) -> lance.LanceDataset:
+        """The Lance dataset holding exactly the version ``manifest`` records."""
+        view = self.view_path(manifest)
+        if not (view / "_versions").exists():
+            self._build_view(manifest, view)
+        return lance.dataset(str(view))
+
+    def _build_view(self, manifest: Manifest, view: Path) -> None:
+        absent = self.missing(manifest.files)
+        if absent:
+            raise MissingData(
+                f"'{manifest.name}' is missing {len(absent)} data file(s) from the cache",
+                hint=f"run `mreg fetch {manifest.name}` (or `mreg pull`)",
+            )
+        with self.staging(".lance") as stage:
+            for entry in manifest.files:
+                link = stage / entry.path
+                link.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(self.path(entry.path), link)
+                except OSError:
+                    shutil.copyfile(self.path(entry.path), link)
+            schema = lance.json_to_schema(json.loads(manifest.schema))
+            fragments = [FragmentMetadata.from_json(f.metadata) for f in manifest.fragments]
+            lance.LanceDataset.commit(str(stage), lance.LanceOperation.Overwrite(schema, fragments))
+            view.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                # Another process may have built the same view meanwhile: theirs is as good.
+                os.rename(stage, view)
+
+    def views(self) -> list[Path]:
+        folder = self.root / "views"
+        return sorted(folder.iterdir()) if folder.exists() else []

@@ -1,0 +1,69 @@
+"""``mreg checkout``: give artifacts back in their original format from the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from mreg import converters
+from mreg.atomic import atomic_write_bytes
+from mreg.converters.base import DatasetConverter, ModelConverter
+from mreg.errors import IntegrityError, MissingData
+from mreg.hashing import sha256_file
+from mreg.repo import manifest as manifests
+from mreg.repo import tensor_table
+from mreg.repo.git import ignore_in_git
+from mreg.repo.manifest import Manifest
+
+if TYPE_CHECKING:
+    from mreg.repo import Repo, Target
+
+
+def restore(repo: Repo, manifest_rel: str, manifest: Manifest, force: bool = False) -> Path:
+    """Write the artifact of ``manifest`` into the work tree unless it is already in sync."""
+    artifact_rel = manifest_rel.removesuffix(manifests.SUFFIX)
+    target = repo.root / artifact_rel
+    if not force and repo.workspace_in_sync(artifact_rel, manifest):
+        return target
+    dataset = repo.cache.open(manifest)
+    converter = converters.get(manifest.source.format)
+    if manifest.kind == "model":
+        tensors = list(tensor_table.read_tensors(dataset, manifest))
+        cast(ModelConverter, converter).write(tensors, manifest.source.restore_info, target)
+    else:
+        reader = dataset.scanner(scan_in_order=True).to_reader()
+        cast(DatasetConverter, converter).write(reader, target)
+    digest = sha256_file(target)
+    if manifest.source.restore == "exact" and digest != manifest.source.sha256:
+        raise IntegrityError(
+            f"{artifact_rel}: restored file has sha256 {digest[:12]}…, "
+            f"the manifest records {manifest.source.sha256[:12]}…",
+            hint="run `mreg verify` to find the corrupt data",
+        )
+    repo.state.remember_restored(artifact_rel, manifest.content_key(), digest)
+    return target
+
+
+def checkout(repo: Repo, specs: list[str] | None, force: bool = False) -> list[Target]:
+    """Restore the named artifacts (all when none is named); ``NAME@REV`` rolls one back.
+
+    Every target is checked for missing data before anything is written, so a checkout that
+    cannot complete changes nothing.
+    """
+    targets = repo.targets(specs)
+    for target in targets:
+        absent = repo.cache.missing(target.manifest.files)
+        if absent:
+            spec = target.manifest.name + (f"@{target.rev}" if target.rev else "")
+            raise MissingData(
+                f"'{spec}' needs {len(absent)} data file(s) that are not in the cache",
+                hint=f"run `mreg pull {spec}`",
+            )
+    for target in targets:
+        if target.rev is not None:
+            text = repo.git.show(target.rev, target.manifest_rel)
+            assert text is not None
+            atomic_write_bytes(repo.root / target.manifest_rel, text)
+            ignore_in_git(repo.root, target.artifact_rel)
+        restore(repo, target.manifest_rel, target.manifest, force=force)
+    return targets

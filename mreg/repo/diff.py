@@ -1,0 +1,114 @@
+"""``mreg diff``: what changed between two versions, read from the manifests in git alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mreg.repo.manifest import Manifest
+
+if TYPE_CHECKING:
+    from mreg.repo import Repo
+
+WORKSPACE = "workspace"
+
+
+@dataclass(frozen=True)
+class ArtifactChange:
+    name: str
+    change: str  # "added" | "removed" | "changed"
+    kind: str
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diff:
+    old: str
+    new: str
+    changes: list[ArtifactChange] = field(default_factory=list)
+
+
+def diff(repo: Repo, rev_a: str | None = None, rev_b: str | None = None) -> Diff:
+    """Compare ``rev_a`` (default HEAD) with ``rev_b`` (default the work tree)."""
+    old_rev = rev_a or "HEAD"
+    old = _by_name(repo.manifests_at(old_rev) if repo.git.has_commits() or rev_a else {})
+    new = _by_name(repo.manifests_at(rev_b) if rev_b else repo.manifests())
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        before, after = old.get(name), new.get(name)
+        if before is None and after is not None:
+            changes.append(ArtifactChange(name, "added", after.kind, _summary(after)))
+        elif after is None and before is not None:
+            changes.append(ArtifactChange(name, "removed", before.kind, _summary(before)))
+        elif before is not None and after is not None and before != after:
+            changes.append(ArtifactChange(name, "changed", after.kind, _compare(before, after)))
+    return Diff(old_rev, rev_b or WORKSPACE, changes)
+
+
+def _by_name(found: dict[str, Manifest]) -> dict[str, Manifest]:
+    return {m.name: m for m in found.values()}
+
+
+def _summary(manifest: Manifest) -> tuple[str, ...]:
+    if manifest.kind == "model":
+        return (f"{len(manifest.tensors)} tensors, {manifest.parameters:,} parameters",)
+    return (f"{manifest.rows:,} rows, {len(manifest.columns)} columns",)
+
+
+def _compare(before: Manifest, after: Manifest) -> tuple[str, ...]:
+    details: list[str] = []
+    if before.source.sha256 != after.source.sha256:
+        details.append(
+            f"source {before.source.format} {before.source.sha256[:12]} -> "
+            f"{after.source.format} {after.source.sha256[:12]}"
+        )
+    details += _compare_tensors(before, after) if after.kind == "model" else []
+    details += _compare_dataset(before, after) if after.kind == "dataset" else []
+    details += _compare_fragments(before, after)
+    for key in sorted(before.meta.keys() | after.meta.keys()):
+        if before.meta.get(key) != after.meta.get(key):
+            details.append(f"meta {key}: {before.meta.get(key)!r} -> {after.meta.get(key)!r}")
+    return tuple(details)
+
+
+def _compare_tensors(before: Manifest, after: Manifest) -> list[str]:
+    old = {t.name: t for t in before.tensors}
+    new = {t.name: t for t in after.tensors}
+    lines = [f"+ tensor {n} {list(new[n].shape)} {new[n].dtype}" for n in new if n not in old]
+    lines += [f"- tensor {n} {list(old[n].shape)} {old[n].dtype}" for n in old if n not in new]
+    for name in (n for n in new if n in old):
+        a, b = old[name], new[name]
+        if a.shape != b.shape:
+            lines.append(f"~ tensor {name}: shape {list(a.shape)} -> {list(b.shape)}")
+        if a.dtype != b.dtype:
+            lines.append(f"~ tensor {name}: dtype {a.dtype} -> {b.dtype}")
+        if a.digest != b.digest and a.shape == b.shape and a.dtype == b.dtype:
+            lines.append(f"~ tensor {name}: values changed ({a.digest[:12]} -> {b.digest[:12]})")
+    if before.parameters != after.parameters:
+        lines.append(f"parameters {before.parameters:,} -> {after.parameters:,}")
+    return lines
+
+
+def _compare_dataset(before: Manifest, after: Manifest) -> list[str]:
+    lines = []
+    if before.rows != after.rows:
+        lines.append(f"rows {before.rows:,} -> {after.rows:,} ({after.rows - before.rows:+,})")
+    old = {c.name: c.type for c in before.columns}
+    new = {c.name: c.type for c in after.columns}
+    lines += [f"+ column {n} {t}" for n, t in new.items() if n not in old]
+    lines += [f"- column {n} {t}" for n, t in old.items() if n not in new]
+    lines += [f"~ column {n}: {old[n]} -> {t}" for n, t in new.items() if n in old and old[n] != t]
+    return lines
+
+
+def _compare_fragments(before: Manifest, after: Manifest) -> list[str]:
+    old = {tuple(f.data_files()): f for f in before.fragments}
+    new = {tuple(f.data_files()): f for f in after.fragments}
+    added = [f for key, f in new.items() if key not in old]
+    removed = [f for key, f in old.items() if key not in new]
+    lines = []
+    if added:
+        lines.append(f"+ {len(added)} fragment(s), {sum(f.rows for f in added):,} rows")
+    if removed:
+        lines.append(f"- {len(removed)} fragment(s), {sum(f.rows for f in removed):,} rows")
+    return lines

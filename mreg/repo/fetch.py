@@ -1,0 +1,47 @@
+"""``mreg fetch`` and ``mreg pull``: download what the cache lacks, checked by sha256."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mreg.progress import Advance
+from mreg.repo.manifest import FileEntry
+from mreg.repo.push import referenced_files
+from mreg.storage.transfer import TransferResult, run_parallel
+
+if TYPE_CHECKING:
+    from mreg.repo import Repo, Target
+
+
+def fetch(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> TransferResult:
+    return fetch_manifests(repo, repo.targets(specs), remote, jobs)
+
+
+def fetch_manifests(
+    repo: Repo, targets: list[Target], remote: str | None, jobs: int
+) -> TransferResult:
+    """Download every missing file of ``targets``; each enters the cache only if its hash fits."""
+    todo = repo.cache.missing(referenced_files(targets))
+    if not todo:
+        return TransferResult(0, 0)
+    store = repo.store(remote, jobs=jobs)
+
+    def download(entry: FileEntry, advance: Advance) -> None:
+        temporary = repo.cache.temp_file()
+        try:
+            store.download(entry.path, temporary, advance)
+            repo.cache.receive(entry, temporary)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    total = sum(e.size for e in todo)
+    run_parallel(todo, download, f"fetch from {repo.remote(remote).name}", total, jobs)
+    return TransferResult(len(todo), total)
+
+
+def pull(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> list[Target]:
+    """Fetch, then check out, the named artifacts (``NAME@REV`` rolls back as checkout does)."""
+    from mreg.repo.checkout import checkout
+
+    fetch_manifests(repo, repo.targets(specs), remote, jobs)
+    return checkout(repo, specs)

@@ -1,0 +1,42 @@
+"""``mreg push``: upload the data files a remote lacks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mreg.errors import MissingData
+from mreg.progress import Advance
+from mreg.repo.manifest import FileEntry
+from mreg.storage.transfer import TransferResult, run_parallel
+
+if TYPE_CHECKING:
+    from mreg.repo import Repo, Target
+
+
+def referenced_files(targets: list[Target]) -> list[FileEntry]:
+    """Every file the targets' manifests reference, each once."""
+    unique = {f.path: f for target in targets for f in target.manifest.files}
+    return [unique[path] for path in sorted(unique)]
+
+
+def push(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> TransferResult:
+    """Upload what the remote lacks; files it already has (same path and size) never travel."""
+    targets = repo.targets(specs)
+    entries = referenced_files(targets)
+    absent = repo.cache.missing(entries)
+    if absent:
+        names = sorted({t.manifest.name for t in targets for f in t.manifest.files if f in absent})
+        raise MissingData(
+            f"cannot push {', '.join(names)}: {len(absent)} data file(s) are not in the cache",
+            hint="run `mreg fetch` from the remote that has them, or `mreg add` the file again",
+        )
+    store = repo.store(remote, jobs=jobs)
+    present = store.list_files()
+    todo = [e for e in entries if present.get(e.path) != e.size]
+
+    def upload(entry: FileEntry, advance: Advance) -> None:
+        store.upload(repo.cache.path(entry.path), entry.path, advance)
+
+    total = sum(e.size for e in todo)
+    run_parallel(todo, upload, f"push to {repo.remote(remote).name}", total, jobs)
+    return TransferResult(len(todo), total)

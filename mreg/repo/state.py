@@ -1,0 +1,57 @@
+"""Local, untracked knowledge about the work tree (``.mreg/state.json``).
+
+Hashing a large file on every ``mreg status`` would be slow, so the sha256 of each artifact file
+is remembered with its size, mtime and inode. It also remembers which file checkout produced from
+which manifest, because formats restored "equivalent" (not byte-exact) give a file whose sha256
+differs from the original's, and that file is still in sync.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mreg.atomic import atomic_write_text
+from mreg.hashing import sha256_file
+
+
+class State:
+    def __init__(self, mreg_dir: Path, root: Path) -> None:
+        self.path = mreg_dir / "state.json"
+        self.root = root
+        try:
+            self._data: dict[str, Any] = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            self._data = {}
+        self._data.setdefault("hashes", {})
+        self._data.setdefault("restored", {})
+
+    def file_sha256(self, relpath: str) -> str | None:
+        """sha256 of the work-tree file, or None when it does not exist."""
+        path = self.root / relpath
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        fingerprint = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        cached = self._data["hashes"].get(relpath)
+        if cached and cached[:3] == fingerprint:
+            return str(cached[3])
+        digest = sha256_file(path)
+        self._data["hashes"][relpath] = [*fingerprint, digest]
+        self._save()
+        return digest
+
+    def remember_restored(self, relpath: str, content_key: str, sha256: str) -> None:
+        self._data["restored"][relpath] = {"content": content_key, "sha256": sha256}
+        self._save()
+
+    def restored_sha256(self, relpath: str, content_key: str) -> str | None:
+        entry = self._data["restored"].get(relpath)
+        return str(entry["sha256"]) if entry and entry["content"] == content_key else None
+
+    def _save(self) -> None:
+        if os.access(self.path.parent, os.W_OK):
+            atomic_write_text(self.path, json.dumps(self._data, sort_keys=True))

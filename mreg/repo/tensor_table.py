@@ -1,0 +1,128 @@
+"""How a model's tensors are laid out in Lance, and read back.
+
+One row per tensor (name, dtype, shape, digest, data) with the bytes in a blob column. Tensors are
+grouped into fragments of up to ``GROUP_BYTES``; group boundaries also fall after tensors whose
+name hashes to 0 mod ``NAME_CUT``, so they depend on names, not positions, and stay put when a
+tensor elsewhere changes. A re-added model reuses every fragment whose tensors are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import lance
+import pyarrow as pa
+from lance.fragment import write_fragments
+
+from mreg.converters.base import TensorRecord
+from mreg.errors import IntegrityError
+from mreg.repo.manifest import Fragment, Manifest, TensorInfo
+
+GROUP_BYTES = 64 << 20
+NAME_CUT = 16
+SCHEMA = pa.schema(
+    [
+        pa.field("name", pa.string()),
+        pa.field("dtype", pa.string()),
+        pa.field("shape", pa.list_(pa.int64())),
+        pa.field("digest", pa.string()),
+        pa.field("data", pa.large_binary(), metadata={"lance-encoding:blob": "true"}),
+    ]
+)
+GroupKey = tuple[tuple[str, str, tuple[int, ...], str], ...]
+
+
+def digests(tensors: Sequence[TensorRecord]) -> list[str]:
+    """sha256 of every tensor's bytes, on all cores (hashlib releases the GIL)."""
+    with ThreadPoolExecutor() as pool:
+        return list(pool.map(lambda t: hashlib.sha256(t.data).hexdigest(), tensors))
+
+
+def plan_groups(tensors: Sequence[TensorRecord]) -> list[list[int]]:
+    """Consecutive runs of tensor indices, one run per fragment."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for index, tensor in enumerate(tensors):
+        if current and size + len(tensor.data) > GROUP_BYTES:
+            groups.append(current)
+            current, size = [], 0
+        current.append(index)
+        size += len(tensor.data)
+        if _name_cut(tensor.name):
+            groups.append(current)
+            current, size = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _name_cut(name: str) -> bool:
+    return hashlib.sha256(name.encode()).digest()[0] % NAME_CUT == 0
+
+
+def group_key(infos: Sequence[TensorInfo]) -> GroupKey:
+    return tuple((t.name, t.dtype, t.shape, t.digest) for t in infos)
+
+
+def reusable_fragments(previous: Manifest | None) -> dict[GroupKey, Fragment]:
+    """The fragments of ``previous``, keyed by exactly which tensors each holds."""
+    if previous is None or previous.kind != "model":
+        return {}
+    by_fragment: dict[int, list[TensorInfo]] = {}
+    for tensor in previous.tensors:
+        by_fragment.setdefault(tensor.fragment, []).append(tensor)
+    fragments = {f.id: f for f in previous.fragments}
+    return {group_key(infos): fragments[fid] for fid, infos in by_fragment.items()}
+
+
+def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str]) -> str:
+    """Write one fragment of tensors into the staging dataset; returns its metadata JSON."""
+    table = pa.table(
+        {
+            "name": [t.name for t in tensors],
+            "dtype": [t.dtype for t in tensors],
+            "shape": [list(t.shape) for t in tensors],
+            "digest": list(sums),
+            "data": pa.array([t.data for t in tensors], type=pa.large_binary()),
+        },
+        schema=SCHEMA,
+    )
+    (metadata,) = write_fragments(
+        table, str(stage), schema=SCHEMA, mode="create", max_rows_per_file=1 << 30
+    )
+    return json.dumps(metadata.to_json(), sort_keys=True)
+
+
+def renumber(metadata: str, fragment_id: int) -> str:
+    """Fragment metadata JSON with its id set to ``fragment_id``."""
+    document = json.loads(metadata)
+    document["id"] = fragment_id
+    return json.dumps(document, sort_keys=True)
+
+
+def schema_json() -> str:
+    return json.dumps(lance.schema_to_json(SCHEMA), sort_keys=True)
+
+
+def read_tensors(dataset: lance.LanceDataset, manifest: Manifest) -> Iterator[TensorRecord]:
+    """Every tensor of ``manifest`` in order, each checked against its recorded digest."""
+    count = dataset.count_rows()
+    if count != len(manifest.tensors):
+        raise IntegrityError(
+            f"'{manifest.name}': Lance data hold {count} tensors, "
+            f"the manifest lists {len(manifest.tensors)}"
+        )
+    blobs = dataset.take_blobs("data", indices=list(range(count)))
+    for info, blob in zip(manifest.tensors, blobs, strict=True):
+        data = blob.read()
+        if hashlib.sha256(data).hexdigest() != info.digest:
+            raise IntegrityError(
+                f"'{manifest.name}': tensor '{info.name}' does not match its recorded digest",
+                hint="run `mreg verify` to find the corrupt file",
+            )
+        yield TensorRecord(info.name, info.dtype, info.shape, memoryview(data))

@@ -1,0 +1,87 @@
+"""``mreg verify``: re-hash every file the manifests reference, in the cache and on a remote."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mreg.errors import RemoteError
+from mreg.hashing import sha256_file
+from mreg.progress import Advance, bar
+from mreg.repo.manifest import FileEntry
+from mreg.storage.transfer import run_parallel
+
+if TYPE_CHECKING:
+    from mreg.repo import Repo, Target
+
+
+@dataclass(frozen=True)
+class Problem:
+    artifact: str
+    path: str
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.artifact}: {self.path}: {self.reason} ({self.where})"
+
+
+def verify(repo: Repo, specs: list[str] | None, remote: str | None = None) -> list[Problem]:
+    """Every missing or corrupt file, in the cache and (when named) on the remote."""
+    targets = repo.targets(specs)
+    owners = _owners(targets)
+    problems = _verify_cache(repo, owners)
+    if remote:
+        problems += _verify_remote(repo, owners, remote)
+    return problems
+
+
+def _owners(targets: list[Target]) -> dict[FileEntry, str]:
+    owners: dict[FileEntry, str] = {}
+    for target in targets:
+        for entry in target.manifest.files:
+            owners.setdefault(entry, target.manifest.name)
+    return owners
+
+
+def _verify_cache(repo: Repo, owners: dict[FileEntry, str]) -> list[Problem]:
+    problems = []
+    with bar("verify cache", sum(e.size for e in owners)) as advance:
+        for entry, artifact in owners.items():
+            reason = repo.cache.verify(entry)
+            if reason:
+                problems.append(Problem(artifact, entry.path, "cache", reason))
+            advance(entry.size)
+    return problems
+
+
+def _verify_remote(repo: Repo, owners: dict[FileEntry, str], remote: str) -> list[Problem]:
+    store = repo.store(remote)
+    where = f"remote '{repo.remote(remote).name}'"
+    present = store.list_files()
+    problems = [
+        Problem(artifact, e.path, where, "missing from remote")
+        for e, artifact in owners.items()
+        if e.path not in present
+    ]
+    lock = threading.Lock()
+
+    def check(entry: FileEntry, advance: Advance) -> None:
+        temporary = repo.cache.temp_file()
+        try:
+            store.download(entry.path, temporary, advance)
+            corrupt = sha256_file(temporary) != entry.sha256
+        except RemoteError as error:
+            corrupt, reason = True, str(error)
+        else:
+            reason = "corrupt on remote (sha256 mismatch)"
+        finally:
+            temporary.unlink(missing_ok=True)
+        if corrupt:
+            with lock:
+                problems.append(Problem(owners[entry], entry.path, where, reason))
+
+    todo = [e for e in owners if e.path in present]
+    run_parallel(todo, check, f"verify {where}", sum(e.size for e in todo), jobs=8)
+    return problems

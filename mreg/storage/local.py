@@ -1,0 +1,60 @@
+"""A remote that is a directory on this machine (or a mounted share)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mreg.errors import RemoteError
+from mreg.progress import Advance
+
+
+class LocalStore:
+    """Files under ``root``; uploads land in a temp file first, then one rename."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root
+        self.description = f"remote '{name}' ({root})"
+
+    def list_files(self) -> dict[str, int]:
+        data = self.root / "data"
+        if not data.exists():
+            return {}
+        files = {}
+        for path in data.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                files[path.relative_to(self.root).as_posix()] = path.stat().st_size
+        return files
+
+    def upload(self, source: Path, relpath: str, advance: Advance) -> None:
+        target = self.root / relpath
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            os.close(fd)
+            try:
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        except OSError as error:
+            raise RemoteError(f"{self.description}: cannot write {relpath}: {error}") from None
+        advance(source.stat().st_size)
+
+    def download(self, relpath: str, dest: Path, advance: Advance) -> None:
+        source = self.root / relpath
+        try:
+            shutil.copyfile(source, dest)
+        except FileNotFoundError:
+            raise RemoteError(f"{self.description} has no file {relpath}") from None
+        except OSError as error:
+            raise RemoteError(f"{self.description}: cannot read {relpath}: {error}") from None
+        advance(dest.stat().st_size)
+
+    def delete(self, relpath: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / relpath).unlink()

@@ -1,0 +1,153 @@
+"""A remote in S3-compatible object storage (AWS S3, MinIO, SeaweedFS), through boto3.
+
+Objects become visible only when complete: single PUTs are atomic and multipart uploads appear
+on CompleteMultipartUpload, so an interrupted push leaves nothing half-written behind a key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+
+from mreg.config import RemoteConfig
+from mreg.errors import RemoteError
+from mreg.progress import Advance
+
+PART_SIZE = 16 << 20
+MULTIPART_THRESHOLD = 64 << 20
+
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+}
+_UNREACHABLE = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ProxyConnectionError,
+)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix/``)."""
+    rest = url.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise RemoteError(f"'{url}' names no bucket", hint="use s3://BUCKET/PREFIX")
+    prefix = prefix.strip("/")
+    return bucket, prefix + "/" if prefix else ""
+
+
+class S3Store:
+    def __init__(self, remote: RemoteConfig, jobs: int = 8) -> None:
+        self.remote = remote
+        self.bucket, self.prefix = split_url(remote.url)
+        where = f" at {remote.endpoint_url}" if remote.endpoint_url else ""
+        self.description = f"remote '{remote.name}' ({remote.url}{where})"
+        session = boto3.session.Session(
+            profile_name=remote.profile,
+            aws_access_key_id=remote.access_key_id,
+            aws_secret_access_key=remote.secret_access_key,
+            aws_session_token=remote.session_token,
+            region_name=remote.region,
+        )
+        self.client = session.client(
+            "s3",
+            endpoint_url=remote.endpoint_url,
+            config=BotoConfig(
+                max_pool_connections=max(16, jobs * 4),
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"} if remote.endpoint_url else None,
+            ),
+        )
+        self.transfer_config = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=PART_SIZE,
+            max_concurrency=8,
+            use_threads=True,
+        )
+
+    def list_files(self) -> dict[str, int]:
+        files = {}
+        with self._errors("list"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + "data/"):
+                for item in page.get("Contents", []):
+                    files[item["Key"][len(self.prefix) :]] = int(item["Size"])
+        return files
+
+    def upload(self, source: Path, relpath: str, advance: Advance) -> None:
+        with self._errors(f"upload {relpath}"):
+            self.client.upload_file(
+                str(source),
+                self.bucket,
+                self.prefix + relpath,
+                Config=self.transfer_config,
+                Callback=advance,
+            )
+
+    def download(self, relpath: str, dest: Path, advance: Advance) -> None:
+        with self._errors(f"download {relpath}"):
+            self.client.download_file(
+                self.bucket,
+                self.prefix + relpath,
+                str(dest),
+                Config=self.transfer_config,
+                Callback=advance,
+            )
+
+    def delete(self, relpath: str) -> None:
+        with self._errors(f"delete {relpath}"):
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + relpath)
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn boto's many exception types into one RemoteError naming this remote."""
+        try:
+            yield
+        except botocore.exceptions.NoCredentialsError:
+            raise RemoteError(
+                f"{self.description}: no credentials",
+                hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, an AWS profile, "
+                "or `mreg remote add ... --access-key-id ... --secret-access-key ...`",
+            ) from None
+        except _UNREACHABLE as error:
+            raise RemoteError(f"{self.description} is unreachable: {error}") from None
+        except botocore.exceptions.ClientError as error:
+            self._raise_client_error(action, error.response)
+        except boto3.exceptions.S3UploadFailedError as error:
+            raise RemoteError(f"{self.description}: {action} failed: {error}") from None
+        except botocore.exceptions.BotoCoreError as error:
+            raise RemoteError(f"{self.description}: {action} failed: {error}") from None
+
+    def _raise_client_error(self, action: str, response: dict[str, Any]) -> NoReturn:
+        code = str(response.get("Error", {}).get("Code", ""))
+        if code in _CREDENTIAL_CODES:
+            raise RemoteError(
+                f"{self.description} rejected the credentials ({code})",
+                hint="check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or .mreg/config.local.toml",
+            ) from None
+        if code == "NoSuchBucket":
+            raise RemoteError(
+                f"{self.description}: bucket '{self.bucket}' does not exist",
+                hint="create the bucket first",
+            ) from None
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise RemoteError(f"{self.description}: {action}: no such object") from None
+        message = response.get("Error", {}).get("Message", "")
+        raise RemoteError(
+            f"{self.description}: {action} failed: {code} {message}".strip()
+        ) from None
