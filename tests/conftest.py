@@ -1,0 +1,180 @@
+"""Fixtures that build the world: an isolated home, git work trees with mreg, remotes (a local
+directory and a real SeaweedFS S3 server), and small models and tables made on the spot."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, start_seaweed  # noqa: E402
+
+from mreg.cli import main  # noqa: E402
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the real user's git, AWS or mreg settings."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "mreg tests")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "tests@mreg.invalid")
+    monkeypatch.setenv("MREG_NO_PROGRESS", "1")
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "MREG_REMOTE")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the ``mreg`` CLI in-process, as a user would type it; returns exit code and output."""
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return invoke
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def init_work_tree(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run) -> Path:  # type: ignore[no-untyped-def]
+    """A git work tree with ``mreg init`` done, as the current directory."""
+    root = init_work_tree(tmp_path / "work")
+    monkeypatch.chdir(root)
+    assert run("init").exit_code == 0
+    return root
+
+
+@pytest.fixture
+def remote_dir(tmp_path: Path, repo: Path, run) -> Path:  # type: ignore[no-untyped-def]
+    """A local-directory remote, set as the repo's default."""
+    path = tmp_path / "remote"
+    assert run("remote", "add", "origin", str(path), "--default").exit_code == 0
+    return path
+
+
+def commit_all(root: Path, message: str) -> str:
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", message)
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[Seaweed]:
+    """One real SeaweedFS S3 server for the whole session."""
+    server = start_seaweed()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_buckets = itertools.count()
+
+
+@pytest.fixture
+def s3_bucket(seaweed: Seaweed) -> str:
+    """A fresh, empty bucket per test."""
+    name = f"test-{os.getpid()}-{next(_buckets)}"
+    seaweed.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def s3_remote(repo: Path, seaweed: Seaweed, s3_bucket: str, run, monkeypatch: pytest.MonkeyPatch) -> str:  # type: ignore[no-untyped-def]
+    """The repo's default remote in a fresh SeaweedFS bucket; credentials from AWS variables."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    url = f"s3://{s3_bucket}/team/models"
+    result = run(
+        "remote", "add", "s3", url, "--default", "--endpoint-url", seaweed.endpoint,
+        "--region", "us-east-1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return url
+
+
+def make_tensors(seed: int = 0, layers: int = 3, width: int = 16) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for i in range(layers):
+        tensors[f"layers.{i}.weight"] = rng.standard_normal((width, width), dtype=np.float32)
+        tensors[f"layers.{i}.bias"] = rng.standard_normal(width, dtype=np.float32)
+    return tensors
+
+
+def make_safetensors(path: Path, seed: int = 0, metadata: dict[str, str] | None = None, **kw: int) -> Path:
+    from safetensors.numpy import save_file
+
+    save_file(make_tensors(seed, **kw), str(path), metadata=metadata)
+    return path
+
+
+def make_pth(path: Path, seed: int = 0, checkpoint: bool = False) -> Path:
+    import torch
+
+    state = {k: torch.from_numpy(v) for k, v in make_tensors(seed).items()}
+    obj: object = state
+    if checkpoint:
+        obj = {"model": state, "epoch": 3, "lr": 0.01, "name": "run-1", "betas": (0.9, 0.999)}
+    torch.save(obj, path)
+    return path
+
+
+def make_table(path: Path, rows: int = 100, start: int = 0) -> Path:
+    table = pa.table(
+        {
+            "id": pa.array(range(start, start + rows), pa.int64()),
+            "label": [f"item-{i}" for i in range(start, start + rows)],
+            "score": [i / 10 for i in range(start, start + rows)],
+        }
+    )
+    if path.suffix == ".csv":
+        pacsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+    return path
