@@ -59,7 +59,11 @@ def _inline(value: Any) -> str:
     if isinstance(value, str):
         # A literal string keeps embedded JSON readable: no backslash before every quote.
         if "'" not in value and not any(ord(c) < 32 or c == "\x7f" for c in value):
-            return f"'{value}'" if '"' in value or "\\" in value else json.dumps(value, ensure_ascii=False)
+            return (
+                f"'{value}'"
+                if '"' in value or "\\" in value
+                else json.dumps(value, ensure_ascii=False)
+            )
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, Mapping):
         items = ", ".join(f"{_key(k)} = {_inline(v)}" for k, v in value.items() if v is not None)

@@ -19,9 +19,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, start_seaweed  # noqa: E402
+from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, start_seaweed
 
-from mreg.cli import main  # noqa: E402
+from mreg.cli import main
 
 
 @dataclass
@@ -125,7 +125,9 @@ def s3_bucket(seaweed: Seaweed) -> str:
 
 
 @pytest.fixture
-def s3_remote(repo: Path, seaweed: Seaweed, s3_bucket: str, run, monkeypatch: pytest.MonkeyPatch) -> str:  # type: ignore[no-untyped-def]
+def s3_remote(
+    repo: Path, seaweed: Seaweed, s3_bucket: str, run, monkeypatch: pytest.MonkeyPatch
+) -> str:  # type: ignore[no-untyped-def]
     """The repo's default remote in a fresh SeaweedFS bucket; credentials from AWS variables."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -147,7 +149,9 @@ def make_tensors(seed: int = 0, layers: int = 3, width: int = 16) -> dict[str, n
     return tensors
 
 
-def make_safetensors(path: Path, seed: int = 0, metadata: dict[str, str] | None = None, **kw: int) -> Path:
+def make_safetensors(
+    path: Path, seed: int = 0, metadata: dict[str, str] | None = None, **kw: int
+) -> Path:
     from safetensors.numpy import save_file
 
     save_file(make_tensors(seed, **kw), str(path), metadata=metadata)

@@ -163,7 +163,9 @@ def test_manifest_is_deterministic_and_lists_one_tensor_per_line(repo, run):
     assert run("add", "m.safetensors").exit_code == 0
     second = (repo / "m.safetensors.mreg.toml").read_text()
 
-    tensor_lines = [line for line in second.splitlines() if line.strip().startswith('{ name = "layers')]
+    tensor_lines = [
+        line for line in second.splitlines() if line.strip().startswith('{ name = "layers')
+    ]
     assert len(tensor_lines) == len(make_tensors(0))
     # Lance names its data files at random, so only their lines may differ between two adds.
     differing = [a for a, b in zip(first.splitlines(), second.splitlines(), strict=True) if a != b]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from mreg.cli import app
 from mreg.cli.options import Json, human_size, open_repo, print_json, stdout
@@ -29,18 +29,13 @@ def log(name: Annotated[str, typer.Argument(help="Artifact name.")], json: Json 
     if json:
         print_json(entries)
         return
-    table = Table("commit", "date", "tags", "rows", "parameters", "data", "message")
     for e in entries:
-        table.add_row(
-            e.commit[:10],
-            e.date[:19],
-            " ".join(e.tags),
-            f"{e.rows:,}",
-            f"{e.parameters:,}",
-            human_size(e.data_size),
-            e.subject,
+        size = f"{e.rows:,} rows" if e.parameters == 0 else f"{e.parameters:,} parameters"
+        tags = f" ({', '.join(e.tags)})" if e.tags else ""
+        stdout.print(
+            f"[yellow]{e.commit[:10]}[/yellow]{tags} {e.date[:10]}  {size}, "
+            f"{human_size(e.data_size)}  {escape(e.subject)}"
         )
-    stdout.print(table)
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.table import Table
@@ -11,6 +11,7 @@ from mreg.cli import app
 from mreg.cli.options import Json, Remote, human_size, open_repo, print_json, stdout
 from mreg.errors import UsageError
 from mreg.repo import Repo
+from mreg.repo.add import Mode
 
 
 @app.command()
@@ -34,13 +35,15 @@ def add(
     """Convert PATH to Lance in the cache and write PATH.mreg.toml beside it."""
     if kind not in (None, "model", "dataset"):
         raise UsageError(f"unknown kind '{kind}'", hint="use model or dataset")
+    if mode not in ("overwrite", "append"):
+        raise UsageError(f"unknown mode '{mode}'", hint="use overwrite or append")
     result = open_repo().add(
         path,
         name=name,
         kind=kind,
         format=format,
-        mode=mode,
-        meta=parse_meta(meta),  # type: ignore[arg-type]
+        mode=cast(Mode, mode),
+        meta=parse_meta(meta),
     )
     m = result.manifest
     if not result.changed:
@@ -116,11 +119,13 @@ def show(
         f"restore {m.source.restore}"
     )
     stdout.print(
-        f"lance: {len(m.fragments)} fragment(s), {len(m.files)} file(s), {human_size(m.data_size)}, {m.rows:,} rows"
+        f"lance: {len(m.fragments)} fragment(s), {len(m.files)} file(s), "
+        f"{human_size(m.data_size)}, {m.rows:,} rows"
     )
     if m.kind == "model":
         stdout.print(
-            f"model: {len(m.tensors)} tensors, {m.parameters:,} parameters, dtypes {', '.join(m.dtypes)}"
+            f"model: {len(m.tensors)} tensors, {m.parameters:,} parameters, "
+            f"dtypes {', '.join(m.dtypes)}"
         )
     else:
         stdout.print("columns: " + ", ".join(f"{c.name}:{c.type}" for c in m.columns))

@@ -35,9 +35,12 @@ class CsvConverter:
         return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
     def write(self, batches: pa.RecordBatchReader, dest: Path) -> None:
-        with atomic_output(dest) as out, pacsv.CSVWriter(
-            out, batches.schema, write_options=pacsv.WriteOptions(quoting_style="needed")
-        ) as writer:
+        with (
+            atomic_output(dest) as out,
+            pacsv.CSVWriter(
+                out, batches.schema, write_options=pacsv.WriteOptions(quoting_style="needed")
+            ) as writer,
+        ):
             for batch in batches:
                 writer.write_batch(batch)
 

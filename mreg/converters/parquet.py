@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,14 +25,14 @@ class ParquetConverter:
             raise CorruptInput(f"{path.name} is truncated or not a Parquet file: {error}") from None
         schema = parquet.schema_arrow.remove_metadata()
 
-        def batches() -> object:
+        def batches() -> Iterator[pa.RecordBatch]:
             try:
                 for batch in parquet.iter_batches(batch_size=65536):
                     yield batch.replace_schema_metadata(None)
             except (pa.ArrowException, OSError) as error:
                 raise CorruptInput(f"{path.name} is corrupt: {error}") from None
 
-        return pa.RecordBatchReader.from_batches(schema, batches())  # type: ignore[arg-type]
+        return pa.RecordBatchReader.from_batches(schema, batches())
 
     def write(self, batches: pa.RecordBatchReader, dest: Path) -> None:
         with atomic_output(dest) as out, pq.ParquetWriter(out, batches.schema) as writer:

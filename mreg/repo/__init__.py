@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mreg.repo.verify import Problem
     from mreg.repo.versions import LogEntry
     from mreg.storage import Store
+    from mreg.storage.transfer import TransferResult
 
 MREG_DIR = ".mreg"
 MREG_GITIGNORE = "/cache/\n/tmp/\n/config.local.toml\n/state.json\n/lock\n"
@@ -215,14 +216,14 @@ class Repo:
 
     def push(
         self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
-    ) -> int:
+    ) -> TransferResult:
         from mreg.repo.push import push
 
         return push(self, targets, remote=remote, jobs=jobs)
 
     def fetch(
         self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
-    ) -> int:
+    ) -> TransferResult:
         from mreg.repo.fetch import fetch
 
         return fetch(self, targets, remote=remote, jobs=jobs)

@@ -109,7 +109,7 @@ def _overwrite(
         files=converted.files,
         columns=converted.columns,
         tensors=converted.tensors,
-        meta=dict(sorted(meta.items())),
+        meta=dict(sorted({**(previous.meta if previous else {}), **meta}.items())),
     )
     return _commit(repo, manifest, manifest_rel, converted.new_bytes)
 

@@ -33,8 +33,12 @@ def diff(repo: Repo, rev_a: str | None = None, rev_b: str | None = None) -> Diff
     old_rev = rev_a or "HEAD"
     old = _by_name(repo.manifests_at(old_rev) if repo.git.has_commits() or rev_a else {})
     new = _by_name(repo.manifests_at(rev_b) if rev_b else repo.manifests())
+    names = sorted(old.keys() | new.keys())
+    only = _tagged_artifacts(repo, rev_a, rev_b)
+    if only:
+        names = [n for n in names if n in only]
     changes = []
-    for name in sorted(old.keys() | new.keys()):
+    for name in names:
         before, after = old.get(name), new.get(name)
         if before is None and after is not None:
             changes.append(ArtifactChange(name, "added", after.kind, _summary(after)))
@@ -43,6 +47,15 @@ def diff(repo: Repo, rev_a: str | None = None, rev_b: str | None = None) -> Diff
         elif before is not None and after is not None and before != after:
             changes.append(ArtifactChange(name, "changed", after.kind, _compare(before, after)))
     return Diff(old_rev, rev_b or WORKSPACE, changes)
+
+
+def _tagged_artifacts(repo: Repo, *revs: str | None) -> set[str]:
+    """Names in version tags among the revisions: ``diff m@v1.0.0 m@v1.1.0`` is about ``m``."""
+    names = set()
+    for rev in revs:
+        if rev and "@" in rev and repo.git.tags(rev):
+            names.add(rev.partition("@")[0])
+    return names
 
 
 def _by_name(found: dict[str, Manifest]) -> dict[str, Manifest]:

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install mreg and what its tests need into the current Python environment.
+# torch==2.13.0 comes first: it is the CPU wheel these machines carry; any looser spec would
+# pull the newest release plus gigabytes of CUDA wheels.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python3 -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+python3 -m pip install --quiet --disable-pip-version-check -e ".[dev]"
