@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.table import Table
@@ -11,7 +11,9 @@ from mreg.cli import app
 from mreg.cli.options import Json, Remote, human_size, open_repo, print_json, stdout
 from mreg.errors import UsageError
 from mreg.repo import Repo
-from mreg.repo.add import Mode
+
+if TYPE_CHECKING:
+    from mreg.repo.add import Mode
 
 
 @app.command()
@@ -42,7 +44,7 @@ def add(
         name=name,
         kind=kind,
         format=format,
-        mode=cast(Mode, mode),
+        mode=cast("Mode", mode),
         meta=parse_meta(meta),
     )
     m = result.manifest

@@ -7,9 +7,10 @@ format is one new module in this package that defines ``CONVERTER``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -46,8 +47,8 @@ class ModelConverter(Protocol):
         """The tensors of ``path``; CorruptInput/UnsupportedFormat for files it refuses."""
         ...
 
-    def write(self, tensors: list[TensorRecord], restore_info: str, dest: Path) -> None:
-        """Write ``tensors`` to ``dest`` in this format (``dest`` is a temporary path)."""
+    def write(self, tensors: Iterable[TensorRecord], restore_info: str, out: BinaryIO) -> None:
+        """Write ``tensors`` (in manifest order) to ``out`` in this format."""
         ...
 
 
@@ -60,8 +61,8 @@ class DatasetConverter(Protocol):
         """The rows of ``path`` as a stream of Arrow batches."""
         ...
 
-    def write(self, batches: pa.RecordBatchReader, dest: Path) -> None:
-        """Write ``batches`` to ``dest`` in this format."""
+    def write(self, batches: pa.RecordBatchReader, out: BinaryIO) -> None:
+        """Write ``batches`` to ``out`` in this format."""
         ...
 
 

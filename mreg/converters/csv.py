@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from mreg.atomic import atomic_output
 from mreg.errors import CorruptInput
 
 BLOCK_SIZE = 16 << 20
@@ -34,9 +33,8 @@ class CsvConverter:
 
         return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
-    def write(self, batches: pa.RecordBatchReader, dest: Path) -> None:
+    def write(self, batches: pa.RecordBatchReader, out: BinaryIO) -> None:
         with (
-            atomic_output(dest) as out,
             pacsv.CSVWriter(
                 out, batches.schema, write_options=pacsv.WriteOptions(quoting_style="needed")
             ) as writer,

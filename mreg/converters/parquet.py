@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mreg.atomic import atomic_output
 from mreg.errors import CorruptInput
 
 
@@ -34,8 +33,8 @@ class ParquetConverter:
 
         return pa.RecordBatchReader.from_batches(schema, batches())
 
-    def write(self, batches: pa.RecordBatchReader, dest: Path) -> None:
-        with atomic_output(dest) as out, pq.ParquetWriter(out, batches.schema) as writer:
+    def write(self, batches: pa.RecordBatchReader, out: BinaryIO) -> None:
+        with pq.ParquetWriter(out, batches.schema) as writer:
             for batch in batches:
                 writer.write_batch(batch)
 

@@ -14,11 +14,10 @@ import pickle
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
-from mreg.atomic import atomic_output
 from mreg.converters.base import ModelSource, TensorRecord
 from mreg.errors import CorruptInput, UnsupportedFormat
 
@@ -81,13 +80,12 @@ class PytorchConverter:
             keepalive=[checkpoint],
         )
 
-    def write(self, tensors: list[TensorRecord], restore_info: str, dest: Path) -> None:
+    def write(self, tensors: Iterable[TensorRecord], restore_info: str, out: BinaryIO) -> None:
         import torch
 
         by_index = [_to_torch(t) for t in tensors]
         checkpoint = _decode(json.loads(restore_info), by_index)
-        with atomic_output(dest) as out:
-            torch.save(checkpoint, out)
+        torch.save(checkpoint, out)
 
 
 def _encode(value: Any, name: str, tensors: list[TensorRecord], names: set[str]) -> Any:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import mmap
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
-from mreg.atomic import atomic_output
 from mreg.converters.base import ModelSource, TensorRecord
 from mreg.errors import CorruptInput
 
@@ -71,17 +71,17 @@ class SafetensorsConverter:
             keepalive=[mapped],
         )
 
-    def write(self, tensors: list[TensorRecord], restore_info: str, dest: Path) -> None:
+    def write(self, tensors: Iterable[TensorRecord], restore_info: str, out: BinaryIO) -> None:
         info = json.loads(restore_info or "{}")
         if "header" in info:
             header = info["header"].encode("utf-8")
         else:
+            tensors = list(tensors)
             header = _build_header(tensors, info.get("metadata", {}))
-        with atomic_output(dest) as out:
-            out.write(struct.pack("<Q", len(header)))
-            out.write(header)
-            for tensor in tensors:
-                out.write(tensor.data)
+        out.write(struct.pack("<Q", len(header)))
+        out.write(header)
+        for tensor in tensors:
+            out.write(tensor.data)
 
 
 def _parse_header(path: Path, header_bytes: bytes) -> dict[str, Any]:

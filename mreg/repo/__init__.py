@@ -16,6 +16,7 @@ from mreg.errors import ArtifactNotFound, MissingData, NotARepository, UsageErro
 from mreg.repo import manifest as manifests
 from mreg.repo.cache import Cache
 from mreg.repo.git import GitRepo, find_work_tree
+from mreg.repo.lock import RepoLock
 from mreg.repo.manifest import Manifest
 from mreg.repo.state import State
 
@@ -61,6 +62,7 @@ class Repo:
         self.git = GitRepo(self.root)
         self.cache = Cache(self.dir)
         self.state = State(self.dir, self.root)
+        self.lock = RepoLock(self.dir / "lock")
 
     @classmethod
     def init(cls, path: str | Path = ".") -> Repo:
@@ -197,7 +199,8 @@ class Repo:
     ) -> AddResult:
         from mreg.repo.add import add
 
-        return add(self, path, name=name, kind=kind, format=format, mode=mode, meta=meta)
+        with self.lock.held():
+            return add(self, path, name=name, kind=kind, format=format, mode=mode, meta=meta)
 
     def checkout_manifest(self, manifest_rel: str, manifest: Manifest, force: bool = False) -> Path:
         from mreg.repo.checkout import restore
@@ -207,7 +210,8 @@ class Repo:
     def checkout(self, targets: list[str] | None = None, force: bool = False) -> list[Target]:
         from mreg.repo.checkout import checkout
 
-        return checkout(self, targets, force=force)
+        with self.lock.held():
+            return checkout(self, targets, force=force)
 
     def status(self, remote: str | None = None) -> list[ArtifactStatus]:
         from mreg.repo.status import status
@@ -219,21 +223,24 @@ class Repo:
     ) -> TransferResult:
         from mreg.repo.push import push
 
-        return push(self, targets, remote=remote, jobs=jobs)
+        with self.lock.held():
+            return push(self, targets, remote=remote, jobs=jobs)
 
     def fetch(
         self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
     ) -> TransferResult:
         from mreg.repo.fetch import fetch
 
-        return fetch(self, targets, remote=remote, jobs=jobs)
+        with self.lock.held():
+            return fetch(self, targets, remote=remote, jobs=jobs)
 
     def pull(
         self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
     ) -> list[Target]:
         from mreg.repo.fetch import pull
 
-        return pull(self, targets, remote=remote, jobs=jobs)
+        with self.lock.held():
+            return pull(self, targets, remote=remote, jobs=jobs)
 
     def verify(self, targets: list[str] | None = None, remote: str | None = None) -> list[Problem]:
         from mreg.repo.verify import verify
@@ -245,7 +252,8 @@ class Repo:
     ) -> GcReport:
         from mreg.repo.gc import gc
 
-        return gc(self, remote=remote, force=force, all_commits=all_commits)
+        with self.lock.held():
+            return gc(self, remote=remote, force=force, all_commits=all_commits)
 
     def tag(self, name: str, version: str, message: str | None = None) -> str:
         from mreg.repo.versions import tag
@@ -305,4 +313,5 @@ class Repo:
             )
         from mreg.repo.fetch import fetch_manifests
 
-        fetch_manifests(self, [target], remote=None, jobs=8)
+        with self.lock.held():
+            fetch_manifests(self, [target], remote=None, jobs=8)

@@ -85,7 +85,7 @@ def _overwrite(
     previous = repo.manifests().get(manifest_rel)
     name = manifests.check_name(name or (previous.name if previous else default_name(source_path)))
     _check_name_free(repo, name, manifest_rel)
-    size, sha = source_path.stat().st_size, sha256_file(source_path)
+    size, sha = source_path.stat().st_size, repo.state.file_sha256(relpath) or ""
     if (
         previous
         and previous.name == name

@@ -21,13 +21,14 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import lance
-from lance.fragment import FragmentMetadata
+from typing import TYPE_CHECKING
 
 from mreg.errors import IntegrityError, MissingData
 from mreg.hashing import sha256_file
 from mreg.repo.manifest import FileEntry, Manifest
+
+if TYPE_CHECKING:
+    import lance
 
 
 class Cache:
@@ -112,12 +113,17 @@ class Cache:
 
     def open(self, manifest: Manifest) -> lance.LanceDataset:
         """The Lance dataset holding exactly the version ``manifest`` records."""
+        import lance
+
         view = self.view_path(manifest)
         if not (view / "_versions").exists():
             self._build_view(manifest, view)
         return lance.dataset(str(view))
 
     def _build_view(self, manifest: Manifest, view: Path) -> None:
+        import lance
+        from lance.fragment import FragmentMetadata
+
         absent = self.missing(manifest.files)
         if absent:
             raise MissingData(

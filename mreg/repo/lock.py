@@ -1,0 +1,63 @@
+"""One mreg command at a time changes a repository's cache and work tree.
+
+``gc --force`` deleting files that a running ``add`` has just moved into the cache, or two
+``fetch``es renaming the same file, are the races this prevents. The lock is an advisory
+``flock`` on ``.mreg/lock``: it disappears with the process, so a killed command leaves none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from mreg.errors import MregError
+
+WAIT_SECONDS = 30.0
+
+
+class RepoLock:
+    """A re-entrant (within one object) exclusive lock on a repository."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._depth = 0
+        self._fd: int | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._depth == 0:
+            self._acquire()
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._release()
+
+    def _acquire(self) -> None:
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise MregError(
+                        "another mreg command is changing this repository",
+                        hint="wait for it to finish, then run this command again",
+                    ) from None
+                time.sleep(0.1)
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
