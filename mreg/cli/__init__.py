@@ -20,6 +20,8 @@ app = typer.Typer(
     add_completion=False,
 )
 _options = {"verbose": False}
+INTERRUPTED = 130
+INTERRUPTED_MESSAGE = "interrupted: nothing half-written was kept; run the command again to finish"
 
 
 @app.callback()
@@ -41,9 +43,14 @@ def main(argv: list[str] | None = None) -> None:
             message += f" (hint: {error.hint})"
         stderr.print(message, markup=False, highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
+    except SystemExit as exit_:
+        # Typer turns Ctrl-C into a silent exit 130; say what state that leaves.
+        if exit_.code == INTERRUPTED:
+            stderr.print(INTERRUPTED_MESSAGE)
+        raise
     except KeyboardInterrupt:
-        stderr.print("interrupted: nothing half-written is kept; run the command again to finish")
-        sys.exit(130)
+        stderr.print(INTERRUPTED_MESSAGE)
+        sys.exit(INTERRUPTED)
 
 
 from mreg.cli import track, share, history, remote  # noqa: E402, I001  (the order of --help)
