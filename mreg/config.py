@@ -7,6 +7,7 @@ Credentials never enter the committed file: ``add_remote`` writes them to the lo
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,9 @@ class Config:
         return RemoteConfig(**{**known, "name": chosen})
 
     def add_remote(self, remote: RemoteConfig, default: bool) -> None:
+        check_remote_name(remote.name)
+        if remote.is_s3 and not remote.url.removeprefix("s3://").split("/")[0]:
+            raise UsageError(f"'{remote.url}' names no bucket", hint="use s3://BUCKET/PREFIX")
         if remote.name in self.shared.get("remote", {}):
             raise UsageError(
                 f"remote '{remote.name}' already exists",
@@ -105,6 +109,14 @@ class Config:
 
     def _save(self, filename: str, document: dict[str, Any]) -> None:
         atomic_write_text(self.dir / filename, toml_writer.dumps(document))
+
+
+def check_remote_name(name: str) -> None:
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        raise UsageError(
+            f"'{name}' is not a valid remote name",
+            hint="use letters, digits, '.', '_' and '-'",
+        )
 
 
 def _read(path: Path) -> dict[str, Any]:

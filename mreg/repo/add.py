@@ -14,7 +14,7 @@ from lance.fragment import write_fragments
 
 from mreg import converters
 from mreg.converters.base import DatasetConverter, ModelConverter
-from mreg.errors import NameConflict, UsageError
+from mreg.errors import NameConflict, UnsupportedFormat, UsageError
 from mreg.hashing import sha256_file
 from mreg.progress import bar
 from mreg.repo import manifest as manifests
@@ -59,6 +59,11 @@ def add(
 ) -> AddResult:
     """Track ``path``: convert it to Lance in the cache and write ``PATH.mreg.toml`` beside it."""
     source_path = repo.path_in_work_tree(path)
+    if source_path.is_dir():
+        raise UnsupportedFormat(
+            f"{path} is a directory; mreg adds single files for now",
+            hint="add the files inside it one by one",
+        )
     if not source_path.is_file():
         raise UsageError(f"{path}: no such file")
     converter = converters.get(format) if format else converters.detect(source_path)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import lance
+import numpy as np
 import pyarrow as pa
 from lance.fragment import write_fragments
 
@@ -88,7 +89,7 @@ def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str
             "dtype": [t.dtype for t in tensors],
             "shape": [list(t.shape) for t in tensors],
             "digest": list(sums),
-            "data": pa.array([t.data for t in tensors], type=pa.large_binary()),
+            "data": _blob_array(tensors),
         },
         schema=SCHEMA,
     )
@@ -96,6 +97,24 @@ def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str
         table, str(stage), schema=SCHEMA, mode="create", max_rows_per_file=1 << 30
     )
     return json.dumps(metadata.to_json(), sort_keys=True)
+
+
+def _blob_array(tensors: Sequence[TensorRecord]) -> pa.Array:
+    """The tensors' bytes as one Arrow array, without a copy when they lie back to back in
+    memory (a memory-mapped safetensors file), else copied once."""
+    views = [np.frombuffer(t.data, dtype=np.uint8) for t in tensors]
+    addresses = [int(v.ctypes.data) for v in views]
+    back_to_back = all(
+        len(v) > 0 and addresses[i] + len(v) == addresses[i + 1] for i, v in enumerate(views[:-1])
+    )
+    if not views or not back_to_back or len(views[-1]) == 0:
+        return pa.array([t.data for t in tensors], type=pa.large_binary())
+    sizes = [len(v) for v in views]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    data = pa.foreign_buffer(addresses[0], int(offsets[-1]), base=views)
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(views), [None, pa.py_buffer(offsets), data]
+    )
 
 
 def renumber(metadata: str, fragment_id: int) -> str:
