@@ -7,6 +7,13 @@ exits non-zero; tracebacks only appear with ``--verbose``.
 from __future__ import annotations
 
 
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of a foreign library's error, to quote inside an mreg message."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first[:limit]
+
+
 class MregError(Exception):
     """Base class of every error mreg raises on purpose."""
 

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     except MregError as error:
         if _options["verbose"]:
             traceback.print_exc()
-        message = f"error: {error}"
+        # One line, whatever a wrapped library put in the message.
+        message = "error: " + " ".join(str(error).split())
         if error.hint:
             message += f" (hint: {error.hint})"
         stderr.print(message, markup=False, highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from typing import BinaryIO, ClassVar
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from mreg.errors import CorruptInput
+from mreg.errors import CorruptInput, one_line
 
 BLOCK_SIZE = 16 << 20
 
@@ -23,13 +23,13 @@ class CsvConverter:
         try:
             reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE))
         except (pa.ArrowException, OSError) as error:
-            raise CorruptInput(f"{path.name} is not valid CSV: {_first_line(error)}") from None
+            raise CorruptInput(f"{path.name} is not valid CSV: {one_line(error)}") from None
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
                 yield from reader
             except (pa.ArrowException, OSError) as error:
-                raise CorruptInput(f"{path.name} is not valid CSV: {_first_line(error)}") from None
+                raise CorruptInput(f"{path.name} is not valid CSV: {one_line(error)}") from None
 
         return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
@@ -41,10 +41,6 @@ class CsvConverter:
         ):
             for batch in batches:
                 writer.write_batch(batch)
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 CONVERTER = CsvConverter()

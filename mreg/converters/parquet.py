@@ -9,7 +9,7 @@ from typing import BinaryIO, ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mreg.errors import CorruptInput
+from mreg.errors import CorruptInput, one_line
 
 
 class ParquetConverter:
@@ -21,7 +21,9 @@ class ParquetConverter:
         try:
             parquet = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as error:
-            raise CorruptInput(f"{path.name} is truncated or not a Parquet file: {error}") from None
+            raise CorruptInput(
+                f"{path.name} is truncated or not a Parquet file: {one_line(error)}"
+            ) from None
         schema = parquet.schema_arrow.remove_metadata()
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -29,7 +31,7 @@ class ParquetConverter:
                 for batch in parquet.iter_batches(batch_size=65536):
                     yield batch.replace_schema_metadata(None)
             except (pa.ArrowException, OSError) as error:
-                raise CorruptInput(f"{path.name} is corrupt: {error}") from None
+                raise CorruptInput(f"{path.name} is corrupt: {one_line(error)}") from None
 
         return pa.RecordBatchReader.from_batches(schema, batches())
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from mreg.converters.base import ModelSource, TensorRecord
-from mreg.errors import CorruptInput, UnsupportedFormat
+from mreg.errors import CorruptInput, UnsupportedFormat, one_line
 
 # torch reads this variable inside torch.load and then ignores weights_only=True.
 UNSAFE_OVERRIDE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -50,17 +50,13 @@ def safe_torch_load(path: Path) -> Any:
                     raise
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise CorruptInput(
                 f"{path.name}: refused: it holds pickled objects that are not tensors or plain "
-                f"values, and mreg loads only with weights_only=True ({first[:160]})"
+                f"values, and mreg loads only with weights_only=True ({one_line(error, 160)})"
             ) from None
         except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
-            first = (
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            )
             raise CorruptInput(
-                f"{path.name} is truncated or not a PyTorch checkpoint: {first[:160]}"
+                f"{path.name} is truncated or not a PyTorch checkpoint: {one_line(error, 160)}"
             ) from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
@@ -14,7 +15,7 @@ from lance.fragment import write_fragments
 
 from mreg import converters
 from mreg.converters.base import DatasetConverter, ModelConverter
-from mreg.errors import NameConflict, UnsupportedFormat, UsageError
+from mreg.errors import MregError, NameConflict, UnsupportedFormat, UsageError
 from mreg.hashing import sha256_file
 from mreg.progress import bar
 from mreg.repo import manifest as manifests
@@ -88,7 +89,9 @@ def _overwrite(
     relpath = repo.relpath(source_path)
     manifest_rel = relpath + manifests.SUFFIX
     previous = repo.manifests().get(manifest_rel)
-    name = manifests.check_name(name or (previous.name if previous else default_name(source_path)))
+    if name is None:
+        name = previous.name if previous else default_name(source_path)
+    manifests.check_name(name)
     _check_name_free(repo, name, manifest_rel)
     size, sha = source_path.stat().st_size, repo.state.file_sha256(relpath) or ""
     if (
@@ -131,7 +134,9 @@ def _append(
     if name is None:
         own = repo.manifests().get(repo.relpath(batch_path) + manifests.SUFFIX)
         name = own.name if own else None
-    target = repo.lookup(name) if name else None
+    else:
+        manifests.check_name(name)
+    target = repo.lookup(name) if name is not None else None
     if target is None:
         return _overwrite(repo, batch_path, converter, name, meta)
     manifest_rel, previous = target
@@ -226,8 +231,16 @@ def _write_model(
 def _write_table(
     repo: Repo, reader: pa.RecordBatchReader, schema: pa.Schema, first_id: int
 ) -> _Converted:
+    guarded, errors = _keep_errors(reader)
     with repo.cache.staging(".lance") as stage:
-        written = write_fragments(reader, str(stage), schema=schema, mode="create")
+        try:
+            written = write_fragments(guarded, str(stage), schema=schema, mode="create")
+        except OSError:
+            # Lance wraps what the batch generator raised; the converter's own error is the
+            # one-line message the user needs.
+            if errors:
+                raise errors[0] from None
+            raise
         fragments = tuple(
             Fragment(
                 first_id + n,
@@ -245,6 +258,20 @@ def _write_table(
         schema=json.dumps(lance.schema_to_json(schema), sort_keys=True),
         restore="equivalent",
     )
+
+
+def _keep_errors(reader: pa.RecordBatchReader) -> tuple[pa.RecordBatchReader, list[MregError]]:
+    """``reader`` again, remembering any MregError its batches raise."""
+    errors: list[MregError] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        except MregError as error:
+            errors.append(error)
+            raise
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches()), errors
 
 
 def _staged_files(stage: Path) -> list[str]:

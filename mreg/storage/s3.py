@@ -29,6 +29,7 @@ _CREDENTIAL_CODES = {
     "AccessDenied",
     "InvalidToken",
     "ExpiredToken",
+    "403",  # a HEAD response (download_file starts with one) has no body, only the status
 }
 _UNREACHABLE = (
     botocore.exceptions.EndpointConnectionError,
@@ -133,6 +134,16 @@ class S3Store:
         except botocore.exceptions.BotoCoreError as error:
             raise RemoteError(f"{self.description}: {action} failed: {error}") from None
 
+    def _bucket_exists(self) -> bool:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            return code not in ("404", "NoSuchBucket", "NotFound")
+        except botocore.exceptions.BotoCoreError:
+            return True
+        return True
+
     def _raise_client_error(self, action: str, response: dict[str, Any]) -> NoReturn:
         code = str(response.get("Error", {}).get("Code", ""))
         if code in _CREDENTIAL_CODES:
@@ -146,6 +157,8 @@ class S3Store:
                 hint="create the bucket first",
             ) from None
         if code in ("404", "NoSuchKey", "NotFound"):
+            if not self._bucket_exists():
+                self._raise_client_error(action, {"Error": {"Code": "NoSuchBucket"}})
             raise RemoteError(f"{self.description}: {action}: no such object") from None
         message = response.get("Error", {}).get("Message", "")
         raise RemoteError(
