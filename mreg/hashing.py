@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +19,31 @@ def sha256_file(path: Path) -> str:
         while read := handle.readinto(buffer):
             digest.update(view[:read])
     return digest.hexdigest()
+
+
+def tree_files(root: Path) -> list[Path]:
+    """Every regular file under ``root``, sorted, without following symbolic links."""
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink():
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def sha256_tree(root: Path) -> str:
+    """One sha256 for a folder: of each file's relative path, size and sha256, in order."""
+    digest = hashlib.sha256()
+    for path in tree_files(root):
+        rel = path.relative_to(root).as_posix()
+        digest.update(f"{rel}\0{path.stat().st_size}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or the tree digest of a folder."""
+    return sha256_tree(path) if path.is_dir() else sha256_file(path)
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:

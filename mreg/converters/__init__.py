@@ -38,7 +38,9 @@ def get(format_name: str) -> Converter:
 
 
 def detect(path: Path) -> Converter:
-    """The converter for ``path``, chosen by its suffix."""
+    """The converter for ``path``: by suffix for a file, by content for a folder."""
+    if path.is_dir():
+        return _detect_folder(path)
     suffix = path.suffix.lower()
     for converter in all_converters().values():
         if suffix in converter.suffixes:
@@ -47,6 +49,17 @@ def detect(path: Path) -> Converter:
     raise UnsupportedFormat(
         f"{path.name}: unsupported format '{suffix or '(no suffix)'}'",
         hint=f"supported: {' '.join(known)}; or pass --format",
+    )
+
+
+def _detect_folder(path: Path) -> Converter:
+    folders = [c for c in all_converters().values() if c.directory]
+    for converter in sorted(folders, key=lambda c: -c.priority):
+        if converter.matches(path):
+            return converter
+    raise UnsupportedFormat(
+        f"{path.name}/ is a folder in no format mreg knows",
+        hint=f"folder formats: {', '.join(c.format for c in folders) or 'none'}",
     )
 
 

@@ -1,8 +1,11 @@
-"""The small interface between mreg and one file format.
+"""The small interface between mreg and one format.
 
-A converter reads a file into plain records (tensors for models, Arrow batches for datasets) and
-writes such records back to a file of its format. The Lance layout lives in ``mreg.repo``; a new
-format is one new module in this package that defines ``CONVERTER``.
+A converter reads a file or folder into plain records (tensors for models, Arrow batches for
+datasets) and writes such records back in its format. The Lance layout lives in ``mreg.repo``; a
+new format is one new module in this package that defines ``CONVERTER``.
+
+File formats receive a binary file object to write into; folder formats (``directory = True``)
+receive an empty folder.
 """
 
 from __future__ import annotations
@@ -17,20 +20,34 @@ if TYPE_CHECKING:
 
     from mreg.repo.manifest import Restore
 
+# A model folder's small side files (config.json, tokenizer files) travel as rows of this dtype.
+FILE_DTYPE = "file"
+
+Target = BinaryIO | Path
+
 
 @dataclass(frozen=True)
 class TensorRecord:
-    """One tensor as raw little-endian bytes in row-major order."""
+    """One tensor as raw little-endian bytes in row-major order (or a side file's bytes)."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
     data: memoryview
 
+    @property
+    def is_file(self) -> bool:
+        return self.dtype == FILE_DTYPE
+
+
+def file_record(relpath: str, data: bytes) -> TensorRecord:
+    """A side file kept byte-for-byte beside a model's tensors."""
+    return TensorRecord(relpath, FILE_DTYPE, (), memoryview(data))
+
 
 @dataclass
 class ModelSource:
-    """What a model converter read: tensors in file order, and how to restore the file."""
+    """What a model converter read: tensors in file order, side files last, and how to restore."""
 
     tensors: list[TensorRecord]
     restore: Restore
@@ -38,32 +55,55 @@ class ModelSource:
     keepalive: list[Any] = field(default_factory=list)
 
 
-class ModelConverter(Protocol):
+class _Format(Protocol):
     format: ClassVar[str]
     kind: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]]
+    directory: ClassVar[bool]
+    priority: ClassVar[int]
 
+    def matches(self, path: Path) -> bool:
+        """Whether this converter understands ``path`` (consulted for folders)."""
+        ...
+
+
+class ModelConverter(_Format, Protocol):
     def read(self, path: Path) -> ModelSource:
-        """The tensors of ``path``; CorruptInput/UnsupportedFormat for files it refuses."""
+        """The tensors of ``path``; CorruptInput/UnsupportedFormat for input it refuses."""
         ...
 
-    def write(self, tensors: Iterable[TensorRecord], restore_info: str, out: BinaryIO) -> None:
-        """Write ``tensors`` (in manifest order) to ``out`` in this format."""
+    def write(self, tensors: Iterable[TensorRecord], restore_info: str, target: Target) -> None:
+        """Write ``tensors`` (in manifest order) to ``target`` in this format."""
         ...
 
 
-class DatasetConverter(Protocol):
-    format: ClassVar[str]
-    kind: ClassVar[str]
-    suffixes: ClassVar[tuple[str, ...]]
-
+class DatasetConverter(_Format, Protocol):
     def read(self, path: Path) -> pa.RecordBatchReader:
         """The rows of ``path`` as a stream of Arrow batches."""
         ...
 
-    def write(self, batches: pa.RecordBatchReader, out: BinaryIO) -> None:
-        """Write ``batches`` to ``out`` in this format."""
+    def write(self, batches: pa.RecordBatchReader, target: Target) -> None:
+        """Write ``batches`` to ``target`` in this format."""
         ...
 
 
 Converter = ModelConverter | DatasetConverter
+
+
+class FileFormat:
+    """Defaults for a converter of single files, recognised by suffix."""
+
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    directory: ClassVar[bool] = False
+    priority: ClassVar[int] = 0
+
+    def matches(self, path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() in self.suffixes
+
+
+class FolderFormat:
+    """Defaults for a converter of folders, recognised by what they hold."""
+
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    directory: ClassVar[bool] = True
+    priority: ClassVar[int] = 0

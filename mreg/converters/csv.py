@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar, cast
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from mreg.converters.base import FileFormat, Target
 from mreg.errors import CorruptInput, one_line
 
 BLOCK_SIZE = 16 << 20
 
 
-class CsvConverter:
+class CsvConverter(FileFormat):
     format: ClassVar[str] = "csv"
     kind: ClassVar[str] = "dataset"
     suffixes: ClassVar[tuple[str, ...]] = (".csv",)
@@ -33,7 +34,8 @@ class CsvConverter:
 
         return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
-    def write(self, batches: pa.RecordBatchReader, out: BinaryIO) -> None:
+    def write(self, batches: pa.RecordBatchReader, target: Target) -> None:
+        out = cast(BinaryIO, target)
         with (
             pacsv.CSVWriter(
                 out, batches.schema, write_options=pacsv.WriteOptions(quoting_style="needed")

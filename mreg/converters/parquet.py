@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mreg.converters.base import FileFormat, Target
 from mreg.errors import CorruptInput, one_line
 
 
-class ParquetConverter:
+class ParquetConverter(FileFormat):
     format: ClassVar[str] = "parquet"
     kind: ClassVar[str] = "dataset"
     suffixes: ClassVar[tuple[str, ...]] = (".parquet", ".pq")
@@ -35,7 +36,8 @@ class ParquetConverter:
 
         return pa.RecordBatchReader.from_batches(schema, batches())
 
-    def write(self, batches: pa.RecordBatchReader, out: BinaryIO) -> None:
+    def write(self, batches: pa.RecordBatchReader, target: Target) -> None:
+        out = cast(BinaryIO, target)
         with pq.ParquetWriter(out, batches.schema) as writer:
             for batch in batches:
                 writer.write_batch(batch)

@@ -16,9 +16,9 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, cast
 
-from mreg.converters.base import ModelSource, TensorRecord
+from mreg.converters.base import FileFormat, ModelSource, Target, TensorRecord
 from mreg.errors import CorruptInput, UnsupportedFormat, one_line
 
 # torch reads this variable inside torch.load and then ignores weights_only=True.
@@ -60,7 +60,7 @@ def safe_torch_load(path: Path) -> Any:
             ) from None
 
 
-class PytorchConverter:
+class PytorchConverter(FileFormat):
     format: ClassVar[str] = "pth"
     kind: ClassVar[str] = "model"
     suffixes: ClassVar[tuple[str, ...]] = (".pth", ".pt")
@@ -76,7 +76,8 @@ class PytorchConverter:
             keepalive=[checkpoint],
         )
 
-    def write(self, tensors: Iterable[TensorRecord], restore_info: str, out: BinaryIO) -> None:
+    def write(self, tensors: Iterable[TensorRecord], restore_info: str, target: Target) -> None:
+        out = cast(BinaryIO, target)
         import torch
 
         by_index = [_to_torch(t) for t in tensors]

@@ -12,9 +12,9 @@ import mmap
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, cast
 
-from mreg.converters.base import ModelSource, TensorRecord
+from mreg.converters.base import FileFormat, ModelSource, Target, TensorRecord
 from mreg.errors import CorruptInput
 
 # safetensors dtype code -> (mreg dtype name, item size in bytes)
@@ -39,7 +39,7 @@ CODES = {name: code for code, (name, _) in DTYPES.items()}
 MAX_HEADER = 100 << 20
 
 
-class SafetensorsConverter:
+class SafetensorsConverter(FileFormat):
     format: ClassVar[str] = "safetensors"
     kind: ClassVar[str] = "model"
     suffixes: ClassVar[tuple[str, ...]] = (".safetensors",)
@@ -71,7 +71,8 @@ class SafetensorsConverter:
             keepalive=[mapped],
         )
 
-    def write(self, tensors: Iterable[TensorRecord], restore_info: str, out: BinaryIO) -> None:
+    def write(self, tensors: Iterable[TensorRecord], restore_info: str, target: Target) -> None:
+        out = cast(BinaryIO, target)
         info = json.loads(restore_info or "{}")
         if "header" in info:
             header = info["header"].encode("utf-8")

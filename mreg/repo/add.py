@@ -15,8 +15,8 @@ from lance.fragment import write_fragments
 
 from mreg import converters
 from mreg.converters.base import DatasetConverter, ModelConverter
-from mreg.errors import MregError, NameConflict, UnsupportedFormat, UsageError
-from mreg.hashing import sha256_file
+from mreg.errors import MregError, NameConflict, UsageError
+from mreg.hashing import sha256_path, tree_files
 from mreg.progress import bar
 from mreg.repo import manifest as manifests
 from mreg.repo import tensor_table
@@ -60,13 +60,8 @@ def add(
 ) -> AddResult:
     """Track ``path``: convert it to Lance in the cache and write ``PATH.mreg.toml`` beside it."""
     source_path = repo.path_in_work_tree(path)
-    if source_path.is_dir():
-        raise UnsupportedFormat(
-            f"{path} is a directory; mreg adds single files for now",
-            hint="add the files inside it one by one",
-        )
-    if not source_path.is_file():
-        raise UsageError(f"{path}: no such file")
+    if not source_path.exists():
+        raise UsageError(f"{path}: no such file or folder")
     converter = converters.get(format) if format else converters.detect(source_path)
     if kind and kind != converter.kind:
         raise UsageError(
@@ -93,7 +88,7 @@ def _overwrite(
         name = previous.name if previous else default_name(source_path)
     manifests.check_name(name)
     _check_name_free(repo, name, manifest_rel)
-    size, sha = source_path.stat().st_size, repo.state.file_sha256(relpath) or ""
+    size, sha = _size(source_path), repo.state.file_sha256(relpath) or ""
     if (
         previous
         and previous.name == name
@@ -159,8 +154,8 @@ def _append(
         result.manifest,
         source=replace(
             result.manifest.source,
-            size=restored.stat().st_size,
-            sha256=sha256_file(restored),
+            size=_size(restored),
+            sha256=sha256_path(restored),
         ),
     )
     manifests.write(repo.root / manifest_rel, final)
@@ -186,7 +181,10 @@ def _write_model(
     repo: Repo, converter: ModelConverter, path: Path, previous: Manifest | None
 ) -> _Converted:
     source = converter.read(path)
-    tensors = source.tensors
+    # Rows hold tensors first, then side files: the order the manifest lists them in.
+    tensors = [t for t in source.tensors if not t.is_file] + [
+        t for t in source.tensors if t.is_file
+    ]
     sums = tensor_table.digests(tensors)
     reusable = tensor_table.reusable_fragments(previous)
     fragments: list[Fragment] = []
@@ -272,6 +270,10 @@ def _keep_errors(reader: pa.RecordBatchReader) -> tuple[pa.RecordBatchReader, li
             raise
 
     return pa.RecordBatchReader.from_batches(reader.schema, batches()), errors
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in tree_files(path)) if path.is_dir() else path.stat().st_size
 
 
 def _staged_files(stage: Path) -> list[str]:

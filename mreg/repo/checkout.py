@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from mreg import converters
 from mreg.atomic import atomic_output, atomic_write_bytes
 from mreg.converters.base import DatasetConverter, ModelConverter
+from mreg.converters.base import Target as BaseTarget
 from mreg.errors import IntegrityError, MissingData
-from mreg.hashing import HashingWriter
+from mreg.hashing import HashingWriter, sha256_tree
 from mreg.repo import manifest as manifests
 from mreg.repo import tensor_table
 from mreg.repo.git import ignore_in_git
 from mreg.repo.manifest import Manifest
 
 if TYPE_CHECKING:
+    import lance
+
     from mreg.repo import Repo, Target
 
 
@@ -27,28 +32,59 @@ def restore(repo: Repo, manifest_rel: str, manifest: Manifest, force: bool = Fal
         return target
     dataset = repo.cache.open(manifest)
     converter = converters.get(manifest.source.format)
-    exact = manifest.source.restore == "exact"
-    with atomic_output(target) as raw:
-        hashing = HashingWriter(raw)
-        out = cast(BinaryIO, hashing)
-        if manifest.kind == "model":
-            # An exact restore is checked whole against the source sha256 below, so checking
-            # every tensor's digest on the way would only hash the same bytes twice.
-            tensors = tensor_table.read_tensors(dataset, manifest, check_digests=not exact)
-            cast(ModelConverter, converter).write(tensors, manifest.source.restore_info, out)
-        else:
-            reader = dataset.scanner(scan_in_order=True).to_reader()
-            cast(DatasetConverter, converter).write(reader, out)
-        digest = hashing.hexdigest()
-        if exact and digest != manifest.source.sha256:
+    write = _writer(dataset, manifest, converter)
+    if converter.directory:
+        digest = _restore_folder(repo, target, manifest, write)
+    else:
+        with atomic_output(target) as raw:
+            hashing = HashingWriter(raw)
+            write(cast(BinaryIO, hashing))
+            digest = hashing.hexdigest()
             # Raised inside atomic_output: the work-tree file is left as it was.
-            raise IntegrityError(
-                f"{artifact_rel}: restored file has sha256 {digest[:12]}…, "
-                f"the manifest records {manifest.source.sha256[:12]}…",
-                hint="run `mreg verify` to find the corrupt data",
-            )
+            _check_exact(artifact_rel, manifest, digest)
     repo.state.remember_restored(artifact_rel, manifest.content_key(), digest)
     return target
+
+
+def _writer(
+    dataset: lance.LanceDataset, manifest: Manifest, converter: converters.Converter
+) -> Callable[[BaseTarget], None]:
+    """A function that writes the artifact of ``manifest`` into a file object or folder."""
+    if manifest.kind == "dataset":
+        reader = dataset.scanner(scan_in_order=True).to_reader()
+        return lambda target: cast(DatasetConverter, converter).write(reader, target)
+    # An exact restore is checked whole against the source sha256, so checking every
+    # tensor's digest on the way would only hash the same bytes twice.
+    exact = manifest.source.restore == "exact"
+    tensors = tensor_table.read_tensors(dataset, manifest, check_digests=not exact)
+    info = manifest.source.restore_info
+    return lambda target: cast(ModelConverter, converter).write(tensors, info, target)
+
+
+def _restore_folder(
+    repo: Repo, target: Path, manifest: Manifest, write: Callable[[BaseTarget], None]
+) -> str:
+    """Build the folder beside the cache, check it, then swap it in for the old one."""
+    with repo.cache.staging() as stage:
+        built = stage / "new"
+        built.mkdir()
+        write(built)
+        digest = sha256_tree(built)
+        _check_exact(repo.relpath(target), manifest, digest)
+        if target.exists() or target.is_symlink():
+            os.rename(target, stage / "old")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(built, target)
+    return digest
+
+
+def _check_exact(artifact_rel: str, manifest: Manifest, digest: str) -> None:
+    if manifest.source.restore == "exact" and digest != manifest.source.sha256:
+        raise IntegrityError(
+            f"{artifact_rel}: restored data have sha256 {digest[:12]}…, "
+            f"the manifest records {manifest.source.sha256[:12]}…",
+            hint="run `mreg verify` to find the corrupt data",
+        )
 
 
 def checkout(repo: Repo, specs: list[str] | None, force: bool = False) -> list[Target]:

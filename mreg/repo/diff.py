@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mreg.repo.manifest import Manifest
+from mreg.converters.base import FILE_DTYPE
+from mreg.repo.manifest import Manifest, TensorInfo
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
@@ -87,10 +88,14 @@ def _compare(before: Manifest, after: Manifest) -> tuple[str, ...]:
 def _compare_tensors(before: Manifest, after: Manifest) -> list[str]:
     old = {t.name: t for t in before.tensors}
     new = {t.name: t for t in after.tensors}
-    lines = [f"+ tensor {n} {list(new[n].shape)} {new[n].dtype}" for n in new if n not in old]
-    lines += [f"- tensor {n} {list(old[n].shape)} {old[n].dtype}" for n in old if n not in new]
+    lines = [f"+ {_describe(new[n])}" for n in new if n not in old]
+    lines += [f"- {_describe(old[n])}" for n in old if n not in new]
     for name in (n for n in new if n in old):
         a, b = old[name], new[name]
+        if FILE_DTYPE in (a.dtype, b.dtype):
+            if a.digest != b.digest:
+                lines.append(f"~ file {name}: content changed")
+            continue
         if a.shape != b.shape:
             lines.append(f"~ tensor {name}: shape {list(a.shape)} -> {list(b.shape)}")
         if a.dtype != b.dtype:
@@ -100,6 +105,12 @@ def _compare_tensors(before: Manifest, after: Manifest) -> list[str]:
     if before.parameters != after.parameters:
         lines.append(f"parameters {before.parameters:,} -> {after.parameters:,}")
     return lines
+
+
+def _describe(tensor: TensorInfo) -> str:
+    if tensor.dtype == FILE_DTYPE:
+        return f"file {tensor.name}"
+    return f"tensor {tensor.name} {list(tensor.shape)} {tensor.dtype}"
 
 
 def _compare_dataset(before: Manifest, after: Manifest) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from mreg import toml_writer
 from mreg.atomic import atomic_write_text
+from mreg.converters.base import FILE_DTYPE
 from mreg.errors import ManifestError, UsageError
 
 FORMAT_VERSION = 1
@@ -105,9 +106,18 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     @property
+    def side_files(self) -> tuple[TensorInfo, ...]:
+        """A model folder's small files (config.json, tokenizer...) kept beside its tensors."""
+        return tuple(t for t in self.tensors if t.dtype == FILE_DTYPE)
+
+    @property
+    def weights(self) -> tuple[TensorInfo, ...]:
+        return tuple(t for t in self.tensors if t.dtype != FILE_DTYPE)
+
+    @property
     def parameters(self) -> int:
         total = 0
-        for tensor in self.tensors:
+        for tensor in self.weights:
             count = 1
             for dim in tensor.shape:
                 count *= dim
@@ -116,7 +126,7 @@ class Manifest:
 
     @property
     def dtypes(self) -> list[str]:
-        return sorted({t.dtype for t in self.tensors})
+        return sorted({t.dtype for t in self.weights})
 
     @property
     def data_size(self) -> int:
@@ -179,8 +189,13 @@ def dumps(manifest: Manifest) -> str:
                     "fragment": t.fragment,
                     "digest": t.digest,
                 }
-                for t in manifest.tensors
+                for t in manifest.weights
             ],
+            "files": [
+                {"path": t.name, "fragment": t.fragment, "digest": t.digest}
+                for t in manifest.side_files
+            ]
+            or None,
         }
     else:
         document["dataset"] = {
@@ -235,9 +250,14 @@ def _from_document(doc: dict[str, Any]) -> Manifest:
             url=str(source.get("url", "")),
         ),
         meta={str(k): str(v) for k, v in doc.get("meta", {}).items()},
+        # Rows hold tensors first, then side files, in this order.
         tensors=tuple(
             TensorInfo(t["name"], tuple(t["shape"]), t["dtype"], int(t["fragment"]), t["digest"])
             for t in model.get("tensors", [])
+        )
+        + tuple(
+            TensorInfo(f["path"], (), FILE_DTYPE, int(f["fragment"]), f["digest"])
+            for f in model.get("files", [])
         ),
         columns=tuple(ColumnInfo(c["name"], c["type"]) for c in dataset.get("columns", [])),
         schema=str(lance["schema"]),
@@ -263,6 +283,10 @@ def _validate(manifest: Manifest, origin: str) -> None:
         raise ManifestError(f"manifest {origin} has unknown restore '{manifest.source.restore}'")
     if PurePosixPath(manifest.path).name != manifest.path or manifest.path in ("", ".", ".."):
         raise ManifestError(f"manifest {origin} points outside its folder: path '{manifest.path}'")
+    for side in manifest.side_files:
+        parts = PurePosixPath(side.name).parts
+        if not parts or side.name.startswith("/") or ".." in parts or "\\" in side.name:
+            raise ManifestError(f"manifest {origin} points outside its folder: file '{side.name}'")
     listed = set()
     for entry in manifest.files:
         if not _DATA_PATH.match(entry.path) or ".." in PurePosixPath(entry.path).parts:

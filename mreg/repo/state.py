@@ -8,13 +8,33 @@ differs from the original's, and that file is still in sync.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from mreg.atomic import atomic_write_text
-from mreg.hashing import sha256_file
+from mreg.hashing import sha256_path, tree_files
+
+
+def _fingerprint(path: Path) -> list[int] | None:
+    """Size, mtime and inode of a file; for a folder, sums and maxima over its files."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    if not path.is_dir():
+        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    files = tree_files(path)
+    stats = [p.stat() for p in files]
+    names = "\0".join(p.relative_to(path).as_posix() for p in files)
+    return [
+        sum(s.st_size for s in stats),
+        max((s.st_mtime_ns for s in stats), default=stat.st_mtime_ns),
+        sum(s.st_ino for s in stats),
+        int(hashlib.sha256(names.encode()).hexdigest()[:15], 16),
+    ]
 
 
 class State:
@@ -31,15 +51,13 @@ class State:
     def file_sha256(self, relpath: str) -> str | None:
         """sha256 of the work-tree file, or None when it does not exist."""
         path = self.root / relpath
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
+        fingerprint = _fingerprint(path)
+        if fingerprint is None:
             return None
-        fingerprint = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
         cached = self._data["hashes"].get(relpath)
-        if cached and cached[:3] == fingerprint:
-            return str(cached[3])
-        digest = sha256_file(path)
+        if cached and cached[:-1] == fingerprint:
+            return str(cached[-1])
+        digest = sha256_path(path)
         self._data["hashes"][relpath] = [*fingerprint, digest]
         self._save()
         return digest
