@@ -10,6 +10,7 @@ from rich.table import Table
 from mreg.cli import app
 from mreg.cli.options import Json, Remote, human_size, open_repo, print_json, stdout
 from mreg.errors import UsageError
+from mreg.progress import stderr
 from mreg.repo import Repo
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ def add(
         str, typer.Option(help="overwrite, or append rows to a dataset.")
     ] = "overwrite",
     meta: Annotated[list[str] | None, typer.Option(help="Metadata KEY=VALUE (repeatable).")] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip unreadable records (images), and count them.")
+    ] = False,
 ) -> None:
     """Convert PATH to Lance in the cache and write PATH.mreg.toml beside it."""
     if kind not in (None, "model", "dataset"):
@@ -46,7 +50,14 @@ def add(
         format=format,
         mode=cast("Mode", mode),
         meta=parse_meta(meta),
+        skip_bad=skip_bad,
     )
+    if result.skipped:
+        stderr.print(
+            f"skipped {len(result.skipped)} unreadable record(s): "
+            + ", ".join(result.skipped[:10])
+            + (" ..." if len(result.skipped) > 10 else "")
+        )
     m = result.manifest
     if not result.changed:
         stdout.print(f"{m.name}: unchanged ({result.manifest_path})")

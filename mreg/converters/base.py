@@ -46,6 +46,14 @@ def file_record(relpath: str, data: bytes) -> TensorRecord:
 
 
 @dataclass
+class ReadOptions:
+    """What the user asked of a conversion; converters report back in ``skipped``."""
+
+    skip_bad: bool = False
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ModelSource:
     """What a model converter read: tensors in file order, side files last, and how to restore."""
 
@@ -61,6 +69,8 @@ class _Format(Protocol):
     suffixes: ClassVar[tuple[str, ...]]
     directory: ClassVar[bool]
     priority: ClassVar[int]
+    # For datasets: "exact" when write() gives back the same bytes (image files, for example).
+    restore: ClassVar[Restore]
 
     def matches(self, path: Path) -> bool:
         """Whether this converter understands ``path`` (consulted for folders)."""
@@ -68,7 +78,7 @@ class _Format(Protocol):
 
 
 class ModelConverter(_Format, Protocol):
-    def read(self, path: Path) -> ModelSource:
+    def read(self, path: Path, options: ReadOptions) -> ModelSource:
         """The tensors of ``path``; CorruptInput/UnsupportedFormat for input it refuses."""
         ...
 
@@ -78,7 +88,7 @@ class ModelConverter(_Format, Protocol):
 
 
 class DatasetConverter(_Format, Protocol):
-    def read(self, path: Path) -> pa.RecordBatchReader:
+    def read(self, path: Path, options: ReadOptions) -> pa.RecordBatchReader:
         """The rows of ``path`` as a stream of Arrow batches."""
         ...
 
@@ -96,6 +106,7 @@ class FileFormat:
     suffixes: ClassVar[tuple[str, ...]] = ()
     directory: ClassVar[bool] = False
     priority: ClassVar[int] = 0
+    restore: ClassVar[Restore] = "equivalent"
 
     def matches(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in self.suffixes
@@ -107,3 +118,4 @@ class FolderFormat:
     suffixes: ClassVar[tuple[str, ...]] = ()
     directory: ClassVar[bool] = True
     priority: ClassVar[int] = 0
+    restore: ClassVar[Restore] = "equivalent"

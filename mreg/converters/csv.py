@@ -9,7 +9,7 @@ from typing import BinaryIO, ClassVar, cast
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from mreg.converters.base import FileFormat, Target
+from mreg.converters.base import FileFormat, ReadOptions, Target
 from mreg.errors import CorruptInput, one_line
 
 BLOCK_SIZE = 16 << 20
@@ -20,7 +20,7 @@ class CsvConverter(FileFormat):
     kind: ClassVar[str] = "dataset"
     suffixes: ClassVar[tuple[str, ...]] = (".csv",)
 
-    def read(self, path: Path) -> pa.RecordBatchReader:
+    def read(self, path: Path, options: ReadOptions) -> pa.RecordBatchReader:
         try:
             reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE))
         except (pa.ArrowException, OSError) as error:

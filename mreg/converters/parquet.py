@@ -9,7 +9,7 @@ from typing import BinaryIO, ClassVar, cast
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mreg.converters.base import FileFormat, Target
+from mreg.converters.base import FileFormat, ReadOptions, Target
 from mreg.errors import CorruptInput, one_line
 
 
@@ -18,7 +18,7 @@ class ParquetConverter(FileFormat):
     kind: ClassVar[str] = "dataset"
     suffixes: ClassVar[tuple[str, ...]] = (".parquet", ".pq")
 
-    def read(self, path: Path) -> pa.RecordBatchReader:
+    def read(self, path: Path, options: ReadOptions) -> pa.RecordBatchReader:
         try:
             parquet = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as error:

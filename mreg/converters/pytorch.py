@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
 
-from mreg.converters.base import FileFormat, ModelSource, Target, TensorRecord
+from mreg.converters.base import FileFormat, ModelSource, ReadOptions, Target, TensorRecord
 from mreg.errors import CorruptInput, UnsupportedFormat, one_line
 
 # torch reads this variable inside torch.load and then ignores weights_only=True.
@@ -65,7 +65,7 @@ class PytorchConverter(FileFormat):
     kind: ClassVar[str] = "model"
     suffixes: ClassVar[tuple[str, ...]] = (".pth", ".pt")
 
-    def read(self, path: Path) -> ModelSource:
+    def read(self, path: Path, options: ReadOptions) -> ModelSource:
         checkpoint = safe_torch_load(path)
         tensors: list[TensorRecord] = []
         skeleton = _encode(checkpoint, "", tensors, set())

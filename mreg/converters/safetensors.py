@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
 
-from mreg.converters.base import FileFormat, ModelSource, Target, TensorRecord
+from mreg.converters.base import FileFormat, ModelSource, ReadOptions, Target, TensorRecord
 from mreg.errors import CorruptInput
 
 # safetensors dtype code -> (mreg dtype name, item size in bytes)
@@ -44,7 +44,7 @@ class SafetensorsConverter(FileFormat):
     kind: ClassVar[str] = "model"
     suffixes: ClassVar[tuple[str, ...]] = (".safetensors",)
 
-    def read(self, path: Path) -> ModelSource:
+    def read(self, path: Path, options: ReadOptions) -> ModelSource:
         with open(path, "rb") as handle:
             size = path.stat().st_size
             if size < 8:

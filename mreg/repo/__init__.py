@@ -196,11 +196,21 @@ class Repo:
         format: str | None = None,
         mode: Mode = "overwrite",
         meta: dict[str, str] | None = None,
+        skip_bad: bool = False,
     ) -> AddResult:
         from mreg.repo.add import add
 
         with self.lock.held():
-            return add(self, path, name=name, kind=kind, format=format, mode=mode, meta=meta)
+            return add(
+                self,
+                path,
+                name=name,
+                kind=kind,
+                format=format,
+                mode=mode,
+                meta=meta,
+                skip_bad=skip_bad,
+            )
 
     def checkout_manifest(self, manifest_rel: str, manifest: Manifest, force: bool = False) -> Path:
         from mreg.repo.checkout import restore

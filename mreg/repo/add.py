@@ -14,7 +14,7 @@ import pyarrow as pa
 from lance.fragment import write_fragments
 
 from mreg import converters
-from mreg.converters.base import DatasetConverter, ModelConverter
+from mreg.converters.base import DatasetConverter, ModelConverter, ReadOptions
 from mreg.errors import MregError, NameConflict, UsageError
 from mreg.hashing import sha256_path, tree_files
 from mreg.progress import bar
@@ -35,6 +35,7 @@ class AddResult:
     manifest_path: str
     changed: bool
     new_bytes: int
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,13 @@ def add(
     format: str | None = None,
     mode: Mode = "overwrite",
     meta: dict[str, str] | None = None,
+    skip_bad: bool = False,
 ) -> AddResult:
-    """Track ``path``: convert it to Lance in the cache and write ``PATH.mreg.toml`` beside it."""
+    """Track ``path``: convert it to Lance in the cache and write ``PATH.mreg.toml`` beside it.
+
+    With ``skip_bad``, records a converter cannot read (a corrupt image) are left out and named
+    in ``AddResult.skipped`` instead of failing the whole add.
+    """
     source_path = repo.path_in_work_tree(path)
     if not source_path.exists():
         raise UsageError(f"{path}: no such file or folder")
@@ -69,9 +75,12 @@ def add(
         )
     if mode not in ("overwrite", "append"):
         raise UsageError(f"unknown mode '{mode}'", hint="use overwrite or append")
+    options = ReadOptions(skip_bad=skip_bad)
     if mode == "append":
-        return _append(repo, source_path, converter, name, meta or {})
-    return _overwrite(repo, source_path, converter, name, meta or {})
+        result = _append(repo, source_path, converter, name, meta or {}, options)
+    else:
+        result = _overwrite(repo, source_path, converter, name, meta or {}, options)
+    return replace(result, skipped=tuple(options.skipped))
 
 
 def _overwrite(
@@ -80,6 +89,7 @@ def _overwrite(
     converter: converters.Converter,
     name: str | None,
     meta: dict[str, str],
+    options: ReadOptions,
 ) -> AddResult:
     relpath = repo.relpath(source_path)
     manifest_rel = relpath + manifests.SUFFIX
@@ -100,7 +110,7 @@ def _overwrite(
         if updated != previous:
             manifests.write(repo.root / manifest_rel, updated)
         return AddResult(updated, manifest_rel, changed=updated != previous, new_bytes=0)
-    converted = _convert(repo, converter, source_path, previous)
+    converted = _convert(repo, converter, source_path, previous, options)
     manifest = Manifest(
         name=name,
         kind=converter.kind,  # type: ignore[arg-type]
@@ -123,6 +133,7 @@ def _append(
     converter: converters.Converter,
     name: str | None,
     meta: dict[str, str],
+    options: ReadOptions,
 ) -> AddResult:
     if converter.kind != "dataset":
         raise UsageError("--mode append adds rows to a dataset; models are replaced with overwrite")
@@ -133,11 +144,11 @@ def _append(
         manifests.check_name(name)
     target = repo.lookup(name) if name is not None else None
     if target is None:
-        return _overwrite(repo, batch_path, converter, name, meta)
+        return _overwrite(repo, batch_path, converter, name, meta, options)
     manifest_rel, previous = target
     if previous.kind != "dataset":
         raise UsageError(f"'{previous.name}' is a model; --mode append adds rows to datasets")
-    reader = cast(DatasetConverter, converter).read(batch_path)
+    reader = cast(DatasetConverter, converter).read(batch_path, options)
     expected = lance.json_to_schema(json.loads(previous.schema))
     _check_same_schema(previous.name, batch_path.name, reader.schema, expected)
     added = _write_table(repo, reader, expected, first_id=_next_fragment_id(previous))
@@ -169,18 +180,27 @@ def _commit(repo: Repo, manifest: Manifest, manifest_rel: str, new_bytes: int) -
 
 
 def _convert(
-    repo: Repo, converter: converters.Converter, path: Path, previous: Manifest | None
+    repo: Repo,
+    converter: converters.Converter,
+    path: Path,
+    previous: Manifest | None,
+    options: ReadOptions,
 ) -> _Converted:
     if converter.kind == "dataset":
-        reader = cast(DatasetConverter, converter).read(path)
-        return _write_table(repo, reader, reader.schema, first_id=0)
-    return _write_model(repo, cast(ModelConverter, converter), path, previous)
+        reader = cast(DatasetConverter, converter).read(path, options)
+        converted = _write_table(repo, reader, reader.schema, first_id=0)
+        return replace(converted, restore=converter.restore)
+    return _write_model(repo, cast(ModelConverter, converter), path, previous, options)
 
 
 def _write_model(
-    repo: Repo, converter: ModelConverter, path: Path, previous: Manifest | None
+    repo: Repo,
+    converter: ModelConverter,
+    path: Path,
+    previous: Manifest | None,
+    options: ReadOptions,
 ) -> _Converted:
-    source = converter.read(path)
+    source = converter.read(path, options)
     # Rows hold tensors first, then side files: the order the manifest lists them in.
     tensors = [t for t in source.tensors if not t.is_file] + [
         t for t in source.tensors if t.is_file
