@@ -142,8 +142,10 @@ def show(
         )
     else:
         stdout.print("columns: " + ", ".join(f"{c.name}:{c.type}" for c in m.columns))
+    for key, value in m.info.items():
+        stdout.print(f"info {key} = {value}", markup=False)
     for key, value in m.meta.items():
-        stdout.print(f"meta {key} = {value}")
+        stdout.print(f"meta {key} = {value}", markup=False)
 
 
 @app.command()

@@ -61,6 +61,8 @@ class ModelSource:
     restore: Restore
     restore_info: str
     keepalive: list[Any] = field(default_factory=list)
+    # What a reviewer wants to read in the manifest: opset, architecture, inputs, ...
+    info: dict[str, str] = field(default_factory=dict)
 
 
 class _Format(Protocol):

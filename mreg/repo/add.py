@@ -48,6 +48,7 @@ class _Converted:
     schema: str = ""
     restore: manifests.Restore = "equivalent"
     restore_info: str = ""
+    info: tuple[tuple[str, str], ...] = ()
 
 
 def add(
@@ -123,6 +124,7 @@ def _overwrite(
         columns=converted.columns,
         tensors=converted.tensors,
         meta=dict(sorted({**(previous.meta if previous else {}), **meta}.items())),
+        info=dict(converted.info),
     )
     return _commit(repo, manifest, manifest_rel, converted.new_bytes)
 
@@ -243,6 +245,7 @@ def _write_model(
         schema=tensor_table.schema_json(),
         restore=source.restore,
         restore_info=source.restore_info,
+        info=tuple(sorted(source.info.items())),
     )
 
 

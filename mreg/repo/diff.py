@@ -79,9 +79,10 @@ def _compare(before: Manifest, after: Manifest) -> tuple[str, ...]:
     details += _compare_tensors(before, after) if after.kind == "model" else []
     details += _compare_dataset(before, after) if after.kind == "dataset" else []
     details += _compare_fragments(before, after)
-    for key in sorted(before.meta.keys() | after.meta.keys()):
-        if before.meta.get(key) != after.meta.get(key):
-            details.append(f"meta {key}: {before.meta.get(key)!r} -> {after.meta.get(key)!r}")
+    for section, old, new in (("meta", before.meta, after.meta), ("info", before.info, after.info)):
+        for key in sorted(old.keys() | new.keys()):
+            if old.get(key) != new.get(key):
+                details.append(f"{section} {key}: {old.get(key)!r} -> {new.get(key)!r}")
     return tuple(details)
 
 

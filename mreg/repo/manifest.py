@@ -103,6 +103,7 @@ class Manifest:
     columns: tuple[ColumnInfo, ...] = ()
     tensors: tuple[TensorInfo, ...] = ()
     meta: dict[str, str] = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -177,6 +178,8 @@ def dumps(manifest: Manifest) -> str:
     }
     if manifest.meta:
         document["meta"] = dict(sorted(manifest.meta.items()))
+    if manifest.info:
+        document["info"] = dict(sorted(manifest.info.items()))
     if manifest.kind == "model":
         document["model"] = {
             "parameters": manifest.parameters,
@@ -250,6 +253,7 @@ def _from_document(doc: dict[str, Any]) -> Manifest:
             url=str(source.get("url", "")),
         ),
         meta={str(k): str(v) for k, v in doc.get("meta", {}).items()},
+        info={str(k): str(v) for k, v in doc.get("info", {}).items()},
         # Rows hold tensors first, then side files, in this order.
         tensors=tuple(
             TensorInfo(t["name"], tuple(t["shape"]), t["dtype"], int(t["fragment"]), t["digest"])
