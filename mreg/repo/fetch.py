@@ -29,8 +29,8 @@ def fetch_manifests(
     def download(entry: FileEntry, advance: Advance) -> None:
         temporary = repo.cache.temp_file()
         try:
-            store.download(entry.path, temporary, advance)
-            repo.cache.receive(entry, temporary)
+            digest = store.download(entry.path, entry.size, temporary, advance)
+            repo.cache.receive(entry, temporary, digest)
         finally:
             temporary.unlink(missing_ok=True)
 

@@ -70,8 +70,10 @@ def _verify_remote(repo: Repo, owners: dict[FileEntry, str], remote: str) -> lis
     def check(entry: FileEntry, advance: Advance) -> None:
         temporary = repo.cache.temp_file()
         try:
-            store.download(entry.path, temporary, advance)
-            corrupt = sha256_file(temporary) != entry.sha256
+            digest = store.download(entry.path, entry.size, temporary, advance) or sha256_file(
+                temporary
+            )
+            corrupt = digest != entry.sha256
         except RemoteError as error:
             corrupt, reason = True, str(error)
         else:

@@ -21,8 +21,12 @@ class Store(Protocol):
         """Copy ``source`` to ``relpath``; the object is visible only once complete."""
         ...
 
-    def download(self, relpath: str, dest: Path, advance: Advance) -> None:
-        """Copy ``relpath`` into ``dest`` (a temporary path the caller verifies and renames)."""
+    def download(self, relpath: str, size: int, dest: Path, advance: Advance) -> str | None:
+        """Copy ``relpath`` (``size`` bytes, as the manifest records) into ``dest``, a temporary
+        path the caller verifies and renames.
+
+        Returns the sha256 of what was written when it was computed on the way, else None.
+        """
         ...
 
     def delete(self, relpath: str) -> None:

@@ -45,7 +45,7 @@ class LocalStore:
             raise RemoteError(f"{self.description}: cannot write {relpath}: {error}") from None
         advance(source.stat().st_size)
 
-    def download(self, relpath: str, dest: Path, advance: Advance) -> None:
+    def download(self, relpath: str, size: int, dest: Path, advance: Advance) -> str | None:
         source = self.root / relpath
         try:
             shutil.copyfile(source, dest)
@@ -54,6 +54,7 @@ class LocalStore:
         except OSError as error:
             raise RemoteError(f"{self.description}: cannot read {relpath}: {error}") from None
         advance(dest.stat().st_size)
+        return None
 
     def delete(self, relpath: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -7,6 +7,7 @@ on CompleteMultipartUpload, so an interrupted push leaves nothing half-written b
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -48,6 +49,16 @@ def split_url(url: str) -> tuple[str, str]:
         raise RemoteError(f"'{url}' names no bucket", hint="use s3://BUCKET/PREFIX")
     prefix = prefix.strip("/")
     return bucket, prefix + "/" if prefix else ""
+
+
+def _stream_to(body: Any, dest: Path, advance: Advance) -> str:
+    digest = hashlib.sha256()
+    with open(dest, "wb") as out:
+        for chunk in body.iter_chunks(chunk_size=1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+            advance(len(chunk))
+    return digest.hexdigest()
 
 
 class S3Store:
@@ -100,8 +111,12 @@ class S3Store:
                 Callback=advance,
             )
 
-    def download(self, relpath: str, dest: Path, advance: Advance) -> None:
+    def download(self, relpath: str, size: int, dest: Path, advance: Advance) -> str | None:
         with self._errors(f"download {relpath}"):
+            if size < MULTIPART_THRESHOLD:
+                # Small objects: one GET, hashed as it streams (no HEAD, no second read).
+                response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + relpath)
+                return _stream_to(response["Body"], dest, advance)
             self.client.download_file(
                 self.bucket,
                 self.prefix + relpath,
@@ -109,6 +124,7 @@ class S3Store:
                 Config=self.transfer_config,
                 Callback=advance,
             )
+        return None
 
     def delete(self, relpath: str) -> None:
         with self._errors(f"delete {relpath}"):
