@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,11 +33,16 @@ def tree_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def sha256_tree(root: Path) -> str:
-    """One sha256 for a folder: of each file's relative path, size and sha256, in order."""
+def sha256_tree(root: Path, leave_out: Collection[str] = ()) -> str:
+    """One sha256 for a folder: of each file's relative path, size and sha256, in order.
+
+    ``leave_out`` names relative posix paths to hash as if they were not there.
+    """
     digest = hashlib.sha256()
     for path in tree_files(root):
         rel = path.relative_to(root).as_posix()
+        if rel in leave_out:
+            continue
         digest.update(f"{rel}\0{path.stat().st_size}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 

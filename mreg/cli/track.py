@@ -137,7 +137,8 @@ def show(
     )
     if m.kind == "model":
         stdout.print(
-            f"model: {len(m.tensors)} tensors, {m.parameters:,} parameters, "
+            f"model: {len(m.weights)} tensors, {len(m.side_files)} side files, "
+            f"{m.parameters:,} parameters, "
             f"dtypes {', '.join(m.dtypes)}"
         )
     else:

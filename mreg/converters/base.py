@@ -61,8 +61,6 @@ class ModelSource:
     restore: Restore
     restore_info: str
     keepalive: list[Any] = field(default_factory=list)
-    # What a reviewer wants to read in the manifest: opset, architecture, inputs, ...
-    info: dict[str, str] = field(default_factory=dict)
 
 
 class _Format(Protocol):
@@ -86,6 +84,10 @@ class ModelConverter(_Format, Protocol):
 
     def write(self, tensors: Iterable[TensorRecord], restore_info: str, target: Target) -> None:
         """Write ``tensors`` (in manifest order) to ``target`` in this format."""
+        ...
+
+    def describe(self, source: ModelSource) -> dict[str, str]:
+        """What a reviewer wants to read in the manifest's [info]: opset, architecture, ..."""
         ...
 
 
@@ -113,6 +115,9 @@ class FileFormat:
     def matches(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in self.suffixes
 
+    def describe(self, source: ModelSource) -> dict[str, str]:
+        return {}
+
 
 class FolderFormat:
     """Defaults for a converter of folders, recognised by what they hold."""
@@ -121,3 +126,6 @@ class FolderFormat:
     directory: ClassVar[bool] = True
     priority: ClassVar[int] = 0
     restore: ClassVar[Restore] = "equivalent"
+
+    def describe(self, source: ModelSource) -> dict[str, str]:
+        return {}

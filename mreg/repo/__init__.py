@@ -212,6 +212,38 @@ class Repo:
                 skip_bad=skip_bad,
             )
 
+    def import_url(
+        self,
+        url: str,
+        path: str | Path | None = None,
+        sha256: str | None = None,
+        name: str | None = None,
+        kind: str | None = None,
+        meta: dict[str, str] | None = None,
+        force: bool = False,
+    ) -> AddResult:
+        """Download ``url`` (resuming, checked against ``sha256``) to ``path``, then add it."""
+        from mreg.repo.importing import import_url
+
+        with self.lock.held():
+            return import_url(self, url, path, sha256, name, kind, meta, force)
+
+    def import_hf(
+        self,
+        uri: str,
+        path: str | Path | None = None,
+        kind: str | None = None,
+        allow: list[str] | None = None,
+        name: str | None = None,
+        meta: dict[str, str] | None = None,
+        force: bool = False,
+    ) -> AddResult:
+        """Import ``hf://ORG/NAME[@REV]`` or ``hf-dataset://NAME[...]`` to ``path``, then add it."""
+        from mreg.repo.importing import import_hf
+
+        with self.lock.held():
+            return import_hf(self, uri, path, kind, allow, name, meta, force)
+
     def checkout_manifest(self, manifest_rel: str, manifest: Manifest, force: bool = False) -> Path:
         from mreg.repo.checkout import restore
 
@@ -304,6 +336,8 @@ class Repo:
         dataset = self.open(name, rev)
         result = {}
         for record in tensor_table.read_tensors(dataset, target.manifest):
+            if record.is_file:
+                continue
             dtype = getattr(torch, record.dtype)
             if len(record.data):
                 tensor = torch.frombuffer(bytearray(record.data), dtype=dtype).reshape(record.shape)

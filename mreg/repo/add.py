@@ -16,7 +16,7 @@ from lance.fragment import write_fragments
 from mreg import converters
 from mreg.converters.base import DatasetConverter, ModelConverter, ReadOptions
 from mreg.errors import MregError, NameConflict, UsageError
-from mreg.hashing import sha256_path, tree_files
+from mreg.hashing import sha256_path, sha256_tree, tree_files
 from mreg.progress import bar
 from mreg.repo import manifest as manifests
 from mreg.repo import tensor_table
@@ -112,6 +112,16 @@ def _overwrite(
             manifests.write(repo.root / manifest_rel, updated)
         return AddResult(updated, manifest_rel, changed=updated != previous, new_bytes=0)
     converted = _convert(repo, converter, source_path, previous, options)
+    if options.skipped and source_path.is_dir():
+        # The artifact is the folder without the skipped files: that is what checkout gives
+        # back, and status shows the work tree (which still holds them) as changed.
+        skipped = set(options.skipped)
+        sha = sha256_tree(source_path, leave_out=skipped)
+        size = sum(
+            p.stat().st_size
+            for p in tree_files(source_path)
+            if p.relative_to(source_path).as_posix() not in skipped
+        )
     manifest = Manifest(
         name=name,
         kind=converter.kind,  # type: ignore[arg-type]
@@ -159,6 +169,8 @@ def _append(
         rows=previous.rows + sum(f.rows for f in added.fragments),
         fragments=previous.fragments + added.fragments,
         files=tuple(sorted(previous.files + added.files, key=lambda f: f.path)),
+        # The recorded digest is the old artifact's; the rewrite below gives the new one.
+        source=replace(previous.source, restore="equivalent"),
     ).with_meta(meta)
     result = _commit(repo, manifest, manifest_rel, added.new_bytes)
     # The work-tree file now stands for every row, so it is rewritten to match the manifest.
@@ -169,6 +181,7 @@ def _append(
             result.manifest.source,
             size=_size(restored),
             sha256=sha256_path(restored),
+            restore=previous.source.restore,
         ),
     )
     manifests.write(repo.root / manifest_rel, final)
@@ -245,7 +258,7 @@ def _write_model(
         schema=tensor_table.schema_json(),
         restore=source.restore,
         restore_info=source.restore_info,
-        info=tuple(sorted(source.info.items())),
+        info=tuple(sorted(converter.describe(source).items())),
     )
 
 
