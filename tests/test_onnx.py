@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import commit_all
 from onnx import TensorProto, helper, numpy_helper
 from test_bad_input import assert_refused, snapshot
 
@@ -139,6 +140,39 @@ def test_a_model_saved_with_external_data_comes_back_as_one_self_contained_file(
     restored = onnx.load(str(path), load_external_data=False)
     assert all(t.data_location == TensorProto.DEFAULT for t in restored.graph.initializer)
     np.testing.assert_array_equal(outputs(path, X), expected)
+
+
+def test_external_data_count_as_part_of_the_model_for_status_and_re_add(repo, run):
+    path = repo / "ext.onnx"
+    weight = numpy_helper.from_array(WEIGHT, "W")
+    bias = numpy_helper.from_array(np.array(BIAS, dtype=np.float32), "B")
+    onnx.save_model(
+        make_graph_model([weight, bias]),
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    assert run("add", "ext.onnx").exit_code == 0
+    assert manifest_of(path)["source"]["companions"] == ["weights.bin"]
+    assert "/weights.bin" in (repo / ".gitignore").read_text().splitlines()
+    assert "in sync" in run("status").stdout
+    commit_all(repo, "model with external data")
+
+    data = bytearray((repo / "weights.bin").read_bytes())
+    data[:4] = np.float32(42.0).tobytes()
+    (repo / "weights.bin").write_bytes(bytes(data))
+
+    assert "changed in workspace" in run("status").stdout
+    result = run("add", "ext.onnx")
+    assert result.exit_code == 0
+    assert "unchanged" not in result.stdout
+    assert "~ tensor W: values changed" in run("diff").stdout
+    tensors = {t["name"]: t["digest"] for t in manifest_of(path)["model"]["tensors"]}
+    import hashlib
+
+    assert tensors["W"] == hashlib.sha256(bytes(data[: WEIGHT.nbytes])).hexdigest()
 
 
 def test_external_data_written_by_hand_is_read_from_its_offsets(repo, run):

@@ -76,6 +76,11 @@ class _Format(Protocol):
         """Whether this converter understands ``path`` (consulted for folders)."""
         ...
 
+    def companions(self, path: Path) -> list[str]:
+        """Files beside ``path`` that are part of the artifact (ONNX external data), by name
+        relative to its folder; refuses any that would leave the folder."""
+        ...
+
 
 class ModelConverter(_Format, Protocol):
     def read(self, path: Path, options: ReadOptions) -> ModelSource:
@@ -115,6 +120,9 @@ class FileFormat:
     def matches(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in self.suffixes
 
+    def companions(self, path: Path) -> list[str]:
+        return []
+
     def describe(self, source: ModelSource) -> dict[str, str]:
         return {}
 
@@ -126,6 +134,9 @@ class FolderFormat:
     directory: ClassVar[bool] = True
     priority: ClassVar[int] = 0
     restore: ClassVar[Restore] = "equivalent"
+
+    def companions(self, path: Path) -> list[str]:
+        return []
 
     def describe(self, source: ModelSource) -> dict[str, str]:
         return {}

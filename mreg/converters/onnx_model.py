@@ -95,6 +95,12 @@ class OnnxConverter(FileFormat):
             restore_info="",
         )
 
+    def companions(self, path: Path) -> list[str]:
+        model = _load_without_data(path)
+        for tensor_name, location in _external_locations(model):
+            _check_location(path, tensor_name, location)
+        return sorted({location for _, location in _external_locations(model)})
+
     def write(self, tensors: Iterable[TensorRecord], restore_info: str, target: Target) -> None:
         import onnx
 

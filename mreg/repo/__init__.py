@@ -7,8 +7,9 @@ that Python users and the CLI call the same functions with the same names.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from mreg.config import Config, RemoteConfig
@@ -169,8 +170,21 @@ class Repo:
             return None
         return Target(rel, manifests.read(self.root / rel, rel))
 
-    def workspace_in_sync(self, artifact_rel: str, manifest: Manifest) -> bool:
+    def workspace_digest(self, artifact_rel: str, companions: tuple[str, ...] = ()) -> str | None:
+        """sha256 of the artifact in the work tree; with companion files that exist, one digest
+        over the artifact and them (a restored self-contained file has none: its own sha256)."""
         digest = self.state.file_sha256(artifact_rel)
+        folder = PurePosixPath(artifact_rel).parent
+        present = [
+            (folder / c).as_posix() for c in companions if (self.root / folder / c).is_file()
+        ]
+        if digest is None or not present:
+            return digest
+        lines = [digest] + [f"{c}\0{self.state.file_sha256(c)}" for c in present]
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+    def workspace_in_sync(self, artifact_rel: str, manifest: Manifest) -> bool:
+        digest = self.workspace_digest(artifact_rel, manifest.source.companions)
         if digest is None:
             return False
         return digest in (

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal, cast
 
 import lance
@@ -99,12 +99,15 @@ def _overwrite(
         name = previous.name if previous else default_name(source_path)
     manifests.check_name(name)
     _check_name_free(repo, name, manifest_rel)
-    size, sha = _size(source_path), repo.state.file_sha256(relpath) or ""
+    companions = tuple(converter.companions(source_path))
+    size = _size(source_path) + sum((source_path.parent / c).stat().st_size for c in companions)
+    sha = repo.workspace_digest(relpath, companions) or ""
     if (
         previous
         and previous.name == name
         and previous.source.sha256 == sha
         and previous.source.format == converter.format
+        and previous.source.companions == companions
         and not repo.cache.missing(previous.files)
     ):
         updated = previous.with_meta(meta)
@@ -126,7 +129,14 @@ def _overwrite(
         name=name,
         kind=converter.kind,  # type: ignore[arg-type]
         path=source_path.name,
-        source=Source(converter.format, size, sha, converted.restore, converted.restore_info),
+        source=Source(
+            converter.format,
+            size,
+            sha,
+            converted.restore,
+            converted.restore_info,
+            companions=companions,
+        ),
         rows=sum(f.rows for f in converted.fragments),
         schema=converted.schema,
         fragments=converted.fragments,
@@ -190,7 +200,11 @@ def _append(
 
 def _commit(repo: Repo, manifest: Manifest, manifest_rel: str, new_bytes: int) -> AddResult:
     manifests.write(repo.root / manifest_rel, manifest)
-    ignore_in_git(repo.root, manifest_rel.removesuffix(manifests.SUFFIX))
+    artifact_rel = manifest_rel.removesuffix(manifests.SUFFIX)
+    ignore_in_git(repo.root, artifact_rel)
+    folder = PurePosixPath(artifact_rel).parent
+    for companion in manifest.source.companions:
+        ignore_in_git(repo.root, (folder / companion).as_posix())
     return AddResult(manifest, manifest_rel, changed=True, new_bytes=new_bytes)
 
 

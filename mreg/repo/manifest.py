@@ -88,6 +88,8 @@ class Source:
     restore: Restore
     restore_info: str = ""
     url: str = ""
+    # Files beside the artifact that belong to it (ONNX external data); see Repo.workspace_digest.
+    companions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ def dumps(manifest: Manifest) -> str:
             "sha256": manifest.source.sha256,
             "restore": manifest.source.restore,
             "url": manifest.source.url or None,
+            "companions": list(manifest.source.companions) or None,
             "restore_info": manifest.source.restore_info or None,
         },
     }
@@ -251,6 +254,7 @@ def _from_document(doc: dict[str, Any]) -> Manifest:
             restore=source["restore"],
             restore_info=str(source.get("restore_info", "")),
             url=str(source.get("url", "")),
+            companions=tuple(str(c) for c in source.get("companions", [])),
         ),
         meta={str(k): str(v) for k, v in doc.get("meta", {}).items()},
         info={str(k): str(v) for k, v in doc.get("info", {}).items()},
@@ -287,6 +291,12 @@ def _validate(manifest: Manifest, origin: str) -> None:
         raise ManifestError(f"manifest {origin} has unknown restore '{manifest.source.restore}'")
     if PurePosixPath(manifest.path).name != manifest.path or manifest.path in ("", ".", ".."):
         raise ManifestError(f"manifest {origin} points outside its folder: path '{manifest.path}'")
+    for companion in manifest.source.companions:
+        parts = PurePosixPath(companion).parts
+        if not parts or companion.startswith("/") or ".." in parts or "\\" in companion:
+            raise ManifestError(
+                f"manifest {origin} points outside its folder: companion '{companion}'"
+            )
     for side in manifest.side_files:
         parts = PurePosixPath(side.name).parts
         if not parts or side.name.startswith("/") or ".." in parts or "\\" in side.name:
