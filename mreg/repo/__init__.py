@@ -211,6 +211,7 @@ class Repo:
         mode: Mode = "overwrite",
         meta: dict[str, str] | None = None,
         skip_bad: bool = False,
+        source_url: str = "",
     ) -> AddResult:
         from mreg.repo.add import add
 
@@ -224,6 +225,7 @@ class Repo:
                 mode=mode,
                 meta=meta,
                 skip_bad=skip_bad,
+                source_url=source_url,
             )
 
     def import_url(

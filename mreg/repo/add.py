@@ -60,11 +60,13 @@ def add(
     mode: Mode = "overwrite",
     meta: dict[str, str] | None = None,
     skip_bad: bool = False,
+    source_url: str = "",
 ) -> AddResult:
     """Track ``path``: convert it to Lance in the cache and write ``PATH.mreg.toml`` beside it.
 
     With ``skip_bad``, records a converter cannot read (a corrupt image) are left out and named
-    in ``AddResult.skipped`` instead of failing the whole add.
+    in ``AddResult.skipped`` instead of failing the whole add. ``source_url`` records where the
+    file was downloaded from (``mreg import``).
     """
     source_path = repo.path_in_work_tree(path)
     if not source_path.exists():
@@ -80,7 +82,7 @@ def add(
     if mode == "append":
         result = _append(repo, source_path, converter, name, meta or {}, options)
     else:
-        result = _overwrite(repo, source_path, converter, name, meta or {}, options)
+        result = _overwrite(repo, source_path, converter, name, meta or {}, options, source_url)
     return replace(result, skipped=tuple(options.skipped))
 
 
@@ -91,6 +93,7 @@ def _overwrite(
     name: str | None,
     meta: dict[str, str],
     options: ReadOptions,
+    source_url: str = "",
 ) -> AddResult:
     relpath = repo.relpath(source_path)
     manifest_rel = relpath + manifests.SUFFIX
@@ -111,6 +114,8 @@ def _overwrite(
         and not repo.cache.missing(previous.files)
     ):
         updated = previous.with_meta(meta)
+        if source_url and source_url != previous.source.url:
+            updated = replace(updated, source=replace(updated.source, url=source_url))
         if updated != previous:
             manifests.write(repo.root / manifest_rel, updated)
         return AddResult(updated, manifest_rel, changed=updated != previous, new_bytes=0)
@@ -135,6 +140,7 @@ def _overwrite(
             sha,
             converted.restore,
             converted.restore_info,
+            url=source_url,
             companions=companions,
         ),
         rows=sum(f.rows for f in converted.fragments),

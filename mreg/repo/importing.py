@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -351,12 +350,7 @@ def _add_placed(
     meta: dict[str, str] | None = None,
 ) -> AddResult:
     with _placed(repo, staged, target):
-        result = repo.add(target, name=name, kind=kind, format=format, meta=meta)
-    if result.manifest.source.url == source:
-        return result
-    manifest = replace(result.manifest, source=replace(result.manifest.source, url=source))
-    manifests.write(repo.root / result.manifest_path, manifest)
-    return replace(result, manifest=manifest, changed=True)
+        return repo.add(target, name=name, kind=kind, format=format, meta=meta, source_url=source)
 
 
 @contextlib.contextmanager
