@@ -51,6 +51,9 @@ class ReadOptions:
 
     skip_bad: bool = False
     skipped: list[str] = field(default_factory=list)
+    # Where a converter may unpack large temporary files (the repository's .mreg/tmp, on the
+    # same disk as the cache, rather than a system temp folder that may live in memory).
+    scratch: Path | None = None
 
 
 @dataclass

@@ -84,7 +84,7 @@ class ZipConverter(FileFormat):
     suffixes: ClassVar[tuple[str, ...]] = (".zip",)
 
     def read(self, path: Path, options: ReadOptions) -> pa.RecordBatchReader:
-        scratch = _Scratch()
+        scratch = _Scratch(options.scratch)
         try:
             # Named after the archive: messages about its top level then read sensibly.
             content, member = _extract(path, scratch.path / path.stem, Limits.from_env())
@@ -124,8 +124,8 @@ class _Scratch:
     """A temporary folder, removed when asked, when nothing refers to it any more, or at exit:
     a reader that is dropped unread still cleans up after itself."""
 
-    def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="mreg-zip-"))
+    def __init__(self, parent: Path | None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="mreg-zip-", dir=parent))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
 
     def remove(self) -> None:

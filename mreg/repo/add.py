@@ -78,7 +78,8 @@ def add(
         )
     if mode not in ("overwrite", "append"):
         raise UsageError(f"unknown mode '{mode}'", hint="use overwrite or append")
-    options = ReadOptions(skip_bad=skip_bad)
+    repo.cache.tmp.mkdir(parents=True, exist_ok=True)
+    options = ReadOptions(skip_bad=skip_bad, scratch=repo.cache.tmp)
     if mode == "append":
         result = _append(repo, source_path, converter, name, meta or {}, options)
     else:
