@@ -3,8 +3,10 @@ directory and a real SeaweedFS S3 server), and small models and tables made on t
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -101,6 +103,86 @@ def commit_all(root: Path, message: str) -> str:
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", message)
     return git(root, "rev-parse", "HEAD").strip()
+
+
+# -- checks on what mreg did (and did not) change ------------------------------------------
+
+# Not content: the empty lock file mreg holds while it works, and its memo of file hashes.
+UNTRACKED = {".mreg/lock", ".mreg/state.json"}
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` by relative path (.git/ and UNTRACKED left out)."""
+    if not root.exists():
+        return {}
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == ".git" or rel.as_posix() in UNTRACKED or not path.is_file():
+            continue
+        found[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def assert_one_line_error(stderr: str, *words: str) -> str:
+    """``stderr`` is one ``error:`` line, with no traceback, that contains every word."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    line = lines[0]
+    assert line.startswith("error:"), line
+    for word in words:
+        assert word.lower() in line.lower(), f"{word!r} not in {line!r}"
+    assert "Traceback" not in stderr
+    return line
+
+
+def assert_refused(result: Result, *words: str) -> str:
+    """A non-zero exit with one ``error:`` line on stderr that contains every word."""
+    assert result.exit_code != 0, result
+    assert "Traceback" not in result.stdout
+    return assert_one_line_error(result.stderr, *words)
+
+
+def manifest_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".mreg.toml")
+
+
+def added(run, path: Path, *args: str) -> Path:  # type: ignore[no-untyped-def]
+    """``mreg add`` of ``path`` by its name (the work tree is the current directory); returns
+    the manifest it wrote."""
+    result = run("add", path.name, *args)
+    assert result.exit_code == 0, result.stderr
+    return manifest_path(path)
+
+
+def refused_without_trace(repo: Path, run, path: Path, *words: str) -> str:  # type: ignore[no-untyped-def]
+    """``mreg add path`` fails with one line holding ``words`` and changes nothing."""
+    before = snapshot(repo)
+    line = assert_refused(run("add", path.name), path.name, *words)
+    assert snapshot(repo) == before
+    assert not manifest_path(path).exists()
+    return line
+
+
+def restore_from_cache(repo: Path, run, artifact: str) -> None:  # type: ignore[no-untyped-def]
+    """Delete the artifact from the work tree and check it out again."""
+    path = repo / artifact
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    result = run("checkout")
+    assert result.exit_code == 0, result.stderr
+
+
+class Marker:
+    """Unpickling this creates ``marker``: the code a hostile checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (Path(self.marker),))
 
 
 @pytest.fixture(scope="session")

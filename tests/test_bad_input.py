@@ -3,9 +3,7 @@ traceback, and nothing changed on disk or on the remote."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pathlib
 import re
 import shutil
 import subprocess
@@ -14,63 +12,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import Result, commit_all, git, make_pth, make_safetensors, make_table
+from conftest import (
+    Marker,
+    added,
+    assert_refused,
+    commit_all,
+    git,
+    make_pth,
+    make_safetensors,
+    make_table,
+    manifest_path,
+    snapshot,
+)
 
 # -- helpers -------------------------------------------------------------------------------
 
 
-# Not content: the empty lock file mreg holds while it works, and its memo of file hashes.
-UNTRACKED = {".mreg/lock", ".mreg/state.json"}
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root`` by relative path (.git/ and UNTRACKED left out)."""
-    if not root.exists():
-        return {}
-    found = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if rel.parts[0] == ".git" or rel.as_posix() in UNTRACKED or not path.is_file():
-            continue
-        found[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
-
-
-def assert_refused(result: Result, *words: str) -> str:
-    """A non-zero exit with one ``error:`` line on stderr that contains every word."""
-    assert result.exit_code != 0, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith("error:"), line
-    for word in words:
-        assert word.lower() in line.lower(), f"{word!r} not in {line!r}"
-    assert "Traceback" not in result.stdout + result.stderr
-    return line
-
-
-def manifest_path(artifact: Path) -> Path:
-    return artifact.with_name(artifact.name + ".mreg.toml")
-
-
 def cache_files(repo: Path) -> list[Path]:
     return sorted(p for p in (repo / ".mreg" / "cache" / "data").rglob("*") if p.is_file())
-
-
-def added(run, path: Path, *args: str) -> Path:  # type: ignore[no-untyped-def]
-    result = run("add", path.name, *args)
-    assert result.exit_code == 0, result.stderr
-    return manifest_path(path)
-
-
-class Marker:
-    """Unpickling this creates ``marker``: the code a hostile checkpoint would run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
 
 
 # -- where mreg runs -------------------------------------------------------------------------

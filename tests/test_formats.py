@@ -9,19 +9,13 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_pth, make_safetensors, make_table, make_tensors
+from conftest import make_pth, make_safetensors, make_table, make_tensors, restore_from_cache
 
 import mreg
 
 
 def sha256(path) -> str:  # type: ignore[no-untyped-def]
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def restore_from_cache(repo, run, artifact: str) -> None:  # type: ignore[no-untyped-def]
-    (repo / artifact).unlink()
-    result = run("checkout")
-    assert result.exit_code == 0, result.stderr
 
 
 def test_safetensors_comes_back_byte_for_byte_and_says_so(repo, run):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Result, commit_all, git
+from conftest import Result, assert_refused, commit_all, git, snapshot
 from PIL import Image
 
 import mreg
@@ -18,9 +18,6 @@ from mreg.converters import images
 from mreg.hashing import sha256_tree
 
 # -- helpers -------------------------------------------------------------------------------
-
-# Not content: the empty lock file mreg holds while it works, and its memo of file hashes.
-UNTRACKED = {".mreg/lock", ".mreg/state.json"}
 
 # Pillow's save format for each suffix the tests use.
 SAVE_AS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".bmp": "BMP"}
@@ -60,28 +57,8 @@ def files_of(root: Path) -> dict[str, str]:
     return found
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file of the work tree, .git/ and UNTRACKED left out."""
-    return {
-        rel: digest
-        for rel, digest in files_of(root).items()
-        if rel.split("/")[0] != ".git" and rel not in UNTRACKED
-    }
-
-
-def assert_refused(result: Result, *words: str) -> str:
-    """A non-zero exit with one ``error:`` line on stderr that contains every word."""
-    assert result.exit_code != 0, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:"), lines[0]
-    for word in words:
-        assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]!r}"
-    assert "Traceback" not in result.stdout + result.stderr
-    return lines[0]
-
-
-def added(run, *args: str) -> Result:  # type: ignore[no-untyped-def]
+def successful_add(run, *args: str) -> Result:  # type: ignore[no-untyped-def]
+    """``mreg add`` with these arguments succeeds; returns its result for the output."""
     result = run("add", *args)
     assert result.exit_code == 0, result.stderr
     return result
@@ -103,7 +80,7 @@ def status_line(run) -> str:  # type: ignore[no-untyped-def]
 def test_an_image_folder_comes_back_byte_for_byte_after_checkout(repo, run, photos):
     original = files_of(photos)
     digest = sha256_tree(photos)
-    added(run, "photos")
+    successful_add(run, "photos")
     manifest = manifest_of(repo, "photos")
     assert manifest["kind"] == "dataset"
     assert manifest["source"]["format"] == "images"
@@ -123,7 +100,7 @@ def test_an_image_folder_comes_back_byte_for_byte_after_checkout(repo, run, phot
 
 
 def test_class_sub_folders_become_labels_and_root_images_have_none(repo, run, photos):
-    added(run, "photos")
+    successful_add(run, "photos")
 
     table = mreg.open("photos").to_table()
 
@@ -133,7 +110,7 @@ def test_class_sub_folders_become_labels_and_root_images_have_none(repo, run, ph
 
 def test_deeper_folders_are_labelled_by_their_first_level_and_keep_the_full_path(repo, run):
     make_folder(repo / "zoo", ["bird/small/wren.png", "bird/large/eagle/1.jpg", "fish/a.png"])
-    added(run, "zoo")
+    successful_add(run, "zoo")
 
     table = mreg.open("zoo").to_table()
 
@@ -146,7 +123,7 @@ def test_deeper_folders_are_labelled_by_their_first_level_and_keep_the_full_path
 
 
 def test_each_row_holds_the_file_bytes_unchanged_with_size_and_format(repo, run, photos):
-    added(run, "photos")
+    successful_add(run, "photos")
 
     rows = mreg.open("photos").to_table().to_pylist()
 
@@ -161,7 +138,7 @@ def test_each_row_holds_the_file_bytes_unchanged_with_size_and_format(repo, run,
 
 
 def test_the_columns_have_the_documented_types(repo, run, photos):
-    added(run, "photos")
+    successful_add(run, "photos")
 
     schema = mreg.open("photos").schema
 
@@ -178,7 +155,7 @@ def test_the_columns_have_the_documented_types(repo, run, photos):
 def test_image_suffixes_are_recognised_in_any_case(repo, run):
     make_folder(repo / "shouty", ["A.PNG", "b.JPG", "c.Jpeg", "d.GIF", "e.BMP", "f.WebP"])
 
-    added(run, "shouty")
+    successful_add(run, "shouty")
 
     assert mreg.open("shouty").count_rows() == 6
 
@@ -187,7 +164,7 @@ def test_an_image_whose_suffix_lies_keeps_its_bytes_and_its_real_format(repo, ru
     make_image(repo / "mixed" / "real.png")
     (repo / "mixed" / "fake.jpg").write_bytes(make_image(repo / "tmp.png").read_bytes())
     (repo / "tmp.png").unlink()
-    added(run, "mixed")
+    successful_add(run, "mixed")
 
     rows = mreg.open("mixed").to_table().to_pylist()
 
@@ -199,7 +176,7 @@ def test_many_images_stream_in_batches_and_keep_their_sorted_order(repo, run, mo
     monkeypatch.setattr(images, "READ_AHEAD", 3)
     names = [f"c{n % 3}/{n:03d}.png" for n in range(23)]
     make_folder(repo / "many", names)
-    added(run, "many")
+    successful_add(run, "many")
 
     table = mreg.open("many").to_table()
 
@@ -208,10 +185,10 @@ def test_many_images_stream_in_batches_and_keep_their_sorted_order(repo, run, mo
 
 
 def test_re_adding_an_unchanged_image_folder_writes_nothing(repo, run, photos):
-    added(run, "photos")
+    successful_add(run, "photos")
     cache = snapshot(repo / ".mreg" / "cache")
 
-    assert "unchanged" in added(run, "photos").stdout
+    assert "unchanged" in successful_add(run, "photos").stdout
     assert snapshot(repo / ".mreg" / "cache") == cache
 
 
@@ -304,7 +281,7 @@ def test_skip_bad_leaves_corrupt_images_out_and_counts_them(repo, run, photos):
     truncate(photos / "cat" / "2.jpg", 0.5)
     (photos / "dog" / "1.bmp").write_bytes(b"junk")
 
-    result = added(run, "photos", "--skip-bad")
+    result = successful_add(run, "photos", "--skip-bad")
 
     assert "skipped 2 unreadable record(s): cat/2.jpg, dog/1.bmp" in result.stderr
     table = mreg.open("photos").to_table()
@@ -332,7 +309,7 @@ def test_a_folder_where_every_image_is_bad_is_refused_even_with_skip_bad(repo, r
 
 def test_checkout_after_skip_bad_gives_the_folder_without_the_skipped_images(repo, run, photos):
     truncate(photos / "cat" / "2.jpg", 0.5)
-    added(run, "photos", "--skip-bad")
+    successful_add(run, "photos", "--skip-bad")
     kept = {k: v for k, v in files_of(photos).items() if k != "cat/2.jpg"}
     assert "changed in workspace" in status_line(run)
 
@@ -365,12 +342,12 @@ def test_a_symbolic_link_in_the_folder_is_refused_and_never_followed(
 
 
 def test_append_adds_new_images_and_checkout_holds_old_and_new(repo, run, photos):
-    added(run, "photos")
+    successful_add(run, "photos")
     old = files_of(photos)
     make_folder(repo / "more_images", ["cat/4.png", "bird/1.jpg"], seed=50)
     new = files_of(repo / "more_images")
 
-    added(run, "more_images", "--name", "photos", "--mode", "append")
+    successful_add(run, "more_images", "--name", "photos", "--mode", "append")
 
     assert files_of(photos) == {**old, **new}
     assert mreg.open("photos").count_rows() == len(PHOTOS) + 2
@@ -383,10 +360,10 @@ def test_append_adds_new_images_and_checkout_holds_old_and_new(repo, run, photos
 def test_an_appended_image_with_an_existing_path_replaces_the_older_one_on_checkout(
     repo, run, photos
 ):
-    added(run, "photos")
+    successful_add(run, "photos")
     newer = make_folder(repo / "fix", ["cat/1.png"], seed=99) / "cat" / "1.png"
 
-    added(run, "fix", "--name", "photos", "--mode", "append")
+    successful_add(run, "fix", "--name", "photos", "--mode", "append")
 
     assert (photos / "cat" / "1.png").read_bytes() == newer.read_bytes()
     assert status_line(run) == "photos (photos): in sync"
@@ -396,7 +373,7 @@ def test_push_clone_and_pull_give_identical_files(
     repo, run, photos, remote_dir, tmp_path, monkeypatch
 ):
     original = files_of(photos)
-    added(run, "photos")
+    successful_add(run, "photos")
     commit_all(repo, "add photos")
     assert run("push").exit_code == 0
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import commit_all
+from conftest import assert_refused, commit_all, manifest_path, snapshot
 from onnx import TensorProto, helper, numpy_helper
-from test_bad_input import assert_refused, snapshot
 
 from mreg.converters.base import ReadOptions
 from mreg.converters.onnx_model import CONVERTER, GRAPH_ROW
@@ -75,7 +74,7 @@ def checkout_again(repo: Path, run, artifact: str) -> None:  # type: ignore[no-u
 
 
 def manifest_of(path: Path) -> dict:  # type: ignore[type-arg]
-    return tomllib.loads(path.with_name(path.name + ".mreg.toml").read_text())
+    return tomllib.loads(manifest_path(path).read_text())
 
 
 X = np.random.default_rng(0).standard_normal((5, 4), dtype=np.float32)

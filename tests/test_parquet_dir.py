@@ -11,8 +11,14 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from test_bad_input import added, assert_refused, manifest_path, snapshot
-from test_text_formats import refused_without_trace, restore_from_cache
+from conftest import (
+    added,
+    assert_refused,
+    manifest_path,
+    refused_without_trace,
+    restore_from_cache,
+    snapshot,
+)
 
 import mreg
 

@@ -20,7 +20,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import Result, commit_all, git, make_safetensors, make_table
+from conftest import (
+    Result,
+    assert_one_line_error,
+    assert_refused,
+    commit_all,
+    git,
+    make_safetensors,
+    make_table,
+    manifest_path,
+)
 from safetensors.numpy import load_file, save_file
 from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, start_seaweed
 
@@ -45,10 +54,12 @@ def manifest_files(manifest: Path) -> dict[str, dict[str, object]]:
     return {f["path"]: f for f in files}
 
 
-def added(run, path: Path, *args: str) -> Path:  # type: ignore[no-untyped-def]
+def added_by_full_path(run, path: Path, *args: str) -> Path:  # type: ignore[no-untyped-def]
+    """``mreg add`` of ``path`` given in full (conftest's ``added`` gives its name); returns the
+    manifest it wrote."""
     result = run("add", str(path), *args)
     assert result.exit_code == 0, result.stderr
-    return path.with_name(path.name + ".mreg.toml")
+    return manifest_path(path)
 
 
 def pushed(run, *args: str) -> Result:  # type: ignore[no-untyped-def]
@@ -63,23 +74,6 @@ def fresh_clone(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nam
     git(tmp_path, "clone", "-q", str(repo), str(clone))
     monkeypatch.chdir(clone)
     return clone
-
-
-def assert_one_line_error(stderr: str, *words: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    line = lines[0]
-    assert line.startswith("error:"), line
-    for word in words:
-        assert word.lower() in line.lower(), f"{word!r} not in {line!r}"
-    assert "Traceback" not in stderr
-    return line
-
-
-def assert_refused(result: Result, *words: str) -> str:
-    assert result.exit_code != 0, result
-    assert "Traceback" not in result.stdout
-    return assert_one_line_error(result.stderr, *words)
 
 
 def sha256(path: Path) -> str:
@@ -112,8 +106,8 @@ def test_push_then_pull_in_a_fresh_clone_restores_equal_tensors_and_rows(
 ):
     make_safetensors(repo / "m.safetensors", layers=6, width=64)
     make_table(repo / "t.parquet", rows=5000)
-    added(run, repo / "m.safetensors")
-    added(run, repo / "t.parquet")
+    added_by_full_path(run, repo / "m.safetensors")
+    added_by_full_path(run, repo / "t.parquet")
     commit_all(repo, "add artifacts")
     pushed(run)
 
@@ -134,8 +128,8 @@ def test_push_then_pull_in_a_fresh_clone_restores_equal_tensors_and_rows(
 
 
 def test_a_second_push_uploads_nothing(repo, run, s3_remote, seaweed, s3_bucket):
-    added(run, make_safetensors(repo / "m.safetensors"))
-    added(run, make_table(repo / "t.parquet"))
+    added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
+    added_by_full_path(run, make_table(repo / "t.parquet"))
     first = pushed(run)
     before = objects(seaweed, s3_bucket)
     assert not first.stdout.startswith("pushed 0 ")
@@ -150,12 +144,12 @@ def test_a_second_push_uploads_nothing(repo, run, s3_remote, seaweed, s3_bucket)
 def test_push_uploads_only_files_the_remote_lacks_after_an_append(
     repo, run, s3_remote, seaweed, s3_bucket
 ):
-    manifest = added(run, make_table(repo / "t.parquet", rows=1000))
+    manifest = added_by_full_path(run, make_table(repo / "t.parquet", rows=1000))
     pushed(run)
     old_files = set(manifest_files(manifest))
     before = objects(seaweed, s3_bucket)
 
-    added(
+    added_by_full_path(
         run,
         make_table(repo / "more.parquet", rows=50, start=1000),
         "--name",
@@ -175,7 +169,7 @@ def test_push_uploads_only_files_the_remote_lacks_after_an_append(
 def test_objects_land_under_the_configured_prefix_and_nowhere_else(
     repo, run, s3_remote, seaweed, s3_bucket
 ):
-    manifest = added(run, make_safetensors(repo / "m.safetensors"))
+    manifest = added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
     pushed(run)
 
     listing = objects(seaweed, s3_bucket)
@@ -190,7 +184,7 @@ def test_objects_land_under_the_configured_prefix_and_nowhere_else(
 
 
 def test_status_says_not_pushed_before_a_push_and_in_sync_after(repo, run, s3_remote):
-    added(run, make_safetensors(repo / "m.safetensors"))
+    added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
 
     before = run("status", "-r", "s3")
     assert before.exit_code == 0, before.stderr
@@ -218,7 +212,7 @@ def corrupt_object(server: Seaweed, bucket: str, key: str) -> None:
 def test_verify_remote_finds_an_object_corrupted_on_the_server(
     repo, run, s3_remote, seaweed, s3_bucket
 ):
-    manifest = added(run, make_safetensors(repo / "m.safetensors"))
+    manifest = added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
     pushed(run)
     (path, *_) = sorted(manifest_files(manifest))
     corrupt_object(seaweed, s3_bucket, PREFIX + path)
@@ -236,7 +230,7 @@ def test_verify_remote_finds_an_object_corrupted_on_the_server(
 def test_verify_remote_finds_an_object_missing_from_the_server(
     repo, run, s3_remote, seaweed, s3_bucket
 ):
-    manifest = added(run, make_safetensors(repo / "m.safetensors"))
+    manifest = added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
     pushed(run)
     (path, *_) = sorted(manifest_files(manifest))
     seaweed.client().delete_object(Bucket=s3_bucket, Key=PREFIX + path)
@@ -254,7 +248,7 @@ def test_verify_remote_finds_an_object_missing_from_the_server(
 def test_pull_refuses_an_object_corrupted_on_the_server_and_keeps_it_out_of_the_cache(
     repo, run, s3_remote, seaweed, s3_bucket, tmp_path, monkeypatch
 ):
-    manifest = added(run, make_safetensors(repo / "m.safetensors"))
+    manifest = added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
     commit_all(repo, "add m")
     pushed(run)
     (path, *_) = sorted(manifest_files(manifest))
@@ -274,7 +268,7 @@ def test_pull_refuses_an_object_corrupted_on_the_server_and_keeps_it_out_of_the_
 def test_gc_remote_deletes_only_unreferenced_objects(
     repo, run, s3_remote, seaweed, s3_bucket, tmp_path, monkeypatch, keeper
 ):
-    manifest = added(run, make_safetensors(repo / "m.safetensors", seed=1))
+    manifest = added_by_full_path(run, make_safetensors(repo / "m.safetensors", seed=1))
     commit_all(repo, "m v1")
     if keeper == "tag":
         assert run("tag", "m", "v1.0.0").exit_code == 0
@@ -282,11 +276,12 @@ def test_gc_remote_deletes_only_unreferenced_objects(
         git(repo, "branch", "keep-v1")
     v1 = set(manifest_files(manifest))
     pushed(run)
-    added(run, make_safetensors(repo / "m.safetensors", seed=2))  # overwrite: a new version
+    # overwrite: a new version
+    added_by_full_path(run, make_safetensors(repo / "m.safetensors", seed=2))
     commit_all(repo, "m v2")
     v2 = set(manifest_files(manifest))
     pushed(run)
-    scratch = added(run, make_table(repo / "scratch.parquet"))
+    scratch = added_by_full_path(run, make_table(repo / "scratch.parquet"))
     pushed(run)
     garbage = set(manifest_files(scratch))
     scratch.unlink()  # never committed: its data are referenced by nothing now
@@ -320,10 +315,10 @@ def test_gc_remote_deletes_only_unreferenced_objects(
 def pushed_then_changed(repo, run, s3_remote, seaweed, s3_bucket):  # type: ignore[no-untyped-def]
     """v1 of ``m`` committed and pushed, v2 added but neither committed nor pushed; returns the
     bucket's listing."""
-    added(run, make_safetensors(repo / "m.safetensors", seed=1))
+    added_by_full_path(run, make_safetensors(repo / "m.safetensors", seed=1))
     commit_all(repo, "m v1")
     pushed(run)
-    added(run, make_safetensors(repo / "m.safetensors", seed=2))
+    added_by_full_path(run, make_safetensors(repo / "m.safetensors", seed=2))
     return objects(seaweed, s3_bucket)
 
 
@@ -388,7 +383,7 @@ def test_credentials_in_the_local_config_work_and_stay_out_of_git(
         "--access-key-id", ACCESS_KEY, "--secret-access-key", SECRET_KEY,
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    added(run, make_safetensors(repo / "m.safetensors"))
+    added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
 
     assert pushed(run).stdout.startswith("pushed 1 file(s)")
     assert SECRET_KEY not in (repo / ".mreg" / "config.toml").read_text()
@@ -401,7 +396,7 @@ def test_an_unreachable_endpoint_is_named_and_the_command_returns(repo, run, mon
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     endpoint = f"http://127.0.0.1:{closed_port()}"
     assert run("remote", "add", "dead", "s3://bucket/p", "--endpoint-url", endpoint).exit_code == 0
-    added(run, make_safetensors(repo / "m.safetensors"))
+    added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
     commit_all(repo, "add m")
 
     # A subprocess, so that a hang fails the test instead of stalling the suite.
@@ -419,7 +414,7 @@ def test_a_bucket_that_does_not_exist_is_named(repo, run, seaweed, monkeypatch):
     bucket = f"no-such-bucket-{os.getpid()}"
     url = f"s3://{bucket}/p"
     assert run("remote", "add", "nob", url, "--endpoint-url", seaweed.endpoint).exit_code == 0
-    added(run, make_safetensors(repo / "m.safetensors"))
+    added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
     commit_all(repo, "add m")
 
     assert_refused(run("push", "-r", "nob"), "remote 'nob'", f"bucket '{bucket}' does not exist")
@@ -437,7 +432,7 @@ def test_pulling_from_a_bucket_that_does_not_exist_names_the_bucket(
     bucket = f"no-such-bucket-{os.getpid()}"
     url = f"s3://{bucket}/p"
     assert run("remote", "add", "nob", url, "--endpoint-url", seaweed.endpoint).exit_code == 0
-    added(run, make_safetensors(repo / "m.safetensors"))
+    added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
     commit_all(repo, "add m")
     clone = fresh_clone(repo, tmp_path, monkeypatch, "clone")
 
@@ -581,7 +576,7 @@ def test_a_push_cut_off_by_the_server_dying_fails_cleanly_and_a_re_run_completes
     repo, run, killable_server, kill_remote, tmp_path, monkeypatch
 ):
     server, bucket = killable_server, kill_remote
-    manifest = added(run, make_large_model(repo / "big.safetensors"))
+    manifest = added_by_full_path(run, make_large_model(repo / "big.safetensors"))
     files = manifest_files(manifest)
     assert sum(int(f["size"]) > 64 << 20 for f in files.values()) == 2  # multipart uploads
     commit_all(repo, "add big")
@@ -626,7 +621,7 @@ def test_a_pull_cut_off_by_the_server_dying_leaves_no_partial_file_and_a_re_run_
     repo, run, killable_server, kill_remote, tmp_path, monkeypatch
 ):
     server = killable_server
-    manifest = added(run, make_large_model(repo / "big.safetensors"))
+    manifest = added_by_full_path(run, make_large_model(repo / "big.safetensors"))
     files = manifest_files(manifest)
     commit_all(repo, "add big")
     pushed(run)

@@ -5,36 +5,22 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import tomllib
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.json as pajson
 import pytest
-from test_bad_input import added, assert_refused, manifest_path, snapshot
+from conftest import (
+    added,
+    assert_refused,
+    manifest_path,
+    refused_without_trace,
+    restore_from_cache,
+    snapshot,
+)
 
 import mreg
-
-
-def restore_from_cache(repo: Path, run, artifact: str) -> None:  # type: ignore[no-untyped-def]
-    """Delete the artifact from the work tree and check it out again."""
-    path = repo / artifact
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-    result = run("checkout")
-    assert result.exit_code == 0, result.stderr
-
-
-def refused_without_trace(repo: Path, run, path: Path, *words: str) -> str:  # type: ignore[no-untyped-def]
-    """``mreg add path`` fails with one line holding ``words`` and changes nothing."""
-    before = snapshot(repo)
-    line = assert_refused(run("add", path.name), path.name, *words)
-    assert snapshot(repo) == before
-    assert not manifest_path(path).exists()
-    return line
 
 
 def read_jsonl(path: Path) -> pa.Table:

@@ -16,9 +16,15 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_safetensors, make_table
-from test_bad_input import added, assert_refused, snapshot
-from test_text_formats import refused_without_trace, restore_from_cache
+from conftest import (
+    added,
+    assert_refused,
+    make_safetensors,
+    make_table,
+    refused_without_trace,
+    restore_from_cache,
+    snapshot,
+)
 
 import mreg
 
