@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,20 +60,39 @@ def sha256_bytes(data: bytes | memoryview) -> str:
 
 class HashingWriter:
     """A write-only file wrapper that computes the sha256 of what passes through it, so a file
-    can be checked as it is written instead of being read back."""
+    can be checked as it is written instead of being read back.
+
+    Large chunks backed by immutable ``bytes`` are hashed on a second thread while the next one
+    is written (hashlib releases the GIL); anything a caller might reuse after ``write`` returns
+    is hashed on the spot, so the digest is always of the bytes written.
+    """
+
+    ASYNC_MIN = 1 << 20
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self._digest = hashlib.sha256()
         self._position = 0
+        self._pending: Future[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mreg-hash")
         self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._digest.update(data)
-        self._raw.write(data)
-        size = memoryview(data).nbytes
-        self._position += size
-        return size
+        view = memoryview(data)
+        if view.nbytes >= self.ASYNC_MIN and isinstance(view.obj, bytes):
+            self._wait()
+            self._pending = self._pool.submit(self._digest.update, view)
+        else:
+            self._wait()
+            self._digest.update(view)
+        self._raw.write(view)
+        self._position += view.nbytes
+        return view.nbytes
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
 
     def tell(self) -> int:
         return self._position
@@ -94,4 +114,6 @@ class HashingWriter:
         self.closed = True
 
     def hexdigest(self) -> str:
+        self._wait()
+        self._pool.shutdown()
         return self._digest.hexdigest()

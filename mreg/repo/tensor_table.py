@@ -99,6 +99,23 @@ def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str
     return json.dumps(metadata.to_json(), sort_keys=True)
 
 
+def _read_ahead(blobs: Sequence[lance.BlobFile | None]) -> Iterator[bytes]:
+    """The bytes of every blob in order, the next one read on a second thread while the caller
+    works on the current one (Lance releases the GIL while it reads)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mreg-read") as pool:
+        upcoming = pool.submit(_read_blob, blobs[0]) if blobs else None
+        for index in range(len(blobs)):
+            assert upcoming is not None
+            data = upcoming.result()
+            if index + 1 < len(blobs):
+                upcoming = pool.submit(_read_blob, blobs[index + 1])
+            yield data
+
+
+def _read_blob(blob: lance.BlobFile | None) -> bytes:
+    return blob.read() if blob is not None else b""
+
+
 def _blob_array(tensors: Sequence[TensorRecord]) -> pa.Array:
     """The tensors' bytes as one Arrow array, without a copy when they lie back to back in
     memory (a memory-mapped safetensors file), else copied once."""
@@ -139,8 +156,7 @@ def read_tensors(
             f"the manifest lists {len(manifest.tensors)}"
         )
     blobs = dataset.take_blobs("data", indices=list(range(count)))
-    for info, blob in zip(manifest.tensors, blobs, strict=True):
-        data = blob.read() if blob is not None else b""
+    for info, data in zip(manifest.tensors, _read_ahead(blobs), strict=True):
         if check_digests and hashlib.sha256(data).hexdigest() != info.digest:
             raise IntegrityError(
                 f"'{manifest.name}': tensor '{info.name}' does not match its recorded digest",
