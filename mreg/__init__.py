@@ -21,6 +21,14 @@ from mreg.errors import (
     RemoteError,
     UnsupportedFormat,
 )
+from mreg.registry import (
+    CompressionType,
+    ModelEntry,
+    ModelFormat,
+    ModelIntegrityError,
+    ModelRegistry,
+    ModelType,
+)
 from mreg.repo import Repo
 
 if TYPE_CHECKING:
@@ -40,7 +48,13 @@ def load_state_dict(name: str, rev: str | None = None, repo: str | Path = ".") -
 
 
 __all__ = [
+    "CompressionType",
     "IntegrityError",
+    "ModelEntry",
+    "ModelFormat",
+    "ModelIntegrityError",
+    "ModelRegistry",
+    "ModelType",
     "MregError",
     "NotARepository",
     "RemoteError",

@@ -70,3 +70,19 @@ class GitError(MregError):
 
 class VerificationFailed(MregError):
     """``mreg verify`` found missing or corrupt files."""
+
+
+class RegistryError(UsageError, ValueError):
+    """An unknown model, version or stage; a duplicate or invalid version; a stage not allowed."""
+
+
+class ModelIntegrityError(IntegrityError):
+    """The bytes of a registered model do not match the sha256 its manifest records."""
+
+
+class ModelClassError(UsageError, ImportError):
+    """The recorded model class does not import, or cannot be built from its arguments."""
+
+
+class ModelFileNotFound(UsageError, FileNotFoundError):
+    """The path given to ``register_model`` does not exist."""

@@ -212,6 +212,7 @@ class Repo:
         meta: dict[str, str] | None = None,
         skip_bad: bool = False,
         source_url: str = "",
+        replace_meta: bool = False,
     ) -> AddResult:
         from mreg.repo.add import add
 
@@ -226,6 +227,7 @@ class Repo:
                 meta=meta,
                 skip_bad=skip_bad,
                 source_url=source_url,
+                replace_meta=replace_meta,
             )
 
     def import_url(

@@ -61,12 +61,14 @@ def add(
     meta: dict[str, str] | None = None,
     skip_bad: bool = False,
     source_url: str = "",
+    replace_meta: bool = False,
 ) -> AddResult:
     """Track ``path``: convert it to Lance in the cache and write ``PATH.mreg.toml`` beside it.
 
     With ``skip_bad``, records a converter cannot read (a corrupt image) are left out and named
     in ``AddResult.skipped`` instead of failing the whole add. ``source_url`` records where the
-    file was downloaded from (``mreg import``).
+    file was downloaded from (``mreg import``). ``meta`` is merged into the previous version's
+    metadata, or replaces them with ``replace_meta``.
     """
     source_path = repo.path_in_work_tree(path)
     if not source_path.exists():
@@ -83,7 +85,9 @@ def add(
     if mode == "append":
         result = _append(repo, source_path, converter, name, meta or {}, options)
     else:
-        result = _overwrite(repo, source_path, converter, name, meta or {}, options, source_url)
+        result = _overwrite(
+            repo, source_path, converter, name, meta or {}, options, source_url, replace_meta
+        )
     return replace(result, skipped=tuple(options.skipped))
 
 
@@ -95,6 +99,7 @@ def _overwrite(
     meta: dict[str, str],
     options: ReadOptions,
     source_url: str = "",
+    replace_meta: bool = False,
 ) -> AddResult:
     relpath = repo.relpath(source_path)
     manifest_rel = relpath + manifests.SUFFIX
@@ -114,13 +119,18 @@ def _overwrite(
         and previous.source.companions == companions
         and not repo.cache.missing(previous.files)
     ):
-        updated = previous.with_meta(meta)
+        updated = (
+            replace(previous, meta=dict(sorted(meta.items())))
+            if replace_meta
+            else (previous.with_meta(meta))
+        )
         if source_url and source_url != previous.source.url:
             updated = replace(updated, source=replace(updated.source, url=source_url))
         if updated != previous:
             manifests.write(repo.root / manifest_rel, updated)
         return AddResult(updated, manifest_rel, changed=updated != previous, new_bytes=0)
     converted = _convert(repo, converter, source_path, previous, options)
+    kept_meta = previous.meta if previous else {}
     if options.skipped and source_path.is_dir():
         # The artifact is the folder without the skipped files: that is what checkout gives
         # back, and status shows the work tree (which still holds them) as changed.
@@ -150,7 +160,7 @@ def _overwrite(
         files=converted.files,
         columns=converted.columns,
         tensors=converted.tensors,
-        meta=dict(sorted({**(previous.meta if previous else {}), **meta}.items())),
+        meta=dict(sorted({**({} if replace_meta else kept_meta), **meta}.items())),
         info=dict(converted.info),
     )
     return _commit(repo, manifest, manifest_rel, converted.new_bytes)

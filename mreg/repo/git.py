@@ -8,7 +8,7 @@ from pathlib import Path
 import git
 
 from mreg.atomic import atomic_write_text
-from mreg.errors import GitError, NotARepository
+from mreg.errors import GitError, NotARepository, one_line
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,22 @@ class GitRepo:
         except git.GitCommandError as error:
             raise GitError(f"git could not create tag '{name}': {error.stderr.strip()}") from None
         return next(tag for tag in self.tags(name) if tag.name == name)
+
+    def commit_paths(self, folder_rel: str, message: str) -> str:
+        """Commit every change under ``folder_rel`` and nothing else the user has staged;
+        returns the commit holding the folder as it is now (the last one when unchanged)."""
+        driver = self._repo.git
+        try:
+            driver.add("-A", "--", folder_rel)
+            changed = driver.diff("--cached", "--name-only", "--", folder_rel).strip()
+            if not changed and self.has_commits():
+                last = self.log(folder_rel)
+                if last:
+                    return last[0].sha
+            driver.commit("-q", "-m", message, "--", folder_rel)
+        except git.GitCommandError as error:
+            raise GitError(f"git could not commit {folder_rel}: {one_line(error)}") from None
+        return self.resolve("HEAD")
 
     def ref_tips(self) -> list[str]:
         """Commits at the tip of every local branch, remote-tracking branch and tag."""

@@ -1,0 +1,108 @@
+"""Commands of the model registry: register, models, stage, unstage, deprecate, remove."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mreg.cli import app
+from mreg.cli.options import Json, print_json, stdout
+from mreg.cli.track import parse_meta
+from mreg.errors import UsageError
+from mreg.registry import ModelRegistry
+
+Name = Annotated[str, typer.Argument(help="Model name.")]
+
+
+@app.command()
+def register(
+    path: Annotated[str, typer.Argument(help="Weights file or model folder.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Model name.")],
+    version: Annotated[
+        str | None, typer.Option("--version", help="X.Y.Z (default: next patch).")
+    ] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", "-t", help="classification, regression, ...")
+    ] = None,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Model format.")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Metric NAME=NUMBER (repeatable).")
+    ] = None,
+    meta: Annotated[list[str] | None, typer.Option(help="Metadata KEY=VALUE (repeatable).")] = None,
+) -> None:
+    """Register PATH as a new version of model NAME: commit it and tag NAME@vX.Y.Z."""
+    fields: dict[str, Any] = {**parse_meta(meta), "performance_metrics": _metrics(metric)}
+    entry = ModelRegistry().register_model(
+        name, Path(path), model_format=format, model_type=type_, version=version, **fields
+    )
+    stdout.print(
+        f"registered {entry.tag} ({entry.metadata.parameters_count:,} parameters, "
+        f"commit {entry.commit[:10]}; share it with `git push --follow-tags` and `mreg push`)"
+    )
+
+
+@app.command()
+def models(json: Json = False) -> None:
+    """List registered models: latest version, stages, metrics."""
+    summaries = ModelRegistry().models()
+    if json:
+        print_json(summaries)
+        return
+    table = Table("name", "latest", "versions", "stages", "metrics", box=None)
+    for s in summaries:
+        stages = ", ".join(f"{stage}={v}" for stage, v in s.stages.items())
+        metrics = ", ".join(f"{k}={v:g}" for k, v in s.metrics.items())
+        name = s.name + (" (deprecated)" if s.deprecated else "")
+        table.add_row(
+            escape(name), s.latest or "", str(len(s.versions)), escape(stages), escape(metrics)
+        )
+    stdout.print(table)
+
+
+@app.command()
+def stage(
+    name: Name,
+    version: Annotated[str, typer.Argument(help="X.Y.Z or vX.Y.Z")],
+    stage: Annotated[str, typer.Argument(help="Stage, for example prod.")],
+) -> None:
+    """Put a version in a stage (tag NAME#STAGE#N)."""
+    tag = ModelRegistry().stage(name, version, stage)
+    stdout.print(f"tagged {tag} (share it with `git push --tags`)")
+
+
+@app.command()
+def unstage(name: Name, stage: Annotated[str, typer.Argument(help="Stage.")]) -> None:
+    """Take the version now in a stage out of it (tag NAME#STAGE!#N)."""
+    tag = ModelRegistry().unstage(name, stage)
+    stdout.print(f"tagged {tag} (share it with `git push --tags`)")
+
+
+@app.command()
+def deprecate(name: Name) -> None:
+    """Mark a model deprecated (tag NAME@deprecated)."""
+    tag = ModelRegistry().deprecate(name)
+    stdout.print(f"tagged {tag} (share it with `git push --tags`)")
+
+
+@app.command()
+def remove(
+    spec: Annotated[str, typer.Argument(help="NAME (every version) or NAME@VERSION.")],
+) -> None:
+    """Deregister a version, or every version (tags NAME@vX.Y.Z!); data stay until gc."""
+    name, _, version = spec.partition("@")
+    tags = ModelRegistry().remove_model(name, version or None)
+    stdout.print(f"tagged {', '.join(tags)} (share with `git push --tags`)")
+
+
+def _metrics(pairs: list[str] | None) -> dict[str, float]:
+    metrics = {}
+    for key, value in parse_meta(pairs).items():
+        try:
+            metrics[key] = float(value)
+        except ValueError:
+            raise UsageError(f"--metric expects NAME=NUMBER, got '{key}={value}'") from None
+    return metrics

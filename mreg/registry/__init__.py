@@ -1,0 +1,35 @@
+"""The model registry: register, version, stage and load models kept in an mreg repository.
+
+Versions are ``NAME@vX.Y.Z`` git tags and stage moves ``NAME#STAGE#N`` tags (GTO's conventions).
+Heavy libraries (torch, onnx) load only inside the loaders that need them.
+"""
+
+from __future__ import annotations
+
+from mreg.errors import (
+    ModelClassError,
+    ModelFileNotFound,
+    ModelIntegrityError,
+    RegistryError,
+)
+from mreg.registry.loaders import ModelLoader, OnnxLoader, PytorchLoader
+from mreg.registry.metadata import ModelMetadata
+from mreg.registry.registry import ModelRegistry
+from mreg.registry.types import CompressionType, ModelEntry, ModelFormat, ModelSummary, ModelType
+
+__all__ = [
+    "CompressionType",
+    "ModelClassError",
+    "ModelEntry",
+    "ModelFileNotFound",
+    "ModelFormat",
+    "ModelIntegrityError",
+    "ModelLoader",
+    "ModelMetadata",
+    "ModelRegistry",
+    "ModelSummary",
+    "ModelType",
+    "OnnxLoader",
+    "PytorchLoader",
+    "RegistryError",
+]

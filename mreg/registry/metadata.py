@@ -1,0 +1,205 @@
+"""A registered model's metadata, and how it lives in the manifest's ``[meta]`` table.
+
+``[meta]`` holds strings only, so every field has one plain text form a reviewer can read in a
+diff: numbers as text, lists and shapes as JSON arrays, each metric as ``metric.<name>``, each
+free field as ``extra.<name>``. What mreg extracts itself (parameters, size, dtypes, ONNX inputs)
+comes from the manifest's own tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mreg.errors import RegistryError
+from mreg.registry.types import CompressionType, ModelFormat, ModelType
+from mreg.repo.manifest import Manifest
+
+TEXT_FIELDS = (
+    "description",
+    "author",
+    "training_dataset",
+    "training_framework",
+    "license",
+    "repository_url",
+    "paper_url",
+    "python_version",
+)
+LIST_FIELDS = ("tags", "dependencies")
+SHAPE_FIELDS = ("input_shape", "output_shape")
+FLOAT_FIELDS = ("compression_ratio", "original_size_mb")
+METRIC = "metric."
+EXTRA = "extra."
+# Written by the registry itself, never taken from the caller's keyword arguments.
+FORMAT_KEY = "model_format"
+TYPE_KEY = "model_type"
+CLASS_KEY = "model_class"
+KWARGS_KEY = "init_kwargs"
+RECORDED = ("framework", "framework_version", "code_commit", "training_dataset_version")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the registry knows about one version (the seed system's ``ModelMetadata``)."""
+
+    name: str
+    version: str
+    format: ModelFormat
+    model_type: ModelType
+    description: str | None = None
+    author: str | None = None
+    training_dataset: str | None = None
+    training_dataset_version: str | None = None
+    training_epochs: int | None = None
+    training_framework: str | None = None
+    performance_metrics: dict[str, float] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    input_shape: tuple[int, ...] | None = None
+    output_shape: tuple[int, ...] | None = None
+    compression_type: CompressionType | None = None
+    compression_ratio: float | None = None
+    original_size_mb: float | None = None
+    dependencies: tuple[str, ...] = ()
+    python_version: str | None = None
+    license: str | None = None
+    repository_url: str | None = None
+    paper_url: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+    # Extracted, not given.
+    parameters_count: int = 0
+    model_size_mb: float = 0.0
+    dtypes: tuple[str, ...] = ()
+    model_class: str | None = None
+    init_kwargs: dict[str, Any] = field(default_factory=dict)
+    framework: str | None = None
+    framework_version: str | None = None
+    code_commit: str | None = None
+    info: dict[str, str] = field(default_factory=dict)
+
+
+def to_meta(fields: Mapping[str, Any]) -> dict[str, str]:
+    """The caller's metadata keyword arguments as ``[meta]`` strings; unknown keys go to extra.
+
+    RegistryError names a field whose value has the wrong type.
+    """
+    meta: dict[str, str] = {}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if key in TEXT_FIELDS:
+            meta[key] = str(value)
+        elif key == "training_epochs":
+            meta[key] = str(_number(key, value, int))
+        elif key in FLOAT_FIELDS:
+            meta[key] = str(_number(key, value, float))
+        elif key == "compression_type":
+            meta[key] = CompressionType.parse(value).value
+        elif key in LIST_FIELDS:
+            meta[key] = json.dumps(_strings(key, value))
+        elif key in SHAPE_FIELDS:
+            meta[key] = json.dumps(_shape(key, value))
+        elif key == "performance_metrics":
+            meta.update(metrics_meta(value))
+        elif key == "extra":
+            meta.update(extra_meta(value))
+        else:
+            meta.update(extra_meta({key: value}))
+    return meta
+
+
+def metrics_meta(metrics: Any) -> dict[str, str]:
+    if not isinstance(metrics, Mapping):
+        raise RegistryError("performance_metrics must be a dict of metric name -> number")
+    return {f"{METRIC}{k}": repr(_number(f"metric '{k}'", v, float)) for k, v in metrics.items()}
+
+
+def extra_meta(extra: Any) -> dict[str, str]:
+    if not isinstance(extra, Mapping):
+        raise RegistryError("extra must be a dict")
+    return {
+        f"{EXTRA}{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+        for k, v in extra.items()
+    }
+
+
+def from_manifest(manifest: Manifest, version: str) -> ModelMetadata:
+    """The metadata ``manifest`` records for ``version``."""
+    meta = manifest.meta
+    texts = {key: meta[key] for key in (*TEXT_FIELDS, *RECORDED) if key in meta}
+    return ModelMetadata(
+        name=manifest.name,
+        version=version,
+        format=ModelFormat.parse(meta.get(FORMAT_KEY, _format_of(manifest))),
+        model_type=ModelType.parse(meta.get(TYPE_KEY, "custom")),
+        training_epochs=int(meta["training_epochs"]) if "training_epochs" in meta else None,
+        performance_metrics={
+            k.removeprefix(METRIC): float(v) for k, v in meta.items() if k.startswith(METRIC)
+        },
+        tags=tuple(_json_list(meta.get("tags"))),
+        dependencies=tuple(_json_list(meta.get("dependencies"))),
+        input_shape=_json_shape(meta.get("input_shape")),
+        output_shape=_json_shape(meta.get("output_shape")),
+        compression_type=(
+            CompressionType.parse(meta["compression_type"]) if "compression_type" in meta else None
+        ),
+        compression_ratio=_float(meta.get("compression_ratio")),
+        original_size_mb=_float(meta.get("original_size_mb")),
+        extra={k.removeprefix(EXTRA): v for k, v in meta.items() if k.startswith(EXTRA)},
+        parameters_count=manifest.parameters,
+        model_size_mb=round(manifest.source.size / 2**20, 3),
+        dtypes=tuple(manifest.dtypes),
+        model_class=meta.get(CLASS_KEY) or None,
+        init_kwargs=json.loads(meta[KWARGS_KEY]) if meta.get(KWARGS_KEY) else {},
+        info=dict(manifest.info),
+        **texts,
+    )
+
+
+def _format_of(manifest: Manifest) -> str:
+    """The registry format of an artifact added with ``mreg add`` (no ``model_format`` key)."""
+    return {"pth": "pytorch", "transformers": "huggingface"}.get(
+        manifest.source.format, manifest.source.format
+    )
+
+
+def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float:
+    if isinstance(value, bool):
+        raise RegistryError(f"{name} must be a number, not {value!r}")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise RegistryError(f"{name} must be a number, not {value!r}") from None
+    if kind is int and number != float(value):
+        raise RegistryError(f"{name} must be a whole number, not {value!r}")
+    return number
+
+
+def _strings(name: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list | tuple | set) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise RegistryError(f"{name} must be a list of strings, not {value!r}")
+
+
+def _shape(name: str, value: Any) -> list[int]:
+    if isinstance(value, str):
+        value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+    try:
+        return [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise RegistryError(f"{name} must be a list of integers, not {value!r}") from None
+
+
+def _json_list(text: str | None) -> list[str]:
+    return [str(v) for v in json.loads(text)] if text else []
+
+
+def _json_shape(text: str | None) -> tuple[int, ...] | None:
+    return tuple(int(v) for v in json.loads(text)) if text else None
+
+
+def _float(text: str | None) -> float | None:
+    return float(text) if text else None

@@ -1,0 +1,93 @@
+"""The registry's vocabulary: formats, model types, compression types, registered versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Self
+
+from mreg.errors import RegistryError
+
+if TYPE_CHECKING:
+    from mreg.registry.metadata import ModelMetadata
+
+
+class _Choice(StrEnum):
+    @classmethod
+    def parse(cls, value: str | Self) -> Self:
+        """The member named or valued ``value`` (any case); RegistryError lists the choices."""
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().lower()
+        for member in cls:
+            if text in (member.value, member.name.lower()):
+                return member
+        choices = ", ".join(m.value for m in cls)
+        raise RegistryError(f"unknown {cls.__name__} '{value}'", hint=f"use one of: {choices}")
+
+
+class ModelFormat(_Choice):
+    PYTORCH = "pytorch"
+    SAFETENSORS = "safetensors"
+    ONNX = "onnx"
+    HUGGINGFACE = "huggingface"
+    CUSTOM = "custom"
+
+
+class ModelType(_Choice):
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+    LANGUAGE_MODEL = "language_model"
+    VISION = "vision"
+    EMBEDDING = "embedding"
+    OBJECT_DETECTION = "object_detection"
+    SEGMENTATION = "segmentation"
+    GENERATIVE = "generative"
+    RECOMMENDATION = "recommendation"
+    CUSTOM = "custom"
+
+
+class CompressionType(_Choice):
+    NONE = "none"
+    QUANTIZATION_INT8 = "quantization_int8"
+    QUANTIZATION_INT4 = "quantization_int4"
+    QUANTIZATION_FP16 = "quantization_fp16"
+    PRUNING = "pruning"
+    DISTILLATION = "distillation"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered version: where git keeps it, and what its manifest says about it."""
+
+    name: str
+    version: str
+    tag: str
+    commit: str
+    registered_at: str
+    manifest_path: str
+    stages: tuple[str, ...]
+    deprecated: bool
+    metadata: ModelMetadata
+
+    @property
+    def model_format(self) -> ModelFormat:
+        return self.metadata.format
+
+    @property
+    def model_type(self) -> ModelType:
+        return self.metadata.model_type
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model at a glance: what ``mreg models`` shows."""
+
+    name: str
+    latest: str | None
+    versions: tuple[str, ...]
+    stages: dict[str, str]
+    metrics: dict[str, float]
+    model_format: str
+    model_type: str
+    deprecated: bool

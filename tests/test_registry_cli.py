@@ -1,0 +1,75 @@
+"""The model registry through the CLI: register, models, stage, unstage, deprecate, remove."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from conftest import Marker, assert_refused, git, snapshot
+from registry_models import train
+
+
+def weights(path: Path, steps: int) -> Path:
+    torch.save(train(steps)[0].state_dict(), path)
+    return path
+
+
+def test_register_stage_and_list_models_from_the_command_line(repo: Path, run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = weights(tmp_path / "w.pth", 3)
+    result = run("register", path, "--name", "clf", "--type", "classification",
+                 "--metric", "accuracy=0.91", "--meta", "author=ml team")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "registered clf@v0.1.0" in result.stdout
+    assert run("register", weights(path, 6), "--name", "clf", "--version", "1.0.0").exit_code == 0
+    assert run("stage", "clf", "v0.1.0", "prod").exit_code == 0
+    assert run("stage", "clf", "1.0.0", "prod").exit_code == 0
+    assert run("unstage", "clf", "prod").exit_code == 0
+
+    listed = json.loads(run("models", "--json").stdout)
+    assert listed == [
+        {
+            "name": "clf",
+            "latest": "v1.0.0",
+            "versions": ["v0.1.0", "v1.0.0"],
+            "stages": {"prod": "v0.1.0"},
+            "metrics": {},
+            "model_format": "pytorch",
+            "model_type": "custom",
+            "deprecated": False,
+        }
+    ]
+    table = run("models").stdout
+    assert "clf" in table and "prod=v0.1.0" in table
+    assert run("remove", "clf@v1.0.0").exit_code == 0
+    assert run("deprecate", "clf").exit_code == 0
+    assert "accuracy=0.91" in run("models").stdout  # v0.1.0 is the latest again
+    assert "(deprecated)" in run("models").stdout
+    assert {"clf#prod#1", "clf#prod#2", "clf#prod!#3", "clf@v1.0.0!", "clf@deprecated"} <= set(
+        git(repo, "tag", "--list").split()
+    )
+
+
+def test_bad_registry_input_is_one_line_and_changes_nothing(repo: Path, run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (repo / ".mreg" / "config.toml").write_text('[registry]\nstages = ["prod"]\n')
+    path = weights(tmp_path / "w.pth", 3)
+    assert run("register", path, "--name", "clf").exit_code == 0
+    before = snapshot(repo), git(repo, "tag", "--list")
+    assert_refused(
+        run("register", path, "--name", "clf", "--version", "0.1.0"), "already registered"
+    )
+    assert_refused(
+        run("register", path, "--name", "clf", "--version", "one"), "not a valid version"
+    )
+    assert_refused(run("register", path, "--name", "clf", "--metric", "acc=high"), "NAME=NUMBER")
+    assert_refused(run("register", path, "--name", "clf", "--type", "toaster"), "unknown ModelType")
+    assert_refused(run("register", tmp_path / "nope.pth", "--name", "x"), "no such file")
+    assert_refused(run("stage", "clf", "0.1.0", "qa"), "stage 'qa' is not allowed", "prod")
+    assert_refused(run("stage", "ghost", "0.1.0", "prod"), "no model named 'ghost'")
+    assert_refused(run("unstage", "clf", "prod"), "no version of 'clf' is in stage 'prod'")
+    assert_refused(run("remove", "clf@v9.0.0"), "clf has no version v9.0.0")
+    marker = tmp_path / "pwned"
+    torch.save({"payload": Marker(marker)}, tmp_path / "evil.pth")
+    assert_refused(run("register", tmp_path / "evil.pth", "--name", "evil"), "refused")
+    assert not marker.exists()
+    assert (snapshot(repo), git(repo, "tag", "--list")) == before
