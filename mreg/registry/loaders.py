@@ -24,7 +24,6 @@ from mreg import converters
 from mreg.converters.base import ModelConverter
 from mreg.errors import CorruptInput, ModelClassError, RegistryError, one_line
 from mreg.registry.types import ModelFormat
-from mreg.repo import tensor_table
 
 if TYPE_CHECKING:
     from mreg.registry.metadata import ModelMetadata
@@ -66,6 +65,8 @@ class StoredModel:
         converter = cast(ModelConverter, converters.get(self.manifest.source.format))
         dataset = self.repo.open(self.manifest.name, self.rev)
         buffer = io.BytesIO()
+        from mreg.repo import tensor_table
+
         tensors = tensor_table.read_tensors(dataset, self.manifest)
         converter.write(tensors, self.manifest.source.restore_info, buffer)
         return buffer.getvalue()
@@ -74,6 +75,8 @@ class StoredModel:
         """The artifact rebuilt under ``folder`` (a file or a folder); returns its path."""
         converter = cast(ModelConverter, converters.get(self.manifest.source.format))
         dataset = self.repo.open(self.manifest.name, self.rev)
+        from mreg.repo import tensor_table
+
         tensors = tensor_table.read_tensors(dataset, self.manifest)
         target = folder / self.manifest.path
         if converter.directory:
