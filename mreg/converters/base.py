@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from mreg.repo.manifest import Restore
+
+# How faithfully checkout gives an artifact back: the same bytes, or equal content.
+Restore = Literal["exact", "equivalent"]
 
 # A model folder's small side files (config.json, tokenizer files) travel as rows of this dtype.
 FILE_DTYPE = "file"

@@ -14,16 +14,13 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar, cast
 
 import pyarrow as pa
 
-from mreg.converters.base import FolderFormat, ReadOptions, Target
+from mreg.converters.base import FolderFormat, ReadOptions, Restore, Target
 from mreg.errors import CorruptInput, IntegrityError, UnsupportedFormat, one_line
 from mreg.progress import bar
-
-if TYPE_CHECKING:
-    from mreg.repo.manifest import Restore
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 # Pillow opens only these, whatever a file's suffix claims: other plugins (EPS runs Ghostscript)

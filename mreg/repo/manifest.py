@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from mreg import toml_writer
 from mreg.atomic import atomic_write_text
-from mreg.converters.base import FILE_DTYPE
+from mreg.converters.base import FILE_DTYPE, Restore
 from mreg.errors import ManifestError, UsageError
 
 FORMAT_VERSION = 1
@@ -24,7 +24,6 @@ SUFFIX = ".mreg.toml"
 HEADER = "# mreg manifest: written by `mreg add`; review it in diffs, do not edit it by hand.\n"
 
 Kind = Literal["model", "dataset"]
-Restore = Literal["exact", "equivalent"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _DATA_PATH = re.compile(r"^data/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")

@@ -1,0 +1,52 @@
+"""The architecture holds: imports flow cli -> repo -> storage / converters, and starting the
+CLI loads none of the heavy libraries."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mreg"
+HEAVY = ("lance", "torch", "onnx", "onnxruntime", "transformers", "datasets", "pandas")
+
+# Which mreg sub-packages each layer may import (besides the top-level helper modules).
+ALLOWED = {
+    "storage": {"storage"},
+    "converters": {"converters"},
+    "repo": {"repo", "storage", "converters"},
+    "registry": {"registry", "repo", "storage", "converters"},
+    "cli": {"cli", "repo", "registry", "storage", "converters"},
+}
+
+
+def mreg_imports(path: Path) -> set[str]:
+    """The mreg sub-packages a module imports (``mreg.repo.add`` -> ``repo``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "mreg" and len(parts) > 1 and (PACKAGE / parts[1]).is_dir():
+                found.add(parts[1])
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_each_layer_imports_only_the_layers_below_it(layer):
+    for module in sorted((PACKAGE / layer).rglob("*.py")):
+        forbidden = mreg_imports(module) - ALLOWED[layer]
+        assert not forbidden, f"{module.relative_to(PACKAGE)} imports mreg.{forbidden}"
+
+
+def test_starting_the_cli_loads_no_heavy_library():
+    code = f"import sys, mreg.cli; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
