@@ -72,6 +72,23 @@ def test_re_adding_an_unchanged_file_pushes_nothing(repo, run, remote_dir):
     assert remote_files(remote_dir) == before
 
 
+def test_push_all_sends_the_data_of_every_tagged_version(repo, run, remote_dir):
+    make_safetensors(repo / "m.safetensors", seed=1)
+    run("add", "m.safetensors")
+    commit_all(repo, "v1")
+    run("tag", "m", "v1.0.0")
+    v1 = data_files(repo / "m.safetensors.mreg.toml")
+    make_safetensors(repo / "m.safetensors", seed=2)
+    run("add", "m.safetensors")
+    commit_all(repo, "v2")
+    v2 = data_files(repo / "m.safetensors.mreg.toml")
+
+    assert run("push").exit_code == 0
+    assert not v1 - v2 <= remote_files(remote_dir)
+    assert run("push", "--all").exit_code == 0
+    assert v1 | v2 <= remote_files(remote_dir)
+
+
 def test_append_keeps_old_fragments_and_pushes_only_the_new_one(repo, run, remote_dir):
     make_table(repo / "t.parquet", rows=1000)
     run("add", "t.parquet")

@@ -9,13 +9,23 @@ import typer
 from mreg.cli import app
 from mreg.cli.options import Jobs, Json, Remote, Targets, human_size, open_repo, print_json, stdout
 from mreg.errors import VerificationFailed
+from mreg.progress import stderr
 
 
 @app.command()
-def push(targets: Targets = None, remote: Remote = None, jobs: Jobs = 8) -> None:
+def push(
+    targets: Targets = None,
+    remote: Remote = None,
+    jobs: Jobs = 8,
+    all_refs: Annotated[
+        bool, typer.Option("--all", help="Also every version at a branch or tag tip.")
+    ] = False,
+) -> None:
     """Upload the data files the remote lacks."""
-    result = open_repo().push(targets, remote=remote, jobs=jobs)
+    result = open_repo().push(targets, remote=remote, jobs=jobs, all_refs=all_refs)
     stdout.print(f"pushed {result.files} file(s), {human_size(result.bytes)}")
+    if result.not_cached:
+        stderr.print(f"{result.not_cached} file(s) of other versions are not in this cache")
 
 
 @app.command()

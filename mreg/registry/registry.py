@@ -177,12 +177,7 @@ class ModelRegistry:
     def push(self, remote: str | None = None, jobs: int = 8) -> TransferResult:
         """Upload the data of every registered version (``mreg push`` sends only the versions
         in the work tree)."""
-        targets = [
-            f"{history.name}@{version}"
-            for history in read_histories(self.repo).values()
-            for version in history.versions()
-        ]
-        return self.repo.push(targets, remote=remote, jobs=jobs)
+        return self.repo.push(remote=remote, jobs=jobs, all_refs=True)
 
     # -- lifecycle ------------------------------------------------------------------------
 

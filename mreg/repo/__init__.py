@@ -279,12 +279,16 @@ class Repo:
         return status(self, remote)
 
     def push(
-        self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
+        self,
+        targets: list[str] | None = None,
+        remote: str | None = None,
+        jobs: int = 8,
+        all_refs: bool = False,
     ) -> TransferResult:
         from mreg.repo.push import push
 
         with self.lock.held():
-            return push(self, targets, remote=remote, jobs=jobs)
+            return push(self, targets, remote=remote, jobs=jobs, all_refs=all_refs)
 
     def fetch(
         self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8

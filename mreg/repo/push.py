@@ -19,11 +19,30 @@ def referenced_files(targets: list[Target]) -> list[FileEntry]:
     return [unique[path] for path in sorted(unique)]
 
 
-def push(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> TransferResult:
-    """Upload what the remote lacks; files it already has (same path and size) never travel."""
+def push(
+    repo: Repo, specs: list[str] | None, remote: str | None, jobs: int, all_refs: bool = False
+) -> TransferResult:
+    """Upload what the remote lacks; files it already has (same path and size) never travel.
+
+    ``all_refs`` adds every version at the tip of a branch or tag (what ``gc`` keeps) and
+    pushes what of them this cache holds, counting the rest in ``TransferResult.not_cached``.
+    """
     targets = repo.targets(specs)
     entries = referenced_files(targets)
     absent = repo.cache.missing(entries)
+    not_cached = 0
+    if all_refs:
+        from mreg.repo import Target
+        from mreg.repo.gc import live_manifests
+
+        others = referenced_files([Target("", m) for m in live_manifests(repo)])
+        known = {e.path for e in entries}
+        extra = [e for e in others if e.path not in known]
+        missing_extra = repo.cache.missing(extra)
+        not_cached = len(missing_extra)
+        entries = sorted(
+            [*entries, *(e for e in extra if e not in missing_extra)], key=lambda e: e.path
+        )
     if absent:
         names = sorted({t.manifest.name for t in targets for f in t.manifest.files if f in absent})
         raise MissingData(
@@ -39,4 +58,4 @@ def push(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> 
 
     total = sum(e.size for e in todo)
     run_parallel(todo, upload, f"push to {repo.remote(remote).name}", total, jobs)
-    return TransferResult(len(todo), total)
+    return TransferResult(len(todo), total, not_cached)

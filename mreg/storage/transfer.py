@@ -47,3 +47,4 @@ class TransferResult:
 
     files: int
     bytes: int
+    not_cached: int = 0
