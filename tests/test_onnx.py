@@ -56,6 +56,21 @@ def make_onnx_pointing_to(path: Path, location: str) -> Path:
     return path
 
 
+def save_with_external_data(path: Path) -> Path:
+    """The MatMul+Add model with its initializers in ``weights.bin`` beside it."""
+    weight = numpy_helper.from_array(WEIGHT, "W")
+    bias = numpy_helper.from_array(np.array(BIAS, dtype=np.float32), "B")
+    onnx.save_model(
+        make_graph_model([weight, bias]),
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    return path
+
+
 def weights_bytes() -> bytes:
     return WEIGHT.tobytes() + np.array(BIAS, dtype=np.float32).tobytes()
 
@@ -118,17 +133,7 @@ def test_describe_gives_opset_signature_and_parameter_count(tmp_path):
 
 
 def test_a_model_saved_with_external_data_comes_back_as_one_self_contained_file(repo, run):
-    weight = numpy_helper.from_array(WEIGHT, "W")
-    bias = numpy_helper.from_array(np.array(BIAS, dtype=np.float32), "B")
-    path = repo / "ext.onnx"
-    onnx.save_model(
-        make_graph_model([weight, bias]),
-        path,
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location="weights.bin",
-        size_threshold=0,
-    )
+    path = save_with_external_data(repo / "ext.onnx")
     assert (repo / "weights.bin").read_bytes() == weights_bytes()
     expected = outputs(path, X)
     assert run("add", "ext.onnx").exit_code == 0
@@ -142,17 +147,7 @@ def test_a_model_saved_with_external_data_comes_back_as_one_self_contained_file(
 
 
 def test_external_data_count_as_part_of_the_model_for_status_and_re_add(repo, run):
-    path = repo / "ext.onnx"
-    weight = numpy_helper.from_array(WEIGHT, "W")
-    bias = numpy_helper.from_array(np.array(BIAS, dtype=np.float32), "B")
-    onnx.save_model(
-        make_graph_model([weight, bias]),
-        path,
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location="weights.bin",
-        size_threshold=0,
-    )
+    path = save_with_external_data(repo / "ext.onnx")
     assert run("add", "ext.onnx").exit_code == 0
     assert manifest_of(path)["source"]["companions"] == ["weights.bin"]
     assert "/weights.bin" in (repo / ".gitignore").read_text().splitlines()

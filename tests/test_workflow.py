@@ -72,7 +72,8 @@ def test_re_adding_an_unchanged_file_pushes_nothing(repo, run, remote_dir):
     assert remote_files(remote_dir) == before
 
 
-def test_push_all_sends_the_data_of_every_tagged_version(repo, run, remote_dir):
+def add_tagged_v1_then_v2(repo: Path, run) -> tuple[set[str], set[str]]:  # type: ignore[no-untyped-def]
+    """Model ``m``: v1 committed and tagged m@v1.0.0, then v2 added; their data files."""
     make_safetensors(repo / "m.safetensors", seed=1)
     run("add", "m.safetensors")
     commit_all(repo, "v1")
@@ -80,8 +81,12 @@ def test_push_all_sends_the_data_of_every_tagged_version(repo, run, remote_dir):
     v1 = data_files(repo / "m.safetensors.mreg.toml")
     make_safetensors(repo / "m.safetensors", seed=2)
     run("add", "m.safetensors")
+    return v1, data_files(repo / "m.safetensors.mreg.toml")
+
+
+def test_push_all_sends_the_data_of_every_tagged_version(repo, run, remote_dir):
+    v1, v2 = add_tagged_v1_then_v2(repo, run)
     commit_all(repo, "v2")
-    v2 = data_files(repo / "m.safetensors.mreg.toml")
 
     assert run("push").exit_code == 0
     assert not v1 - v2 <= remote_files(remote_dir)
@@ -234,14 +239,7 @@ def test_status_names_changed_and_missing_files(repo, run):
 
 
 def test_gc_keeps_data_of_every_branch_and_tag(repo, run):
-    make_safetensors(repo / "m.safetensors", seed=1)
-    run("add", "m.safetensors")
-    commit_all(repo, "v1")
-    run("tag", "m", "v1.0.0")
-    v1 = data_files(repo / "m.safetensors.mreg.toml")
-    make_safetensors(repo / "m.safetensors", seed=2)
-    run("add", "m.safetensors")
-    v2 = data_files(repo / "m.safetensors.mreg.toml")
+    v1, v2 = add_tagged_v1_then_v2(repo, run)
     make_safetensors(repo / "m.safetensors", seed=3)
     run("add", "m.safetensors")  # v2 was never committed: its data are garbage now
     v3 = data_files(repo / "m.safetensors.mreg.toml")
