@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.errors import IntegrityError, MissingData
-from mreg.hashing import sha256_file
+from mreg.hashing import sha256_file, sha256_files
 from mreg.repo.manifest import FileEntry, Manifest
 
 if TYPE_CHECKING:
@@ -71,10 +71,11 @@ class Cache:
 
     def ingest(self, dataset_dir: Path, relpaths: Iterable[str]) -> list[FileEntry]:
         """Hash staged Lance files and move them into the cache; returns their entries."""
+        ordered = sorted(relpaths)
+        sources = [dataset_dir / relpath for relpath in ordered]
         entries = []
-        for relpath in sorted(relpaths):
-            source = dataset_dir / relpath
-            entry = FileEntry(relpath, source.stat().st_size, sha256_file(source))
+        for relpath, source, digest in zip(ordered, sources, sha256_files(sources), strict=True):
+            entry = FileEntry(relpath, source.stat().st_size, digest)
             target = self.path(relpath)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
