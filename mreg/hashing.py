@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
+from mmap import mmap
 from pathlib import Path
 from typing import BinaryIO
 
@@ -87,7 +88,7 @@ class HashingWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data)
-        if view.nbytes >= self.ASYNC_MIN and isinstance(view.obj, bytes):
+        if view.nbytes >= self.ASYNC_MIN and view.readonly and isinstance(view.obj, bytes | mmap):
             self._wait()
             self._pending = self._pool.submit(self._digest.update, view)
         else:

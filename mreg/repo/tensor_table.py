@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,6 +100,23 @@ def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str
     return json.dumps(metadata.to_json(), sort_keys=True)
 
 
+def _files_holding_tensors(dataset: lance.LanceDataset, manifest: Manifest) -> list[Path | None]:
+    """For each tensor, a data file whose bytes are exactly the tensor's, or None.
+
+    Lance keeps large blobs in files of their own. A file whose recorded sha256 equals a
+    tensor's digest holds exactly that tensor's bytes, whatever Lance's layout: such tensors
+    are memory-mapped instead of copied out through Lance (most of a large model).
+    """
+    root = Path(dataset.uri)
+    by_digest = {f.sha256: root / f.path for f in manifest.files if f.size > 0}
+    return [by_digest.get(t.digest) for t in manifest.tensors]
+
+
+def _map(path: Path) -> memoryview:
+    with open(path, "rb") as handle:
+        return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+
+
 def _read_ahead(blobs: Sequence[lance.BlobFile | None]) -> Iterator[bytes]:
     """The bytes of every blob in order, the next one read on a second thread while the caller
     works on the current one (Lance releases the GIL while it reads)."""
@@ -155,8 +173,12 @@ def read_tensors(
             f"'{manifest.name}': Lance data hold {count} tensors, "
             f"the manifest lists {len(manifest.tensors)}"
         )
-    blobs = dataset.take_blobs("data", indices=list(range(count)))
-    for info, data in zip(manifest.tensors, _read_ahead(blobs), strict=True):
+    direct = _files_holding_tensors(dataset, manifest)
+    through_lance = [i for i, path in enumerate(direct) if path is None]
+    blobs = dataset.take_blobs("data", indices=through_lance) if through_lance else []
+    from_lance = _read_ahead(blobs)
+    for info, path in zip(manifest.tensors, direct, strict=True):
+        data = _map(path) if path is not None else next(from_lance)
         if check_digests and hashlib.sha256(data).hexdigest() != info.digest:
             raise IntegrityError(
                 f"'{manifest.name}': tensor '{info.name}' does not match its recorded digest",
