@@ -37,7 +37,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config as BotoConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -196,18 +195,7 @@ def tool_env(snapshot: Path) -> dict[str, str]:
 
 
 def s3_client(server: Seaweed, pool: int) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-        config=BotoConfig(
-            s3={"addressing_style": "path"},
-            max_pool_connections=pool,
-            retries={"max_attempts": 3, "mode": "standard"},
-        ),
-    )
+    return server.client(pool)
 
 
 def bucket_objects(server: Seaweed, bucket: str) -> dict[str, int]:

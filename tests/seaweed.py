@@ -48,7 +48,8 @@ class Seaweed:
     data_dir: Path
     log_path: Path
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self, pool: int = 10):  # type: ignore[no-untyped-def]
+        """A boto3 S3 client for this server with ``pool`` connections."""
         import boto3
         from botocore.config import Config
 
@@ -58,7 +59,11 @@ class Seaweed:
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
             region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+            config=Config(
+                s3={"addressing_style": "path"},
+                max_pool_connections=pool,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
         )
 
     def create_bucket(self, name: str) -> None:
