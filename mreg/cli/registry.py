@@ -1,4 +1,4 @@
-"""Commands of the model registry: register, models, stage, unstage, deprecate, remove."""
+"""Commands of the model registry: register, models, search, stage, unstage, deprecate, remove."""
 
 from __future__ import annotations
 
@@ -59,6 +59,36 @@ def models(json: Json = False) -> None:
         name = s.name + (" (deprecated)" if s.deprecated else "")
         table.add_row(
             escape(name), s.latest or "", str(len(s.versions)), escape(stages), escape(metrics)
+        )
+    stdout.print(table)
+
+
+@app.command()
+def search(
+    query: Annotated[
+        list[str] | None,
+        typer.Argument(help="Terms, all must match: resnet* type:vision tag:cv accuracy>=0.9"),
+    ] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="Only each model's newest matching version.")
+    ] = False,
+    json: Json = False,
+) -> None:
+    """Find registered versions by name, type, format, tags, stage, metadata and metrics."""
+    entries = ModelRegistry().search(" ".join(query or []), latest=latest)
+    if json:
+        print_json(entries)
+        return
+    table = Table("name", "version", "type", "format", "stages", "metrics", box=None)
+    for e in entries:
+        metrics = ", ".join(f"{k}={v:g}" for k, v in e.metadata.performance_metrics.items())
+        table.add_row(
+            escape(e.name),
+            e.version,
+            e.model_type.value,
+            e.model_format.value,
+            escape(", ".join(e.stages)),
+            escape(metrics),
         )
     stdout.print(table)
 

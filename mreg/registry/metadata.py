@@ -124,14 +124,47 @@ def extra_meta(extra: Any) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class ManifestFacts:
+    """The few things a manifest says that the registry shows: small, and plain JSON, so the
+    search index can keep them per manifest blob."""
+
+    name: str
+    kind: str
+    meta: dict[str, str]
+    parameters: int
+    size: int
+    dtypes: tuple[str, ...]
+    info: dict[str, str]
+    source_format: str
+
+
+def facts_of(manifest: Manifest) -> ManifestFacts:
+    return ManifestFacts(
+        name=manifest.name,
+        kind=manifest.kind,
+        meta=dict(manifest.meta),
+        parameters=manifest.parameters,
+        size=manifest.source.size,
+        dtypes=tuple(manifest.dtypes),
+        info=dict(manifest.info),
+        source_format=manifest.source.format,
+    )
+
+
 def from_manifest(manifest: Manifest, version: str) -> ModelMetadata:
     """The metadata ``manifest`` records for ``version``."""
-    meta = manifest.meta
+    return from_facts(facts_of(manifest), version)
+
+
+def from_facts(facts: ManifestFacts, version: str) -> ModelMetadata:
+    """The metadata a manifest (seen through its ``facts``) records for ``version``."""
+    meta = facts.meta
     texts = {key: meta[key] for key in (*TEXT_FIELDS, *RECORDED) if key in meta}
     return ModelMetadata(
-        name=manifest.name,
+        name=facts.name,
         version=version,
-        format=ModelFormat.parse(meta.get(FORMAT_KEY, _format_of(manifest))),
+        format=ModelFormat.parse(meta.get(FORMAT_KEY, _format_of(facts.source_format))),
         model_type=ModelType.parse(meta.get(TYPE_KEY, "custom")),
         training_epochs=int(meta["training_epochs"]) if "training_epochs" in meta else None,
         performance_metrics={
@@ -147,21 +180,19 @@ def from_manifest(manifest: Manifest, version: str) -> ModelMetadata:
         compression_ratio=_float(meta.get("compression_ratio")),
         original_size_mb=_float(meta.get("original_size_mb")),
         extra={k.removeprefix(EXTRA): v for k, v in meta.items() if k.startswith(EXTRA)},
-        parameters_count=manifest.parameters,
-        model_size_mb=round(manifest.source.size / 2**20, 3),
-        dtypes=tuple(manifest.dtypes),
+        parameters_count=facts.parameters,
+        model_size_mb=round(facts.size / 2**20, 3),
+        dtypes=facts.dtypes,
         model_class=meta.get(CLASS_KEY) or None,
         init_kwargs=json.loads(meta[KWARGS_KEY]) if meta.get(KWARGS_KEY) else {},
-        info=dict(manifest.info),
+        info=dict(facts.info),
         **texts,
     )
 
 
-def _format_of(manifest: Manifest) -> str:
+def _format_of(source_format: str) -> str:
     """The registry format of an artifact added with ``mreg add`` (no ``model_format`` key)."""
-    return {"pth": "pytorch", "transformers": "huggingface"}.get(
-        manifest.source.format, manifest.source.format
-    )
+    return {"pth": "pytorch", "transformers": "huggingface"}.get(source_format, source_format)
 
 
 def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float:

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from mreg.errors import GitError, IntegrityError, ModelIntegrityError, RegistryError
 from mreg.registry import metadata as fields
 from mreg.registry import register as registering
+from mreg.registry import search as searching
 from mreg.registry import stages as staging
+from mreg.registry.index import RegistryIndex
 from mreg.registry.loaders import StoredModel, default_loaders
-from mreg.registry.metadata import ModelMetadata
+from mreg.registry.metadata import ManifestFacts, ModelMetadata, facts_of
 from mreg.registry.tags import ModelHistory, is_version, normalize_version, read_histories
 from mreg.registry.types import ModelEntry, ModelFormat, ModelSummary, ModelType
 from mreg.repo import Repo
@@ -147,6 +149,18 @@ class ModelRegistry:
                 if all(_matches(entry, k, v) for k, v in filters.items()):
                     entries.append(entry)
         return entries
+
+    def search(self, query: str, latest: bool = False) -> list[ModelEntry]:
+        """Versions not removed that match every term of ``query`` (``resnet* type:vision
+        tag:cv stage:prod accuracy>=0.9``; see ``mreg.registry.search``), by name then version;
+        with ``latest``, only each model's newest matching version. RegistryError (a ValueError)
+        names a malformed term. Manifests come from git in two batch reads, cached per blob."""
+        terms = searching.parse(query)
+        found = []
+        for candidates in self._candidates().values():
+            chosen = [c.entry for c in candidates if searching.matches(terms, c)]
+            found.extend(chosen[-1:] if latest else chosen)
+        return found
 
     def models(self) -> list[ModelSummary]:
         """One summary per model with a version not removed."""
@@ -281,18 +295,38 @@ class ModelRegistry:
 
     def _entry(self, history: ModelHistory, version: str, commit: str) -> ModelEntry:
         rel, manifest = self._manifest(history.name, commit)
-        tag = history.registered.get(version)
-        return ModelEntry(
-            name=history.name,
-            version=version,
-            tag=tag.name if tag else "",
-            commit=commit,
-            registered_at=tag.date if tag else "",
-            manifest_path=rel,
-            stages=history.stages_of(version),
-            deprecated=history.deprecated,
-            metadata=fields.from_manifest(manifest, version),
-        )
+        return _entry_of(history, version, commit, rel, facts_of(manifest))
+
+    def _candidates(self) -> dict[str, list[searching.Candidate]]:
+        """Every active version of every model, oldest first, read through the search index."""
+        histories = read_histories(self.repo)
+        wanted = [
+            (h.name, h.registered[v].commit) for h in histories.values() for v in h.versions()
+        ]
+        index = RegistryIndex(self.repo)
+        folders = {name: self.repo.relpath(self.folder / name) for name in histories}
+        known = index.lookup(wanted, folders)
+        candidates: dict[str, list[searching.Candidate]] = {}
+        for history in histories.values():
+            for version in history.versions():
+                commit = history.registered[version].commit
+                place = known.get(f"{commit}:{history.name}")
+                rel, facts = place or self._manifest_facts(index, history.name, commit)
+                entry = _entry_of(history, version, commit, rel, facts)
+                candidates.setdefault(history.name, []).append(
+                    searching.Candidate(entry, facts.kind)
+                )
+        index.save()
+        return candidates
+
+    def _manifest_facts(
+        self, index: RegistryIndex, name: str, commit: str
+    ) -> tuple[str, ManifestFacts]:
+        """The slow way, for a manifest outside the registry folder: parse the commit's tree."""
+        rel, manifest = self._manifest(name, commit)
+        facts = facts_of(manifest)
+        index.remember(name, commit, rel, facts)
+        return rel, facts
 
     def _check_integrity(self, manifest: Manifest, commit: str) -> None:
         """sha256 of every cached data file of ``manifest``; missing ones are fetched (and
@@ -306,6 +340,23 @@ class ModelRegistry:
                     f"{manifest.name} at {commit[:12]}: {entry.path} is {problem}",
                     hint=f"delete .mreg/cache/{entry.path} and run `mreg fetch {manifest.name}`",
                 )
+
+
+def _entry_of(
+    history: ModelHistory, version: str, commit: str, rel: str, facts: ManifestFacts
+) -> ModelEntry:
+    tag = history.registered.get(version)
+    return ModelEntry(
+        name=history.name,
+        version=version,
+        tag=tag.name if tag else "",
+        commit=commit,
+        registered_at=tag.date if tag else "",
+        manifest_path=rel,
+        stages=history.stages_of(version),
+        deprecated=history.deprecated,
+        metadata=fields.from_facts(facts, version),
+    )
 
 
 def _matches(entry: ModelEntry, key: str, wanted: Any) -> bool:

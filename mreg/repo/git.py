@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,36 @@ class GitRepo:
         data: bytes = self._repo.odb.stream(bytes.fromhex(sha)).read()
         return data
 
+    def read_blobs(self, specs: list[str]) -> dict[str, bytes]:
+        """Contents of many objects (``REV:path`` or a sha) through one ``git cat-file --batch``;
+        specs git cannot find are left out. A tree comes back as text, one ``NAME\\tSHA`` line per
+        entry, so callers never parse git's binary tree format."""
+        if not specs:
+            return {}
+        done = subprocess.run(
+            ["git", "cat-file", "--batch"],
+            cwd=self.root,
+            input="".join(f"{spec}\n" for spec in specs).encode(),
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            problem = done.stderr.decode(errors="replace").strip()[:200]
+            raise GitError(f"git cat-file failed: {problem}")
+        found: dict[str, bytes] = {}
+        out, pos = done.stdout, 0
+        for spec in specs:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            pos = end + 1
+            if len(header) != 3:
+                continue  # "<spec> missing" or "<spec> ambiguous"
+            size = int(header[2])
+            data = out[pos : pos + size]
+            pos += size + 1
+            found[spec] = _tree_text(data) if header[1] == b"tree" else data
+        return found
+
     def log(self, path: str) -> list[Commit]:
         """Commits that touched ``path``, newest first."""
         if not self.has_commits():
@@ -169,6 +200,17 @@ class GitRepo:
         if not self.has_commits():
             return []
         return self._repo.git.rev_list("--all").split()
+
+
+def _tree_text(data: bytes) -> bytes:
+    """Git's binary tree entries (``MODE NAME\\0<20-byte sha>``) as ``NAME\\tSHA`` lines."""
+    lines, pos = [], 0
+    while pos < len(data):
+        nul = data.index(b"\0", pos)
+        name = data[pos:nul].split(b" ", 1)[1]
+        lines.append(name + b"\t" + data[nul + 1 : nul + 21].hex().encode())
+        pos = nul + 21
+    return b"\n".join(lines)
 
 
 def ignore_in_git(root: Path, relpath: str) -> None:
