@@ -1,4 +1,5 @@
-"""Commands of the model registry: register, models, search, stage, unstage, deprecate, remove."""
+"""Commands of the model registry: register, models, search, stage, unstage, deprecate, remove,
+export, validate, stats."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from mreg.cli import app
-from mreg.cli.options import Json, print_json, stdout
+from mreg.cli.options import Json, human_size, print_json, stdout
 from mreg.cli.track import parse_meta
-from mreg.errors import UsageError
+from mreg.errors import UsageError, VerificationFailed
 from mreg.registry import ModelRegistry
 
 Name = Annotated[str, typer.Argument(help="Model name.")]
@@ -126,6 +127,78 @@ def remove(
     name, _, version = spec.partition("@")
     tags = ModelRegistry().remove_model(name, version or None)
     stdout.print(f"tagged {', '.join(tags)} (share with `git push --tags`)")
+
+
+@app.command()
+def export(
+    spec: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME#STAGE.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="safetensors, pth or onnx.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="File to write.")],
+) -> None:
+    """Export a registered version to safetensors, .pth or ONNX."""
+    name, version = _spec(spec)
+    path = ModelRegistry().export_model(name, version, output, format)
+    stdout.print(f"exported {escape(spec)} to {escape(str(path))}")
+
+
+@app.command()
+def validate(
+    json: Json = False,
+    no_load: Annotated[
+        bool, typer.Option("--no-load", help="Check files and sha256 only, skip loading.")
+    ] = False,
+) -> None:
+    """Check every registered version: files in the cache, sha256, loadable."""
+    report = ModelRegistry().validate_registry(load=not no_load)
+    if json:
+        print_json({**_fields(report), "ok": report.ok})
+    else:
+        for e in report.errors:
+            stdout.print(f"{escape(e.name)}@{e.version}: {escape(e.problem)}")
+        stdout.print(
+            f"{report.valid_versions}/{report.versions} versions of {report.models} models valid, "
+            f"{report.files} files, {human_size(report.bytes_checked)} checked"
+        )
+    if not report.ok:
+        raise VerificationFailed(f"{len(report.errors)} problem(s) in the registry")
+
+
+@app.command()
+def stats(json: Json = False) -> None:
+    """Counts of models, versions, stages and data size, by format and type."""
+    found = ModelRegistry().stats()
+    if json:
+        print_json(found)
+        return
+    table = Table("", "", box=None)
+    table.add_row("models", f"{found.models} ({found.deprecated_models} deprecated)")
+    table.add_row("versions", f"{found.versions} ({found.removed_versions} removed)")
+    table.add_row("staged versions", str(found.staged_versions))
+    table.add_row("stages", _counts(found.stages))
+    table.add_row("data size", human_size(found.data_size))
+    table.add_row("parameters", f"{found.parameters:,}")
+    table.add_row("by format", _counts(found.by_format))
+    table.add_row("by type", _counts(found.by_type))
+    stdout.print(table)
+
+
+def _spec(spec: str) -> tuple[str, str]:
+    """``NAME``, ``NAME@VERSION`` or ``NAME#STAGE`` as (name, version)."""
+    if "@" in spec:
+        name, _, version = spec.partition("@")
+        return name, version or "latest"
+    name, sep, stage = spec.partition("#")
+    return name, f"#{stage}" if sep and stage else "latest"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return escape(", ".join(f"{k}={v}" for k, v in counts.items()) or "-")
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(value)
 
 
 def _metrics(pairs: list[str] | None) -> dict[str, float]:

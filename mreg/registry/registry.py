@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import GitError, IntegrityError, ModelIntegrityError, RegistryError
+from mreg.registry import export as exporting
 from mreg.registry import metadata as fields
 from mreg.registry import register as registering
 from mreg.registry import search as searching
 from mreg.registry import stages as staging
+from mreg.registry import stats as counting
+from mreg.registry import validate as validating
 from mreg.registry.index import RegistryIndex
 from mreg.registry.loaders import StoredModel, default_loaders
 from mreg.registry.metadata import ManifestFacts, ModelMetadata, facts_of
@@ -192,6 +195,30 @@ class ModelRegistry:
         """Upload the data of every registered version (``mreg push`` sends only the versions
         in the work tree)."""
         return self.repo.push(remote=remote, jobs=jobs, all_refs=True)
+
+    # -- export, validation, statistics --------------------------------------------------
+
+    def export_model(
+        self,
+        name: str,
+        version: str = "latest",
+        export_path: str | Path = ".",
+        export_format: str = "safetensors",
+        example_input: Any = None,
+    ) -> Path:
+        """Write one version as ``safetensors``, ``pth`` or ``onnx`` (ONNX needs ``example_input``
+        or a recorded ``input_shape``); returns the path written."""
+        return exporting.export_model(
+            self, name, version, export_path, export_format, example_input
+        )
+
+    def validate_registry(self, load: bool = True) -> validating.ValidationReport:
+        """Every version not removed: cached files present, sha256 re-hashed, loadable."""
+        return validating.validate(self, load=load)
+
+    def stats(self) -> counting.RegistryStats:
+        """Counts of models, versions, stages, data size, by format and by type."""
+        return counting.stats(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 

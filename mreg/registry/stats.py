@@ -1,0 +1,68 @@
+"""Counts over the registry: models, versions, stages, data size, by format and by type."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mreg.registry.tags import read_histories
+
+if TYPE_CHECKING:
+    from mreg.registry.registry import ModelRegistry
+
+
+@dataclass(frozen=True)
+class RegistryStats:
+    """What ``mreg stats`` shows. ``data_size`` counts each distinct data file once."""
+
+    models: int = 0
+    versions: int = 0
+    removed_versions: int = 0
+    deprecated_models: int = 0
+    staged_versions: int = 0
+    stages: dict[str, int] = field(default_factory=dict)
+    data_size: int = 0
+    parameters: int = 0
+    by_format: dict[str, int] = field(default_factory=dict)
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+def stats(registry: ModelRegistry) -> RegistryStats:
+    """Counts over every model with a version not removed (versions not removed only)."""
+    models = versions = removed = deprecated = parameters = 0
+    stages: Counter[str] = Counter()
+    staged: set[tuple[str, str]] = set()
+    formats: Counter[str] = Counter()
+    types: Counter[str] = Counter()
+    sizes: dict[str, int] = {}
+    for history in read_histories(registry.repo).values():
+        chosen = history.versions()
+        removed += len(set(history.registered) & set(history.removed))
+        if not chosen:
+            continue
+        models += 1
+        deprecated += history.deprecated
+        for stage, version in history.current_stages().items():
+            stages[stage] += 1
+            staged.add((history.name, version))
+        for version in chosen:
+            versions += 1
+            entry = registry._entry(history, version, history.registered[version].commit)
+            formats[entry.model_format.value] += 1
+            types[entry.model_type.value] += 1
+            parameters += entry.metadata.parameters_count
+            _, manifest = registry._manifest(history.name, entry.commit)
+            sizes.update({f.path: f.size for f in manifest.files})
+    return RegistryStats(
+        models=models,
+        versions=versions,
+        removed_versions=removed,
+        deprecated_models=deprecated,
+        staged_versions=len(staged),
+        stages=dict(sorted(stages.items())),
+        data_size=sum(sizes.values()),
+        parameters=parameters,
+        by_format=dict(sorted(formats.items())),
+        by_type=dict(sorted(types.items())),
+    )

@@ -1,0 +1,89 @@
+"""Checking every registered version: data files present in the cache, sha256 re-hashed, and
+the model loadable."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mreg.errors import MregError, one_line
+from mreg.registry.tags import read_histories
+
+if TYPE_CHECKING:
+    from mreg.registry.registry import ModelRegistry
+
+
+@dataclass(frozen=True)
+class ValidationProblem:
+    """One thing wrong with one version."""
+
+    name: str
+    version: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What ``validate_registry`` checked, and what it found wrong."""
+
+    models: int = 0
+    versions: int = 0
+    valid_versions: int = 0
+    files: int = 0
+    bytes_checked: int = 0
+    errors: list[ValidationProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def validate(registry: ModelRegistry, load: bool = True) -> ValidationReport:
+    """Every version not removed: files in the cache, their sha256, then (``load``) a load."""
+    models = versions = valid = files = checked = 0
+    errors: list[ValidationProblem] = []
+    for history in read_histories(registry.repo).values():
+        chosen = history.versions()
+        if not chosen:
+            continue
+        models += 1
+        for version in chosen:
+            versions += 1
+            found = _problems(registry, history.name, version, history.registered[version].commit)
+            problems, counted, size = found
+            files += counted
+            checked += size
+            if not problems and load:
+                problems = _load_problem(registry, history.name, version)
+            errors.extend(ValidationProblem(history.name, version, p) for p in problems)
+            valid += not problems
+    return ValidationReport(models, versions, valid, files, checked, errors)
+
+
+def _problems(
+    registry: ModelRegistry, name: str, version: str, commit: str
+) -> tuple[list[str], int, int]:
+    try:
+        _, manifest = registry._manifest(name, commit)
+    except MregError as error:
+        return [str(error)], 0, 0
+    problems = []
+    size = 0
+    for entry in manifest.files:
+        problem = registry.repo.cache.verify(entry)
+        if problem is None:
+            size += entry.size
+        else:
+            problems.append(f"{entry.path} is {problem}")
+    return problems, len(manifest.files), size
+
+
+def _load_problem(registry: ModelRegistry, name: str, version: str) -> list[str]:
+    try:
+        model, tokenizer = registry.load_model(name, version)
+    except Exception as error:  # any failure to load is a finding, not a crash
+        return [f"does not load: {one_line(error)}"]
+    del model, tokenizer
+    gc.collect()
+    return []
