@@ -103,11 +103,13 @@ def _overwrite(
 ) -> AddResult:
     relpath = repo.relpath(source_path)
     manifest_rel = relpath + manifests.SUFFIX
-    previous = repo.manifests().get(manifest_rel)
+    # Parsed once: every manifest is needed for the name check too.
+    tracked = repo.manifests()
+    previous = tracked.get(manifest_rel)
     if name is None:
         name = previous.name if previous else default_name(source_path)
     manifests.check_name(name)
-    _check_name_free(repo, name, manifest_rel)
+    _check_name_free(tracked, name, manifest_rel)
     companions = tuple(converter.companions(source_path))
     size = _size(source_path) + sum((source_path.parent / c).stat().st_size for c in companions)
     sha = repo.workspace_digest(relpath, companions) or ""
@@ -367,8 +369,8 @@ def _check_same_schema(name: str, batch: str, actual: pa.Schema, expected: pa.Sc
     )
 
 
-def _check_name_free(repo: Repo, name: str, manifest_rel: str) -> None:
-    for other_rel, other in repo.manifests().items():
+def _check_name_free(tracked: dict[str, Manifest], name: str, manifest_rel: str) -> None:
+    for other_rel, other in tracked.items():
         if other.name == name and other_rel != manifest_rel:
             raise NameConflict(
                 f"the name '{name}' is already used by {other_rel}",
