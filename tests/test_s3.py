@@ -408,7 +408,8 @@ def test_an_unreachable_endpoint_is_named_and_the_command_returns(repo, run, mon
     assert_one_line_error(done.stderr, "remote 'dead'", "unreachable", endpoint)
 
 
-def test_a_bucket_that_does_not_exist_is_named(repo, run, seaweed, monkeypatch):
+def remote_to_a_missing_bucket(repo, run, seaweed, monkeypatch) -> str:  # type: ignore[no-untyped-def]
+    """Remote 'nob' pointing at a bucket that does not exist, and a committed model; the bucket."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     bucket = f"no-such-bucket-{os.getpid()}"
@@ -416,6 +417,11 @@ def test_a_bucket_that_does_not_exist_is_named(repo, run, seaweed, monkeypatch):
     assert run("remote", "add", "nob", url, "--endpoint-url", seaweed.endpoint).exit_code == 0
     added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
     commit_all(repo, "add m")
+    return bucket
+
+
+def test_a_bucket_that_does_not_exist_is_named(repo, run, seaweed, monkeypatch):
+    bucket = remote_to_a_missing_bucket(repo, run, seaweed, monkeypatch)
 
     assert_refused(run("push", "-r", "nob"), "remote 'nob'", f"bucket '{bucket}' does not exist")
     assert_refused(run("status", "-r", "nob"), f"bucket '{bucket}' does not exist")
@@ -427,13 +433,7 @@ def test_a_bucket_that_does_not_exist_is_named(repo, run, seaweed, monkeypatch):
 def test_pulling_from_a_bucket_that_does_not_exist_names_the_bucket(
     repo, run, seaweed, monkeypatch, tmp_path
 ):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    bucket = f"no-such-bucket-{os.getpid()}"
-    url = f"s3://{bucket}/p"
-    assert run("remote", "add", "nob", url, "--endpoint-url", seaweed.endpoint).exit_code == 0
-    added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
-    commit_all(repo, "add m")
+    bucket = remote_to_a_missing_bucket(repo, run, seaweed, monkeypatch)
     clone = fresh_clone(repo, tmp_path, monkeypatch, "clone")
 
     assert_refused(run("pull", "-r", "nob"), "remote 'nob'", f"bucket '{bucket}' does not exist")
