@@ -14,7 +14,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
 
-from mreg.converters.base import FileFormat, ModelSource, ReadOptions, Target, TensorRecord
+from mreg.converters.base import (
+    FileFormat,
+    ModelSource,
+    ReadOptions,
+    Target,
+    TensorRecord,
+    write_tensor,
+)
 from mreg.errors import CorruptInput
 
 # safetensors dtype code -> (mreg dtype name, item size in bytes)
@@ -43,6 +50,7 @@ class SafetensorsConverter(FileFormat):
     format: ClassVar[str] = "safetensors"
     kind: ClassVar[str] = "model"
     suffixes: ClassVar[tuple[str, ...]] = (".safetensors",)
+    assembled_exactly: ClassVar[bool] = True
 
     def read(self, path: Path, options: ReadOptions) -> ModelSource:
         with open(path, "rb") as handle:
@@ -82,7 +90,7 @@ class SafetensorsConverter(FileFormat):
         out.write(struct.pack("<Q", len(header)))
         out.write(header)
         for tensor in tensors:
-            out.write(tensor.data)
+            write_tensor(out, tensor)
 
 
 def _parse_header(path: Path, header_bytes: bytes) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class TransformersConverter(FolderFormat):
     kind: ClassVar[str] = "model"
     # Above generic folder formats: a folder with config.json and weights is a model.
     priority: ClassVar[int] = 50
+    assembled_exactly: ClassVar[bool] = True
 
     def matches(self, path: Path) -> bool:
         if not path.is_dir():

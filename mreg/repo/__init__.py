@@ -61,8 +61,8 @@ class Repo:
                 f"mreg is not initialised in {self.root}", hint="run `mreg init` there"
             )
         self.git = GitRepo(self.root)
-        self.cache = Cache(self.dir)
         self.state = State(self.dir, self.root)
+        self.cache = Cache(self.dir, self.state)
         self.lock = RepoLock(self.dir / "lock")
 
     @classmethod

@@ -26,15 +26,17 @@ from typing import TYPE_CHECKING
 from mreg.errors import IntegrityError, MissingData
 from mreg.hashing import sha256_file, sha256_files
 from mreg.repo.manifest import FileEntry, Manifest
+from mreg.repo.state import State
 
 if TYPE_CHECKING:
     import lance
 
 
 class Cache:
-    def __init__(self, mreg_dir: Path) -> None:
+    def __init__(self, mreg_dir: Path, state: State) -> None:
         self.root = mreg_dir / "cache"
         self.tmp = mreg_dir / "tmp"
+        self.state = state
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath
@@ -73,13 +75,16 @@ class Cache:
         """Hash staged Lance files and move them into the cache; returns their entries."""
         ordered = sorted(relpaths)
         sources = [dataset_dir / relpath for relpath in ordered]
+        digests = sha256_files(sources)
         entries = []
-        for relpath, source, digest in zip(ordered, sources, sha256_files(sources), strict=True):
-            entry = FileEntry(relpath, source.stat().st_size, digest)
-            target = self.path(relpath)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
-            entries.append(entry)
+        with self.state.batch():
+            for relpath, source, digest in zip(ordered, sources, digests, strict=True):
+                entry = FileEntry(relpath, source.stat().st_size, digest)
+                target = self.path(relpath)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+                self._remember_checked(entry)
+                entries.append(entry)
         return entries
 
     def receive(self, entry: FileEntry, downloaded: Path, sha256: str | None = None) -> None:
@@ -96,6 +101,22 @@ class Cache:
         target = self.path(entry.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(downloaded, target)
+        self._remember_checked(entry)
+
+    def is_checked(self, entry: FileEntry) -> bool:
+        """Its sha256 was checked on the way into the cache, and the file has not changed since
+        (same size, mtime and inode): reading it needs no second hashing."""
+        return self.state.known_sha256(self._state_key(entry.path)) == entry.sha256
+
+    def forget(self, relpaths: Iterable[str]) -> None:
+        """Drop what is remembered about cache files that were deleted."""
+        self.state.forget([self._state_key(relpath) for relpath in relpaths])
+
+    def _remember_checked(self, entry: FileEntry) -> None:
+        self.state.remember_sha256(self._state_key(entry.path), entry.sha256)
+
+    def _state_key(self, relpath: str) -> str:
+        return self.path(relpath).relative_to(self.state.root).as_posix()
 
     def temp_file(self) -> Path:
         self.tmp.mkdir(parents=True, exist_ok=True)

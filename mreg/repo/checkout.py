@@ -32,44 +32,64 @@ def restore(repo: Repo, manifest_rel: str, manifest: Manifest, force: bool = Fal
         return target
     dataset = repo.cache.open(manifest)
     converter = converters.get(manifest.source.format)
-    write = _writer(dataset, manifest, converter)
+    # An exact model restore assembled from checked bytes is the original by construction;
+    # anything else is hashed as it is written and compared with what the manifest records.
+    assembled = manifest.source.restore == "exact" and converter.assembled_exactly
+    write = _writer(repo, dataset, manifest, converter, assembled)
     if converter.directory:
-        digest = _restore_folder(repo, target, manifest, write)
+        digest = _restore_folder(repo, target, manifest, write, assembled)
+    elif assembled:
+        with atomic_output(target, durable=False) as raw:
+            write(raw)
+        digest = manifest.source.sha256
+        repo.state.remember_sha256(artifact_rel, digest)
     else:
-        with atomic_output(target) as raw:
+        with atomic_output(target, durable=False) as raw:
             hashing = HashingWriter(raw)
             write(cast(BinaryIO, hashing))
             digest = hashing.hexdigest()
             # Raised inside atomic_output: the work-tree file is left as it was.
             _check_exact(artifact_rel, manifest, digest)
+        repo.state.remember_sha256(artifact_rel, digest)
     repo.state.remember_restored(artifact_rel, manifest.content_key(), digest)
     return target
 
 
 def _writer(
-    dataset: lance.LanceDataset, manifest: Manifest, converter: converters.Converter
+    repo: Repo,
+    dataset: lance.LanceDataset,
+    manifest: Manifest,
+    converter: converters.Converter,
+    assembled: bool,
 ) -> Callable[[BaseTarget], None]:
     """A function that writes the artifact of ``manifest`` into a file object or folder."""
     if manifest.kind == "dataset":
         reader = dataset.scanner(scan_in_order=True).to_reader()
         return lambda target: cast(DatasetConverter, converter).write(reader, target)
-    # An exact restore is checked whole against the source sha256, so checking every
-    # tensor's digest on the way would only hash the same bytes twice.
-    exact = manifest.source.restore == "exact"
-    tensors = tensor_table.read_tensors(dataset, manifest, check_digests=not exact)
+    # When the whole output is hashed and compared, checking every tensor's digest on the way
+    # would only hash the same bytes twice.
+    hashed_whole = manifest.source.restore == "exact" and not assembled
+    checked = {e.sha256 for e in manifest.files if repo.cache.is_checked(e)}
+    tensors = tensor_table.read_tensors(
+        dataset, manifest, check_digests=not hashed_whole, checked_files=checked
+    )
     info = manifest.source.restore_info
     return lambda target: cast(ModelConverter, converter).write(tensors, info, target)
 
 
 def _restore_folder(
-    repo: Repo, target: Path, manifest: Manifest, write: Callable[[BaseTarget], None]
+    repo: Repo,
+    target: Path,
+    manifest: Manifest,
+    write: Callable[[BaseTarget], None],
+    assembled: bool,
 ) -> str:
     """Build the folder beside the cache, check it, then swap it in for the old one."""
     with repo.cache.staging() as stage:
         built = stage / "new"
         built.mkdir()
         write(built)
-        digest = sha256_tree(built)
+        digest = manifest.source.sha256 if assembled else sha256_tree(built)
         _check_exact(repo.relpath(target), manifest, digest)
         if target.exists() or target.is_symlink():
             os.rename(target, stage / "old")

@@ -35,7 +35,8 @@ def fetch_manifests(
             temporary.unlink(missing_ok=True)
 
     total = sum(e.size for e in todo)
-    run_parallel(todo, download, f"fetch from {repo.remote(remote).name}", total, jobs)
+    with repo.state.batch():
+        run_parallel(todo, download, f"fetch from {repo.remote(remote).name}", total, jobs)
     return TransferResult(len(todo), total)
 
 

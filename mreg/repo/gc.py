@@ -49,6 +49,7 @@ def gc(repo: Repo, remote: str | None, force: bool, all_commits: bool = False) -
             else:
                 repo.cache.path(path).unlink(missing_ok=True)
         if not remote:
+            repo.cache.forget(unused)
             _remove_stale_views(repo, {m.content_key() for m in live})
     return GcReport(where, unused, sum(files[p] for p in unused), deleted=force)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -164,9 +164,16 @@ def schema_json() -> str:
 
 
 def read_tensors(
-    dataset: lance.LanceDataset, manifest: Manifest, check_digests: bool = True
+    dataset: lance.LanceDataset,
+    manifest: Manifest,
+    check_digests: bool = True,
+    checked_files: Collection[str] = frozenset(),
 ) -> Iterator[TensorRecord]:
-    """Every tensor of ``manifest`` in order, each checked against its recorded digest."""
+    """Every tensor of ``manifest`` in order, each checked against its recorded digest.
+
+    ``checked_files``: sha256 digests of data files already checked and unchanged since (see
+    ``Cache.is_checked``); a tensor held whole by such a file is not hashed again.
+    """
     count = dataset.count_rows()
     if count != len(manifest.tensors):
         raise IntegrityError(
@@ -179,9 +186,10 @@ def read_tensors(
     from_lance = _read_ahead(blobs)
     for info, path in zip(manifest.tensors, direct, strict=True):
         data = _map(path) if path is not None else next(from_lance)
-        if check_digests and hashlib.sha256(data).hexdigest() != info.digest:
+        must_check = check_digests and (path is None or info.digest not in checked_files)
+        if must_check and hashlib.sha256(data).hexdigest() != info.digest:
             raise IntegrityError(
                 f"'{manifest.name}': tensor '{info.name}' does not match its recorded digest",
                 hint="run `mreg verify` to find the corrupt file",
             )
-        yield TensorRecord(info.name, info.dtype, info.shape, memoryview(data))
+        yield TensorRecord(info.name, info.dtype, info.shape, memoryview(data), path)
