@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,61 @@ def test_unknown_names_and_versions_raise_value_errors(repo: Path) -> None:
         registry.load_model("clf", "nonsense")
     with pytest.raises(ValueError, match="unknown filter colour"):
         registry.list_models(colour="red")
+
+
+def test_loading_a_stage_that_holds_no_version_is_a_value_error_naming_the_stage(
+    repo: Path,
+) -> None:
+    (repo / ".mreg" / "config.toml").write_text('[registry]\nstages = ["dev", "prod"]\n')
+    registry = ModelRegistry()
+    registry.register_model("clf", train(3)[0], "pytorch")
+    # Allowed but never assigned; then assigned and taken back: neither is a git revision.
+    with pytest.raises(ValueError, match="no version of 'clf' is in stage 'dev'"):
+        registry.load_model("clf", "dev")
+    registry.stage("clf", "v0.1.0", "prod")
+    registry.unstage("clf", "prod")
+    with pytest.raises(RegistryError, match=r"no version of 'clf' is in stage 'prod'") as error:
+        registry.load_model("clf", "prod")
+    assert error.value.hint is not None and "mreg stage clf VERSION prod" in error.value.hint
+
+
+def test_a_temporary_model_is_usable_in_the_block_and_the_registry_keeps_no_reference(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ModelRegistry()
+    trained, _ = train(5)
+    registry.register_model("clf", trained, "pytorch", init_kwargs={"hidden": 8})
+    emptied: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+
+    def predict_once() -> weakref.ref[torch.nn.Module]:
+        with registry.temporary_model("clf", "v0.1.0") as (model, tokenizer):
+            assert tokenizer is None
+            assert torch.equal(predict(model, X), predict(trained, X))
+            assert not emptied
+            return weakref.ref(model)
+
+    module = predict_once()
+    assert module() is None
+    assert emptied == [True]
+
+
+def test_the_register_helpers_pick_their_format(repo: Path, tmp_path: Path) -> None:
+    registry = ModelRegistry()
+    entry = registry.register_pytorch_model("clf", train(3)[0], init_kwargs={"hidden": 8})
+    assert entry.model_format == ModelFormat.PYTORCH
+    assert isinstance(registry.load_model("clf")[0], TinyClassifier)
+    weight = np.ones((4, 3), dtype=np.float32)
+    assert registry.register_onnx_model("mm", onnx_model(weight)).model_format == ModelFormat.ONNX
+    import onnx
+
+    path = tmp_path / "mm.onnx"
+    onnx.save(onnx_model(weight * 2), str(path))
+    assert registry.register_onnx_model("mm", path, tags=["onnx"]).version == "v0.1.1"
+    session, _ = registry.load_model("mm")
+    (y,) = session.run(None, {"x": np.ones((1, 4), dtype=np.float32)})
+    np.testing.assert_allclose(y, np.full((1, 3), 8.0))
 
 
 def test_a_stage_not_in_the_configured_list_is_refused(repo: Path) -> None:

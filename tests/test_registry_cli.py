@@ -1,4 +1,5 @@
-"""The model registry through the CLI: register, models, stage, unstage, deprecate, remove."""
+"""The model registry through the CLI: register, models, stage, unstage, deprecate, remove, and
+`mreg show NAME#STAGE`."""
 
 from __future__ import annotations
 
@@ -72,4 +73,27 @@ def test_bad_registry_input_is_one_line_and_changes_nothing(repo: Path, run, tmp
     torch.save({"payload": Marker(marker)}, tmp_path / "evil.pth")
     assert_refused(run("register", tmp_path / "evil.pth", "--name", "evil"), "refused")
     assert not marker.exists()
+    assert (snapshot(repo), git(repo, "tag", "--list")) == before
+
+
+def test_show_name_hash_stage_describes_the_version_now_in_that_stage(
+    repo: Path, run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    path = weights(tmp_path / "w.pth", 3)
+    assert run("register", path, "--name", "clf").exit_code == 0
+    assert run("register", weights(path, 6), "--name", "clf").exit_code == 0
+    assert run("stage", "clf", "v0.1.0", "prod").exit_code == 0
+
+    staged = run("show", "clf#prod")
+    assert staged.exit_code == 0, staged.stderr
+    assert "at clf@v0.1.0" in staged.stdout
+    assert staged.stdout == run("show", "clf@v0.1.0").stdout
+    assert json.loads(run("show", "clf#prod", "--json").stdout)["rev"] == "clf@v0.1.0"
+    assert run("stage", "clf", "v0.1.1", "prod").exit_code == 0
+    assert "at clf@v0.1.1" in run("show", "clf#prod").stdout
+
+    before = snapshot(repo), git(repo, "tag", "--list")
+    assert_refused(run("show", "clf#staging"), "no version of 'clf' is in stage 'staging'")
+    assert_refused(run("show", "clf#"), "'clf#' names no stage")
+    assert_refused(run("show", "ghost#prod"), "no model named 'ghost'")
     assert (snapshot(repo), git(repo, "tag", "--list")) == before

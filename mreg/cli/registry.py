@@ -15,6 +15,7 @@ from mreg.cli.options import Json, human_size, print_json, stdout
 from mreg.cli.track import parse_meta
 from mreg.errors import UsageError, VerificationFailed
 from mreg.registry import ModelRegistry
+from mreg.registry.resolution import split_spec
 
 Name = Annotated[str, typer.Argument(help="Model name.")]
 
@@ -136,7 +137,7 @@ def export(
     output: Annotated[str, typer.Option("--output", "-o", help="File to write.")],
 ) -> None:
     """Export a registered version to safetensors, .pth or ONNX."""
-    name, version = _spec(spec)
+    name, version = split_spec(spec)
     path = ModelRegistry().export_model(name, version, output, format)
     stdout.print(f"exported {escape(spec)} to {escape(str(path))}")
 
@@ -180,15 +181,6 @@ def stats(json: Json = False) -> None:
     table.add_row("by format", _counts(found.by_format))
     table.add_row("by type", _counts(found.by_type))
     stdout.print(table)
-
-
-def _spec(spec: str) -> tuple[str, str]:
-    """``NAME``, ``NAME@VERSION`` or ``NAME#STAGE`` as (name, version)."""
-    if "@" in spec:
-        name, _, version = spec.partition("@")
-        return name, version or "latest"
-    name, sep, stage = spec.partition("#")
-    return name, f"#{stage}" if sep and stage else "latest"
 
 
 def _counts(counts: dict[str, int]) -> str:

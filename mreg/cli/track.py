@@ -11,6 +11,8 @@ from mreg.cli import app
 from mreg.cli.options import Json, Remote, human_size, open_repo, print_json, stdout
 from mreg.errors import UsageError
 from mreg.progress import stderr
+from mreg.registry import ModelRegistry
+from mreg.registry.resolution import split_spec
 from mreg.repo import Repo
 
 if TYPE_CHECKING:
@@ -114,10 +116,16 @@ def ls(json: Json = False) -> None:
 
 @app.command()
 def show(
-    spec: Annotated[str, typer.Argument(metavar="NAME[@REV]", help="Artifact to describe.")],
+    spec: Annotated[
+        str,
+        typer.Argument(metavar="NAME[@REV|#STAGE]", help="Artifact to describe."),
+    ],
     json: Json = False,
 ) -> None:
-    """Describe one artifact (at a version or revision)."""
+    """Describe one artifact (at a version, a revision, or a registry stage's version)."""
+    if "#" in spec:
+        # A stage is the registry's notion; its version's tag names the same manifest.
+        spec = ModelRegistry().get_model_info(*split_spec(spec)).tag
     target = open_repo().show(spec)
     m = target.manifest
     if json:

@@ -1,7 +1,7 @@
 """The model registry: register, version, stage and load models kept in an mreg repository.
 
 Versions are ``NAME@vX.Y.Z`` git tags and stage moves ``NAME#STAGE#N`` tags (GTO's conventions).
-Heavy libraries (torch, onnx) load only inside the loaders that need them.
+Heavy libraries (torch, onnx, transformers) load only inside the loaders that need them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from mreg.errors import (
     ModelIntegrityError,
     RegistryError,
 )
+from mreg.registry.huggingface import TransformersLoader
 from mreg.registry.loaders import ModelLoader, OnnxLoader, PytorchLoader
 from mreg.registry.metadata import ModelMetadata
 from mreg.registry.registry import ModelRegistry
@@ -32,4 +33,5 @@ __all__ = [
     "OnnxLoader",
     "PytorchLoader",
     "RegistryError",
+    "TransformersLoader",
 ]

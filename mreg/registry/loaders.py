@@ -7,8 +7,9 @@ the path it wrote, which must be in a format ``mreg add`` knows (``.safetensors`
 ``.onnx``, a Transformers folder...). ``load(model_path)`` receives that file, restored from the
 cache after its sha256 was checked.
 
-Built-in loaders also define ``load_stored``, which loads straight from mreg's Lance data: PyTorch
-weights never pass through pickle, ONNX graphs never touch the work tree.
+Built-in loaders also define ``load_stored``, which loads straight from mreg's Lance data and
+returns ``(model, tokenizer)``: PyTorch weights never pass through pickle, ONNX graphs never touch
+the work tree, Transformers folders are restored into a temporary folder only.
 """
 
 from __future__ import annotations
@@ -140,11 +141,17 @@ class PytorchLoader:
 
         return safe_torch_load(path)
 
-    def load_stored(self, stored: StoredModel, device: str = "cpu", **kwargs: Any) -> Any:
-        state = stored.state_dict()
+    def load_stored(
+        self, stored: StoredModel, device: str = "cpu", **kwargs: Any
+    ) -> tuple[Any, None]:
+        """The module rebuilt from its recorded class, else the state dict; no tokenizer."""
+        return self._module_or_state(stored, device), None
+
+    def _module_or_state(self, stored: StoredModel, device: str) -> Any:
         if stored.manifest.source.format == "pth" and stored.metadata.model_class is None:
             # A checkpoint with more than tensors: give back its structure, not a flat dict.
             return self.load_checkpoint(stored)
+        state = stored.state_dict()
         if stored.metadata.model_class is None:
             return {k: v.to(device) for k, v in state.items()}
         model = build_module(stored.metadata.model_class, stored.metadata.init_kwargs)
@@ -203,26 +210,20 @@ class OnnxLoader:
             return onnx.load(model_path)
         return _session(model_path)
 
-    def load_stored(self, stored: StoredModel, device: str = "cpu", **kwargs: Any) -> Any:
+    def load_stored(
+        self, stored: StoredModel, device: str = "cpu", **kwargs: Any
+    ) -> tuple[Any, None]:
+        """An onnxruntime session (``return_proto=True``: the ModelProto); no tokenizer."""
         data = stored.restored_bytes()
         if kwargs.get("return_proto"):
             import onnx
 
-            return onnx.load_from_string(data)
-        return _session(data)
+            return onnx.load_from_string(data), None
+        return _session(data), None
 
 
-def default_loaders() -> dict[ModelFormat, Any]:
-    pytorch = PytorchLoader()
-    return {
-        ModelFormat.PYTORCH: pytorch,
-        ModelFormat.SAFETENSORS: pytorch,
-        ModelFormat.ONNX: OnnxLoader(),
-    }
-
-
-def build_module(class_path: str, init_kwargs: dict[str, Any]) -> Any:
-    """An instance of ``module.Class`` built with ``init_kwargs``; ModelClassError if not."""
+def import_class(class_path: str) -> Any:
+    """The class ``module.Class`` names; ModelClassError (an ImportError) if it does not import."""
     module_name, _, class_name = class_path.rpartition(".")
     try:
         target: Any = importlib.import_module(module_name)
@@ -233,6 +234,12 @@ def build_module(class_path: str, init_kwargs: dict[str, Any]) -> Any:
             f"model class {class_path} does not import: {one_line(error)}",
             hint="install or put on sys.path the package that defines it",
         ) from None
+    return target
+
+
+def build_module(class_path: str, init_kwargs: dict[str, Any]) -> Any:
+    """An instance of ``module.Class`` built with ``init_kwargs``; ModelClassError if not."""
+    target = import_class(class_path)
     try:
         return target(**init_kwargs)
     except TypeError as error:

@@ -45,6 +45,7 @@ class Request:
     model_type: ModelType
     version: str
     meta: dict[str, str]
+    tokenizer: Any = None
 
 
 def check_request(
@@ -58,8 +59,9 @@ def check_request(
     init_kwargs: Mapping[str, Any] | None,
     model_class: str | None,
     metadata: Mapping[str, Any],
+    tokenizer: Any = None,
 ) -> Request:
-    """Every check that needs no writing: name, format, version, metadata types."""
+    """Every check that needs no writing: name, format, version, metadata types, tokenizer."""
     try:
         manifests.check_name(name)
     except UsageError as error:
@@ -67,6 +69,7 @@ def check_request(
     if isinstance(model, str | os.PathLike) and not Path(model).exists():
         raise ModelFileNotFound(f"{model}: no such file or folder")
     fmt = ModelFormat.parse(model_format) if model_format else _infer_format(model)
+    _check_tokenizer(tokenizer, fmt, model)
     chosen = normalize_version(version) if version is not None else bump_patch(history)
     if chosen in history.registered:
         removed = " (removed, and versions are never reused)" if chosen in history.removed else ""
@@ -86,7 +89,7 @@ def check_request(
     lineage = _lineage(repo, meta.get("training_dataset"))
     if lineage:
         meta["training_dataset_version"] = lineage
-    return Request(name, model, fmt, ModelType(meta[fields.TYPE_KEY]), chosen, meta)
+    return Request(name, model, fmt, ModelType(meta[fields.TYPE_KEY]), chosen, meta, tokenizer)
 
 
 def register(repo: Repo, request: Request, loader: Any, folder: Path) -> str:
@@ -102,7 +105,7 @@ def register(repo: Repo, request: Request, loader: Any, folder: Path) -> str:
         if is_path:
             path = _copy_in(Path(model), folder, stage)
         else:
-            path = Path(loader.save(model, str(folder / STEM)))
+            path = Path(loader.save(model, str(folder / STEM), **_save_kwargs(request)))
         if path.resolve().parent != folder.resolve():
             raise RegistryError(f"the {request.format} loader wrote {path} outside {rel_folder}")
         _drop_other_manifests(folder, path.name)
@@ -123,7 +126,7 @@ def _set_aside(folder: Path, stage: Path) -> Iterator[None]:
     for path in sorted(folder.iterdir()):
         if path.name == ".gitignore" or path.name.endswith(manifests.SUFFIX):
             shutil.copy2(path, aside / path.name)
-        elif path.name.startswith(f"{STEM}."):
+        elif _is_model(path.name):
             os.rename(path, aside / path.name)
     try:
         yield
@@ -141,13 +144,38 @@ def _drop_other_manifests(folder: Path, artifact: str) -> None:
 
 def _put_back(folder: Path, aside: Path, created: list[Path]) -> None:
     for path in list(folder.iterdir()):
-        if path.name == ".gitignore" or path.name.startswith(f"{STEM}."):
+        if path.name == ".gitignore" or _is_model(path.name):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     for path in aside.iterdir():
         os.rename(path, folder / path.name)
     for path in created:
         with contextlib.suppress(OSError):
             path.rmdir()
+
+
+def _is_model(name: str) -> bool:
+    """A model file (``model.safetensors``) or folder (``model``) the registry wrote."""
+    return name == STEM or name.startswith(f"{STEM}.")
+
+
+def _save_kwargs(request: Request) -> dict[str, Any]:
+    # Only loaders that keep a tokenizer are given one (plug-in loaders need not accept it).
+    return {} if request.tokenizer is None else {"tokenizer": request.tokenizer}
+
+
+def _check_tokenizer(tokenizer: Any, fmt: ModelFormat, model: Any) -> None:
+    if tokenizer is None:
+        return
+    if fmt != ModelFormat.HUGGINGFACE:
+        raise RegistryError(
+            f"a tokenizer is kept with Transformers models only, not with format '{fmt.value}'",
+            hint="pass model_format=ModelFormat.HUGGINGFACE with a PreTrainedModel",
+        )
+    if isinstance(model, str | os.PathLike):
+        raise RegistryError(
+            "a tokenizer cannot be added to a model folder given by path",
+            hint="save it into the folder first: tokenizer.save_pretrained(folder)",
+        )
 
 
 def _copy_in(source: Path, folder: Path, stage: Path) -> Path:
@@ -177,6 +205,9 @@ def _infer_format(model: Any) -> ModelFormat:
     module = type(model).__module__.split(".")[0]
     if module == "onnx":
         return ModelFormat.ONNX
+    # Subclasses of a Transformers model count too, wherever they are defined.
+    if any(c.__module__.split(".")[0] == "transformers" for c in type(model).__mro__):
+        return ModelFormat.HUGGINGFACE
     if module == "torch" or isinstance(model, dict) or hasattr(model, "state_dict"):
         return ModelFormat.PYTORCH
     raise RegistryError(

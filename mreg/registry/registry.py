@@ -2,16 +2,21 @@
 
 Every version is a commit and a ``NAME@vX.Y.Z`` tag, every stage move a ``NAME#STAGE#N`` tag, so
 the registry's whole state is in git: clone the repository, ``mreg pull``, and it is all there.
+Each method delegates to the module of its concept: ``register``, ``resolution`` (which version
+a name means), ``loading``, ``catalog`` (entries, listings, search candidates), ``stages``,
+``export``, ``validate``, ``stats``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import fields as dataclass_fields
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import GitError, IntegrityError, ModelIntegrityError, RegistryError
+from mreg.errors import RegistryError
+from mreg.registry import catalog, loading, resolution
 from mreg.registry import export as exporting
 from mreg.registry import metadata as fields
 from mreg.registry import register as registering
@@ -19,10 +24,8 @@ from mreg.registry import search as searching
 from mreg.registry import stages as staging
 from mreg.registry import stats as counting
 from mreg.registry import validate as validating
-from mreg.registry.index import RegistryIndex
-from mreg.registry.loaders import StoredModel, default_loaders
-from mreg.registry.metadata import ManifestFacts, ModelMetadata, facts_of
-from mreg.registry.tags import ModelHistory, is_version, normalize_version, read_histories
+from mreg.registry.loaders import StoredModel
+from mreg.registry.tags import ModelHistory, normalize_version, read_histories
 from mreg.registry.types import ModelEntry, ModelFormat, ModelSummary, ModelType
 from mreg.repo import Repo
 from mreg.repo.manifest import Manifest
@@ -32,7 +35,6 @@ if TYPE_CHECKING:
 
 ENV_PATH = "MODEL_REGISTRY_PATH"
 DEFAULT_FOLDER = "models"
-_ENTRY_FILTERS = ("name", "version", "stage", "deprecated")
 
 
 class ModelRegistry:
@@ -53,7 +55,7 @@ class ModelRegistry:
         explicit = path is not None or ENV_PATH in os.environ
         inside = explicit and chosen != self.repo.root
         self.folder = chosen if inside else self.repo.root / configured
-        self.loaders: dict[ModelFormat, Any] = default_loaders()
+        self.loaders: dict[ModelFormat, Any] = loading.default_loaders()
 
     # -- registering ----------------------------------------------------------------------
 
@@ -67,19 +69,22 @@ class ModelRegistry:
         *,
         init_kwargs: dict[str, Any] | None = None,
         model_class: str | None = None,
+        tokenizer: Any = None,
         **metadata: Any,
     ) -> ModelEntry:
         """Save ``model``, track it, commit it and tag ``NAME@VERSION``; returns the entry.
 
         ``model``: an ``nn.Module`` (its class and JSON ``init_kwargs`` are recorded so
-        ``load_model`` can rebuild it), a state dict, an ONNX ``ModelProto``, or a path to
-        weights. Without ``version``, the last version's patch is bumped (``v0.1.0`` first).
-        RegistryError (a ValueError) for a duplicate or invalid version.
+        ``load_model`` can rebuild it), a state dict, an ONNX ``ModelProto``, a Transformers
+        ``PreTrainedModel`` (kept with ``tokenizer``, if given, in one ``save_pretrained``
+        folder), or a path to weights or to a model folder. Without ``version``, the last
+        version's patch is bumped (``v0.1.0`` first). RegistryError (a ValueError) for a
+        duplicate or invalid version.
         """
         history = self._history(name, must_exist=False)
         request = registering.check_request(
             self.repo, history, name, model, model_format, model_type, version,
-            init_kwargs, model_class, metadata,
+            init_kwargs, model_class, metadata, tokenizer,
         )  # fmt: skip
         loader = self._loader(request.format)
         found = self.repo.lookup(name)
@@ -93,6 +98,25 @@ class ModelRegistry:
             rev=commit,
         )
         return self.get_model_info(name, request.version)
+
+    def register_pytorch_model(self, name: str, model: Any, **kwargs: Any) -> ModelEntry:
+        """``register_model`` of an ``nn.Module``, a state dict or a ``.pth`` /
+        ``.safetensors`` path as a PyTorch model (pass ``init_kwargs=`` for a module)."""
+        return self.register_model(name, model, ModelFormat.PYTORCH, **kwargs)
+
+    def register_onnx_model(self, name: str, model_or_path: Any, **kwargs: Any) -> ModelEntry:
+        """``register_model`` of an ONNX ``ModelProto`` or ``.onnx`` path (checked by
+        ``onnx.checker`` first)."""
+        return self.register_model(name, model_or_path, ModelFormat.ONNX, **kwargs)
+
+    def register_huggingface_model(
+        self, name: str, model: Any, tokenizer: Any = None, **kwargs: Any
+    ) -> ModelEntry:
+        """``register_model`` of a Transformers ``PreTrainedModel`` with its optional
+        tokenizer, or of a ``save_pretrained`` folder's path."""
+        return self.register_model(
+            name, model, ModelFormat.HUGGINGFACE, tokenizer=tokenizer, **kwargs
+        )
 
     # -- reading --------------------------------------------------------------------------
 
@@ -108,23 +132,28 @@ class ModelRegistry:
         ``#prod``) or a git revision. Every data file is checked against its sha256 first
         (ModelIntegrityError on a mismatch). PyTorch weights never pass through pickle, so
         ``weights_only`` is always in effect; ONNX gives an onnxruntime session
-        (``return_proto=True``: the ModelProto)."""
+        (``return_proto=True``: the ModelProto); Transformers gives the model and its tokenizer
+        (None when none was registered)."""
         label, commit = self._resolve(name, version)
         _, manifest = self._manifest(name, commit)
-        meta = fields.from_manifest(manifest, label)
-        loader = self._loader(meta.format)
-        self._check_integrity(manifest, commit)
-        stored = StoredModel(self.repo, commit, manifest, meta)
+        stored = StoredModel(self.repo, commit, manifest, fields.from_manifest(manifest, label))
+        loader = self._loader(stored.metadata.format)
+        return loading.load(stored, loader, device, **kwargs)
+
+    @contextlib.contextmanager
+    def temporary_model(
+        self, name: str, version: str = "latest", device: str = "cpu", **kwargs: Any
+    ) -> Iterator[tuple[Any, Any | None]]:
+        """``with registry.temporary_model(name) as (model, tokenizer):``: ``load_model`` for
+        the block only. On exit the registry drops its references, collects garbage and
+        empties the CUDA cache; the memory is freed once the caller's own names for the model
+        are gone too (do not keep them past the block)."""
+        model, tokenizer = self.load_model(name, version, device, **kwargs)
         try:
-            if hasattr(loader, "load_stored"):
-                return loader.load_stored(stored, device=device, **kwargs), None
-            with self.repo.cache.staging() as folder:
-                path = stored.restore_into(folder)
-                return loader.load(str(path), device=device, **kwargs), None
-        except ModelIntegrityError:
-            raise
-        except IntegrityError as error:
-            raise ModelIntegrityError(str(error), hint=error.hint) from None
+            yield model, tokenizer
+        finally:
+            del model, tokenizer
+            loading.free_memory()
 
     def get_model_info(self, name: str, version: str = "latest") -> ModelEntry:
         """The entry of one version (same ``version`` forms as ``load_model``)."""
@@ -136,12 +165,7 @@ class ModelRegistry:
     ) -> list[ModelEntry]:
         """Every registered version not removed, by name then version. ``filters`` compare
         entry or metadata fields: ``name``, ``stage``, ``tags`` (membership), ``author``..."""
-        known = {f.name for f in dataclass_fields(ModelMetadata)} | set(_ENTRY_FILTERS)
-        unknown = sorted(set(filters) - known)
-        if unknown:
-            raise RegistryError(
-                f"unknown filter {', '.join(unknown)}", hint=f"filters: {', '.join(sorted(known))}"
-            )
+        catalog.check_filters(filters)
         wanted_type = ModelType.parse(model_type) if model_type else None
         entries = []
         for history in read_histories(self.repo).values():
@@ -149,7 +173,7 @@ class ModelRegistry:
                 entry = self._entry(history, version, history.registered[version].commit)
                 if wanted_type and entry.model_type != wanted_type:
                     continue
-                if all(_matches(entry, k, v) for k, v in filters.items()):
+                if all(catalog.matches(entry, k, v) for k, v in filters.items()):
                     entries.append(entry)
         return entries
 
@@ -160,32 +184,15 @@ class ModelRegistry:
         names a malformed term. Manifests come from git in two batch reads, cached per blob."""
         terms = searching.parse(query)
         found = []
-        for candidates in self._candidates().values():
+        for candidates in catalog.candidates(self.repo, self.folder).values():
             chosen = [c.entry for c in candidates if searching.matches(terms, c)]
             found.extend(chosen[-1:] if latest else chosen)
         return found
 
     def models(self) -> list[ModelSummary]:
         """One summary per model with a version not removed."""
-        found = []
-        for history in read_histories(self.repo).values():
-            latest = history.latest()
-            if latest is None:
-                continue
-            entry = self._entry(history, latest, history.registered[latest].commit)
-            found.append(
-                ModelSummary(
-                    name=history.name,
-                    latest=latest,
-                    versions=tuple(history.versions()),
-                    stages=history.current_stages(),
-                    metrics=entry.metadata.performance_metrics,
-                    model_format=entry.model_format.value,
-                    model_type=entry.model_type.value,
-                    deprecated=history.deprecated,
-                )
-            )
-        return found
+        summaries = (catalog.summary(self.repo, h) for h in read_histories(self.repo).values())
+        return [s for s in summaries if s is not None]
 
     def versions(self, name: str) -> list[str]:
         """Registered versions of ``name`` not removed, oldest first."""
@@ -230,7 +237,7 @@ class ModelRegistry:
             chosen = history.versions()
         else:
             chosen = [normalize_version(version)]
-            self._check_active(history, chosen[0])
+            resolution.check_active(history, chosen[0])
         tags = []
         for v in chosen:
             tag = f"{name}@{v}!"
@@ -243,7 +250,7 @@ class ModelRegistry:
         """Put ``version`` in ``stage`` (tag ``NAME#STAGE#N``); returns the tag."""
         history = self._history(name)
         chosen = normalize_version(version)
-        self._check_active(history, chosen)
+        resolution.check_active(history, chosen)
         return staging.assign(self.repo, history, chosen, stage)
 
     def unstage(self, name: str, stage: str) -> str:
@@ -270,128 +277,14 @@ class ModelRegistry:
         return loader
 
     def _history(self, name: str, must_exist: bool = True) -> ModelHistory:
-        history = read_histories(self.repo, name)[name]
-        if must_exist and not history.registered:
-            raise RegistryError(f"no model named '{name}' is registered", hint="see `mreg models`")
-        return history
-
-    def _check_active(self, history: ModelHistory, version: str) -> None:
-        if version not in history.registered:
-            known = ", ".join(history.versions()) or "none"
-            raise RegistryError(
-                f"{history.name} has no version {version}", hint=f"versions: {known}"
-            )
-        if version in history.removed:
-            raise RegistryError(f"{history.name} {version} was removed")
+        return resolution.history_of(self.repo, name, must_exist)
 
     def _resolve(self, name: str, version: str) -> tuple[str, str]:
         """(version label, commit) for ``latest``, ``vX.Y.Z``, a stage or a git revision."""
-        history = self._history(name)
-        text = str(version).strip()
-        if text in ("", "latest"):
-            latest = history.latest()
-            if latest is None:
-                raise RegistryError(f"every version of '{name}' was removed")
-            return latest, history.registered[latest].commit
-        if is_version(text):
-            chosen = normalize_version(text)
-            self._check_active(history, chosen)
-            return chosen, history.registered[chosen].commit
-        stage = text.removeprefix("#")
-        current = history.current_stages()
-        if stage in current:
-            return current[stage], history.registered[current[stage]].commit
-        known_stages = set(staging.allowed_stages(self.repo) or ())
-        known_stages |= {e.stage for e in history.stage_events}
-        if text.startswith("#") or stage in known_stages:
-            raise RegistryError(f"no version of '{name}' is in stage '{stage}'")
-        try:
-            commit = self.repo.git.resolve(text)
-        except GitError:
-            raise RegistryError(
-                f"'{text}' is not a version, stage or git revision of '{name}'",
-                hint=f"versions: {', '.join(history.versions()) or 'none'}",
-            ) from None
-        return history.version_at(commit) or commit[:12], commit
+        return resolution.resolve(self.repo, self._history(name), version)
 
     def _manifest(self, name: str, commit: str) -> tuple[str, Manifest]:
-        found = self.repo.lookup(name, commit)
-        if found is None:
-            raise RegistryError(f"'{name}' has no manifest at {commit[:12]}")
-        return found
+        return catalog.manifest_at(self.repo, name, commit)
 
     def _entry(self, history: ModelHistory, version: str, commit: str) -> ModelEntry:
-        rel, manifest = self._manifest(history.name, commit)
-        return _entry_of(history, version, commit, rel, facts_of(manifest))
-
-    def _candidates(self) -> dict[str, list[searching.Candidate]]:
-        """Every active version of every model, oldest first, read through the search index."""
-        histories = read_histories(self.repo)
-        wanted = [
-            (h.name, h.registered[v].commit) for h in histories.values() for v in h.versions()
-        ]
-        index = RegistryIndex(self.repo)
-        folders = {name: self.repo.relpath(self.folder / name) for name in histories}
-        known = index.lookup(wanted, folders)
-        candidates: dict[str, list[searching.Candidate]] = {}
-        for history in histories.values():
-            for version in history.versions():
-                commit = history.registered[version].commit
-                place = known.get(f"{commit}:{history.name}")
-                rel, facts = place or self._manifest_facts(index, history.name, commit)
-                entry = _entry_of(history, version, commit, rel, facts)
-                candidates.setdefault(history.name, []).append(
-                    searching.Candidate(entry, facts.kind)
-                )
-        index.save()
-        return candidates
-
-    def _manifest_facts(
-        self, index: RegistryIndex, name: str, commit: str
-    ) -> tuple[str, ManifestFacts]:
-        """The slow way, for a manifest outside the registry folder: parse the commit's tree."""
-        rel, manifest = self._manifest(name, commit)
-        facts = facts_of(manifest)
-        index.remember(name, commit, rel, facts)
-        return rel, facts
-
-    def _check_integrity(self, manifest: Manifest, commit: str) -> None:
-        """sha256 of every cached data file of ``manifest``; missing ones are fetched (and
-        checked on arrival) when the model is opened."""
-        for entry in manifest.files:
-            if not self.repo.cache.path(entry.path).exists():
-                continue
-            problem = self.repo.cache.verify(entry)
-            if problem is not None:
-                raise ModelIntegrityError(
-                    f"{manifest.name} at {commit[:12]}: {entry.path} is {problem}",
-                    hint=f"delete .mreg/cache/{entry.path} and run `mreg fetch {manifest.name}`",
-                )
-
-
-def _entry_of(
-    history: ModelHistory, version: str, commit: str, rel: str, facts: ManifestFacts
-) -> ModelEntry:
-    tag = history.registered.get(version)
-    return ModelEntry(
-        name=history.name,
-        version=version,
-        tag=tag.name if tag else "",
-        commit=commit,
-        registered_at=tag.date if tag else "",
-        manifest_path=rel,
-        stages=history.stages_of(version),
-        deprecated=history.deprecated,
-        metadata=fields.from_facts(facts, version),
-    )
-
-
-def _matches(entry: ModelEntry, key: str, wanted: Any) -> bool:
-    if key == "stage":
-        return str(wanted) in entry.stages
-    if key in _ENTRY_FILTERS:
-        return str(getattr(entry, key)) == str(wanted)
-    value = getattr(entry.metadata, key)
-    if isinstance(value, tuple) and not isinstance(wanted, list | tuple):
-        return str(wanted) in value
-    return str(value) == str(wanted)
+        return catalog.entry(self.repo, history, version, commit)
