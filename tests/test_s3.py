@@ -33,6 +33,8 @@ from conftest import (
 from safetensors.numpy import load_file, save_file
 from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, start_seaweed
 
+import mreg.storage.s3 as s3_storage
+
 PREFIX = "team/models/"
 
 # -- helpers -------------------------------------------------------------------------------
@@ -101,8 +103,19 @@ def mreg_command(*args: str) -> list[str]:
 # -- push and pull ---------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["whole objects", "ranged parts"])
+def download_mode(request, monkeypatch) -> str:  # type: ignore[no-untyped-def]
+    """Downloads as one GET per object, or (as for objects of 64 MiB and more) as parallel
+    ranged GETs of small parts hashed in order: the sizes shrink so small test files take it."""
+    if request.param == "ranged parts":
+        monkeypatch.setattr(s3_storage, "RANGED_DOWNLOAD_FROM", 1)
+        monkeypatch.setattr(s3_storage, "DOWNLOAD_PART_SIZE", 4096)
+        monkeypatch.setattr(s3_storage, "STREAM_BUFFER", 1000)
+    return str(request.param)
+
+
 def test_push_then_pull_in_a_fresh_clone_restores_equal_tensors_and_rows(
-    repo, run, s3_remote, tmp_path, monkeypatch
+    repo, run, s3_remote, tmp_path, monkeypatch, download_mode
 ):
     make_safetensors(repo / "m.safetensors", layers=6, width=64)
     make_table(repo / "t.parquet", rows=5000)
@@ -246,7 +259,7 @@ def test_verify_remote_finds_an_object_missing_from_the_server(
 
 
 def test_pull_refuses_an_object_corrupted_on_the_server_and_keeps_it_out_of_the_cache(
-    repo, run, s3_remote, seaweed, s3_bucket, tmp_path, monkeypatch
+    repo, run, s3_remote, seaweed, s3_bucket, tmp_path, monkeypatch, download_mode
 ):
     manifest = added_by_full_path(run, make_safetensors(repo / "m.safetensors"))
     commit_all(repo, "add m")
