@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import Marker, commit_all, git, snapshot
+from conftest import Marker, added, commit_all, git, make_table, snapshot
 from registry_models import TinyClassifier, predict, toy_data, train
 
 import mreg
@@ -432,3 +432,63 @@ def test_registry_path_env_var_and_an_explicit_folder_choose_where_models_go(
     assert [e.manifest_path for e in ModelRegistry().list_models(name="a")] == [
         "my_models/a/model.safetensors.mreg.toml"
     ] * 2
+
+
+def tag_dataset(repo: Path, run, name: str, version: str, rows: int) -> None:  # type: ignore[no-untyped-def]
+    """``mreg add`` a csv of ``rows`` rows as dataset ``name``, commit, ``mreg tag`` it."""
+    added(run, make_table(repo / f"{name}.csv", rows=rows))
+    commit_all(repo, f"{name} {version}")
+    result = run("tag", name, version)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_datasets_tagged_like_versions_are_not_models_anywhere_in_the_registry(
+    repo: Path, run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    tag_dataset(repo, run, "t", "v1.0.0", rows=5)
+    registry = ModelRegistry()
+    trained, _ = train(3)
+    registry.register_model("clf", trained, "pytorch", tags=["toy"], init_kwargs={"hidden": 8})
+    tag_dataset(repo, run, "t", "v1.1.0", rows=8)  # a dataset version after the model's
+
+    assert [s.name for s in registry.models()] == ["clf"]
+    assert [e.tag for e in registry.list_models()] == ["clf@v0.1.0"]
+    assert [e.tag for e in registry.list_models(tags="toy")] == ["clf@v0.1.0"]
+    assert [e.tag for e in registry.search("")] == ["clf@v0.1.0"]
+    assert registry.search("t") == registry.search("kind:dataset") == []
+    stats = registry.stats()
+    assert (stats.models, stats.versions, stats.by_format) == (1, 1, {"pytorch": 1})
+    report = registry.validate_registry()
+    assert report.ok, report.errors
+    assert (report.models, report.versions, report.valid_versions) == (1, 1, 1)
+    model, _ = registry.load_model("clf")
+    assert torch.equal(predict(model, X), predict(trained, X))
+
+    # Asked for by name, the dataset is refused as what it is, and nothing changes.
+    before = snapshot(repo), tags(repo)
+    refused = "'t' is a dataset, not a registered model"
+    for ask in (
+        lambda: registry.load_model("t"),
+        lambda: registry.get_model_info("t"),
+        lambda: registry.get_model_info("t", "v1.0.0"),
+        lambda: registry.versions("t"),
+        lambda: registry.stage("t", "v1.1.0", "prod"),
+        lambda: registry.remove_model("t"),
+        lambda: registry.register_model("t", train(3)[0], "pytorch"),
+    ):
+        with pytest.raises(RegistryError, match=refused) as error:
+            ask()
+        assert isinstance(error.value, ValueError)
+        assert error.value.hint is not None and "mreg show t" in error.value.hint
+    assert (snapshot(repo), tags(repo)) == before
+
+
+def test_an_untagged_dataset_name_cannot_be_registered_as_a_model(repo: Path, run) -> None:  # type: ignore[no-untyped-def]
+    added(run, make_table(repo / "data.csv", rows=3))
+    commit_all(repo, "data")
+    before = snapshot(repo), tags(repo)
+    with pytest.raises(RegistryError, match="'data' is a dataset, not a registered model"):
+        ModelRegistry().register_model("data", train(3)[0], "pytorch")
+    assert (snapshot(repo), tags(repo)) == before
+    with pytest.raises(RegistryError, match="no model named 'data' is registered"):
+        ModelRegistry().load_model("data")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import torch
-from conftest import Marker, assert_refused, git, snapshot
+from conftest import Marker, added, assert_refused, commit_all, git, make_table, snapshot
 from registry_models import train
 
 
@@ -96,4 +96,40 @@ def test_show_name_hash_stage_describes_the_version_now_in_that_stage(
     assert_refused(run("show", "clf#staging"), "no version of 'clf' is in stage 'staging'")
     assert_refused(run("show", "clf#"), "'clf#' names no stage")
     assert_refused(run("show", "ghost#prod"), "no model named 'ghost'")
+    assert (snapshot(repo), git(repo, "tag", "--list")) == before
+
+
+def test_models_search_stats_and_validate_list_models_only_when_a_dataset_is_tagged(
+    repo: Path, run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    added(run, make_table(repo / "t.csv", rows=5))
+    commit_all(repo, "data")
+    assert run("tag", "t", "v1.0.0").exit_code == 0
+    assert run("register", weights(tmp_path / "w.pth", 3), "--name", "clf").exit_code == 0
+
+    table = run("models")
+    assert table.exit_code == 0, table.stderr
+    assert [row.split()[0] for row in table.stdout.splitlines()[1:]] == ["clf"]
+    listed = run("models", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert [m["name"] for m in json.loads(listed.stdout)] == ["clf"]
+    searched = run("search", "--json")
+    assert searched.exit_code == 0, searched.stderr
+    assert [e["tag"] for e in json.loads(searched.stdout)] == ["clf@v0.1.0"]
+    counted = run("stats", "--json")
+    assert counted.exit_code == 0, counted.stderr
+    assert json.loads(counted.stdout)["models"] == 1
+    checked = run("validate", "--json")
+    assert checked.exit_code == 0, checked.stdout
+    assert json.loads(checked.stdout)["versions"] == 1
+
+    # The dataset stays the core commands' business; the registry commands refuse it.
+    shown = run("show", "t@v1.0.0")
+    assert shown.exit_code == 0, shown.stderr
+    assert "t (dataset) t.csv at t@v1.0.0" in shown.stdout
+    before = snapshot(repo), git(repo, "tag", "--list")
+    refused = "'t' is a dataset, not a registered model"
+    assert_refused(run("stage", "t", "v1.0.0", "prod"), refused, "mreg show t")
+    assert_refused(run("show", "t#prod"), refused)
+    assert_refused(run("register", tmp_path / "w.pth", "--name", "t"), refused)
     assert (snapshot(repo), git(repo, "tag", "--list")) == before

@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import assert_refused, make_safetensors, snapshot
+from conftest import assert_refused, commit_all, make_safetensors, make_table, snapshot
 
 from mreg import ModelRegistry
 from mreg.registry import RegistryError
 from mreg.registry import index as search_index
+from mreg.repo.git import GitRepo
 
 INDEX = Path(".mreg/cache/registry-index.json")
 
@@ -216,3 +217,60 @@ def test_a_model_registered_outside_the_registry_folder_is_still_found(repo: Pat
     register(elsewhere, "side", 0.8, seed=1)
     assert found(ModelRegistry(), "accuracy>=0.8") == ["clf@v0.1.0", "side@v0.1.0"]
     assert found(ModelRegistry(), "side") == ["side@v0.1.0"]
+
+
+def tag_dataset(root: Path, run, path: Path, version: str, rows: int) -> None:  # type: ignore[no-untyped-def]
+    """Write ``rows`` rows to ``path``, ``mreg add`` it, commit, ``mreg tag NAME VERSION``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = run("add", make_table(path, rows=rows).relative_to(root))
+    assert result.exit_code == 0, result.stderr
+    commit_all(root, f"{path.stem} {version}")
+    result = run("tag", path.stem, version)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_datasets_tagged_in_and_outside_the_registry_folder_are_never_found(
+    registry: ModelRegistry, repo: Path, run
+) -> None:  # type: ignore[no-untyped-def]
+    expected = found(registry, "")
+    for i, version in enumerate(("v1.0.0", "v1.1.0", "v1.2.0")):
+        tag_dataset(repo, run, repo / "data" / "train.csv", version, rows=10 + i)
+    tag_dataset(repo, run, repo / "models" / "feats" / "feats.parquet", "v0.1.0", rows=4)
+    assert found(registry, "") == expected
+    assert found(ModelRegistry(), "") == expected  # from the index this time
+    assert found(registry, "train") == found(registry, "feats") == []
+    assert found(registry, "kind:dataset") == []
+    assert [e.tag for e in registry.list_models(name="bert")] == ["bert@v0.1.0", "bert@v0.1.1"]
+    assert [s.name for s in registry.models()] == ["bert", "embedder", "resnet-a", "resnet-b"]
+    assert registry.stats().versions == len(expected)
+    report = registry.validate_registry(load=False)
+    assert report.ok and report.versions == len(expected)
+
+
+def test_a_tagged_dataset_costs_one_tree_listing_cold_and_none_warm(
+    registry: ModelRegistry, repo: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    for i in range(4):
+        tag_dataset(repo, run, repo / "train.csv", f"v1.{i}.0", rows=10 + i)
+    listed: list[str] = []
+    real_blobs_at = GitRepo.blobs_at
+
+    def counting(self: GitRepo, rev: str, suffix: str) -> list[tuple[str, str]]:
+        listed.append(rev)
+        return real_blobs_at(self, rev, suffix)
+
+    monkeypatch.setattr(GitRepo, "blobs_at", counting)
+    INDEX.unlink(missing_ok=True)
+    assert len(found(ModelRegistry(), "")) == 6
+    assert len(listed) == 1  # one commit's tree; the other versions are found beside it
+    index = json.loads(INDEX.read_text())
+    datasets = [k for k in index["located"] if k.endswith(":train")]
+    assert len(datasets) == 4
+    assert {index["facts"][index["located"][k][1]]["kind"] for k in datasets} == {"dataset"}
+
+    def no_parsing(text: str, origin: str) -> None:
+        raise AssertionError(f"manifest {origin} parsed again")
+
+    monkeypatch.setattr(search_index.manifests, "loads", no_parsing)
+    assert len(found(ModelRegistry(), "")) == 6
+    assert len(listed) == 1

@@ -1,9 +1,14 @@
 """What is registered, as entries: one ``ModelEntry`` per version, read from its tag and its
 manifest; the filters of ``list_models``; the summaries of ``mreg models``; and the candidates
-``search`` matches, read in batch through the search index."""
+``search`` matches, read in batch through the search index.
+
+Datasets are versioned with the same ``NAME@vX.Y.Z`` tags (GTO's convention, ``mreg tag``), so
+``registered`` reads the kind of every tagged manifest through the index and keeps models only:
+every listing, search, count and check of the registry starts there."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +26,68 @@ if TYPE_CHECKING:
     from mreg.repo.manifest import Manifest
 
 ENTRY_FILTERS = ("name", "version", "stage", "deprecated")
+MODEL = "model"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The registry's models: every history with its dataset versions left out, and what the
+    index read of each tagged manifest (``COMMIT:NAME`` -> manifest path, facts)."""
+
+    histories: dict[str, ModelHistory]
+    manifests: dict[str, tuple[str, ManifestFacts]]
+
+    def facts(self, history: ModelHistory, version: str) -> tuple[str, ManifestFacts] | None:
+        return self.manifests.get(f"{history.registered[version].commit}:{history.name}")
+
+
+def registered(
+    repo: Repo, folder: Path, histories: dict[str, ModelHistory] | None = None, save: bool = True
+) -> Registered:
+    """The models among ``histories`` (default: every name with registry tags). A version whose
+    manifest at its tagged commit is a dataset is left out, and a name left with no version is
+    not a model; a version whose manifest cannot be read stays (listing it says why). The
+    manifests are read through the index in batch (``folder``: the registry folder, where each
+    model's manifest is looked for first), and the index is saved when ``save``."""
+    histories = read_histories(repo) if histories is None else histories
+    wanted = [(h.name, tag.commit) for h in histories.values() for tag in h.registered.values()]
+    index = RegistryIndex(repo)
+    known = index.lookup(wanted, {name: repo.relpath(folder / name) for name in histories})
+    if save:
+        index.save()
+    models = {}
+    for history in histories.values():
+        kept = {
+            version: tag
+            for version, tag in history.registered.items()
+            if _kind(known.get(f"{tag.commit}:{history.name}")) in (MODEL, None)
+        }
+        if kept or not history.registered:
+            models[history.name] = replace(
+                history,
+                registered=kept,
+                removed=set(history.removed),
+                stage_events=list(history.stage_events),
+            )
+    return Registered(models, known)
+
+
+def not_a_model(name: str, kind: str) -> RegistryError:
+    """The error for asking the registry about an artifact that is not a model."""
+    return RegistryError(
+        f"'{name}' is a {kind}, not a registered model",
+        hint=f"describe it with `mreg show {name}`; the registered models: `mreg models`",
+    )
 
 
 def manifest_at(repo: Repo, name: str, commit: str) -> tuple[str, Manifest]:
-    """``(manifest path, manifest)`` of ``name`` in ``commit``; RegistryError if it has none."""
+    """``(manifest path, manifest)`` of ``name`` in ``commit``; RegistryError if it has none, or
+    if it is not a model's."""
     found = repo.lookup(name, commit)
     if found is None:
         raise RegistryError(f"'{name}' has no manifest at {commit[:12]}")
+    if found[1].kind != MODEL:
+        raise not_a_model(name, found[1].kind)
     return found
 
 
@@ -77,12 +137,19 @@ def matches(found: ModelEntry, key: str, wanted: Any) -> bool:
     return str(value) == str(wanted)
 
 
-def summary(repo: Repo, history: ModelHistory) -> ModelSummary | None:
-    """One model at a glance, or None when every version was removed."""
+def summary(
+    repo: Repo, history: ModelHistory, known: Registered | None = None
+) -> ModelSummary | None:
+    """One model at a glance, or None when every version was removed; its newest manifest as
+    ``known`` read it, when it did."""
     latest = history.latest()
     if latest is None:
         return None
-    newest = entry(repo, history, latest, history.registered[latest].commit)
+    commit = history.registered[latest].commit
+    place = known.facts(history, latest) if known else None
+    newest = (
+        entry_of(history, latest, commit, *place) if place else entry(repo, history, latest, commit)
+    )
     return ModelSummary(
         name=history.name,
         latest=latest,
@@ -98,30 +165,21 @@ def summary(repo: Repo, history: ModelHistory) -> ModelSummary | None:
 def candidates(repo: Repo, folder: Path) -> dict[str, list[searching.Candidate]]:
     """Every active version of every model, oldest first, read through the search index;
     ``folder`` is the registry folder, where each model's manifest is looked for first."""
-    histories = read_histories(repo)
-    wanted = [(h.name, h.registered[v].commit) for h in histories.values() for v in h.versions()]
-    index = RegistryIndex(repo)
-    folders = {name: repo.relpath(folder / name) for name in histories}
-    known = index.lookup(wanted, folders)
+    models = registered(repo, folder)
     found: dict[str, list[searching.Candidate]] = {}
-    for history in histories.values():
+    for history in models.histories.values():
         for version in history.versions():
             commit = history.registered[version].commit
-            place = known.get(f"{commit}:{history.name}")
-            rel, facts = place or _read_facts(repo, index, history.name, commit)
-            version_entry = entry_of(history, version, commit, rel, facts)
-            found.setdefault(history.name, []).append(
-                searching.Candidate(version_entry, facts.kind)
-            )
-    index.save()
+            place = models.facts(history, version)
+            if place is None:  # no readable manifest: the slow way, which says why
+                version_entry = entry(repo, history, version, commit)
+                kind = MODEL
+            else:
+                version_entry = entry_of(history, version, commit, *place)
+                kind = place[1].kind
+            found.setdefault(history.name, []).append(searching.Candidate(version_entry, kind))
     return found
 
 
-def _read_facts(
-    repo: Repo, index: RegistryIndex, name: str, commit: str
-) -> tuple[str, ManifestFacts]:
-    """The slow way, for a manifest outside the registry folder: parse the commit's tree."""
-    rel, manifest = manifest_at(repo, name, commit)
-    facts = facts_of(manifest)
-    index.remember(name, commit, rel, facts)
-    return rel, facts
+def _kind(place: tuple[str, ManifestFacts] | None) -> str | None:
+    return place[1].kind if place else None

@@ -25,7 +25,7 @@ from mreg.registry import stages as staging
 from mreg.registry import stats as counting
 from mreg.registry import validate as validating
 from mreg.registry.loaders import StoredModel
-from mreg.registry.tags import ModelHistory, normalize_version, read_histories
+from mreg.registry.tags import ModelHistory, normalize_version
 from mreg.registry.types import ModelEntry, ModelFormat, ModelSummary, ModelType
 from mreg.repo import Repo
 from mreg.repo.manifest import Manifest
@@ -88,6 +88,8 @@ class ModelRegistry:
         )  # fmt: skip
         loader = self._loader(request.format)
         found = self.repo.lookup(name)
+        if found is not None and found[1].kind != catalog.MODEL:
+            raise catalog.not_a_model(name, found[1].kind)
         folder = self.folder / name
         if found is not None and Path(found[0]).parent != Path("."):
             folder = self.repo.root / Path(found[0]).parent
@@ -168,9 +170,9 @@ class ModelRegistry:
         catalog.check_filters(filters)
         wanted_type = ModelType.parse(model_type) if model_type else None
         entries = []
-        for history in read_histories(self.repo).values():
-            for version in history.versions():
-                entry = self._entry(history, version, history.registered[version].commit)
+        for candidates in catalog.candidates(self.repo, self.folder).values():
+            for candidate in candidates:
+                entry = candidate.entry
                 if wanted_type and entry.model_type != wanted_type:
                     continue
                 if all(catalog.matches(entry, k, v) for k, v in filters.items()):
@@ -190,8 +192,10 @@ class ModelRegistry:
         return found
 
     def models(self) -> list[ModelSummary]:
-        """One summary per model with a version not removed."""
-        summaries = (catalog.summary(self.repo, h) for h in read_histories(self.repo).values())
+        """One summary per model with a version not removed (datasets tagged ``NAME@vX.Y.Z``
+        are not models)."""
+        known = catalog.registered(self.repo, self.folder)
+        summaries = (catalog.summary(self.repo, h, known) for h in known.histories.values())
         return [s for s in summaries if s is not None]
 
     def versions(self, name: str) -> list[str]:
@@ -277,7 +281,7 @@ class ModelRegistry:
         return loader
 
     def _history(self, name: str, must_exist: bool = True) -> ModelHistory:
-        return resolution.history_of(self.repo, name, must_exist)
+        return resolution.history_of(self.repo, name, self.folder, must_exist)
 
     def _resolve(self, name: str, version: str) -> tuple[str, str]:
         """(version label, commit) for ``latest``, ``vX.Y.Z``, a stage or a git revision."""

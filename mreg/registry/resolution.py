@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.errors import GitError, RegistryError, UsageError
+from mreg.registry import catalog
 from mreg.registry import stages as staging
 from mreg.registry.tags import ModelHistory, is_version, normalize_version, read_histories
 
@@ -25,10 +27,18 @@ def split_spec(spec: str) -> tuple[str, str]:
     return name, f"#{stage}" if sep else "latest"
 
 
-def history_of(repo: Repo, name: str, must_exist: bool = True) -> ModelHistory:
-    """Every registry tag of ``name``; RegistryError (a ValueError) if it has no version and
-    ``must_exist``."""
-    history = read_histories(repo, name)[name]
+def history_of(repo: Repo, name: str, folder: Path, must_exist: bool = True) -> ModelHistory:
+    """Every registry tag of ``name`` (its model versions only); RegistryError (a ValueError) if
+    ``name`` is a dataset (every version tagged is a dataset's, as ``mreg tag`` makes them), or
+    if it has no version and ``must_exist``. ``folder``: the registry folder, where its
+    manifests are looked for first. Loading one model reads the index but never writes it (a
+    cache shared by many loading processes, or read-only, stays as it is)."""
+    everything = read_histories(repo, name)
+    known = catalog.registered(repo, folder, everything, save=False)
+    if name not in known.histories:
+        kinds = {facts.kind for _, facts in known.manifests.values()} - {catalog.MODEL}
+        raise catalog.not_a_model(name, min(kinds, default="dataset"))
+    history = known.histories[name]
     if must_exist and not history.registered:
         raise RegistryError(f"no model named '{name}' is registered", hint="see `mreg models`")
     return history

@@ -6,7 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mreg.registry.tags import read_histories
+from mreg.registry import catalog
+from mreg.registry.metadata import facts_of
 
 if TYPE_CHECKING:
     from mreg.registry.registry import ModelRegistry
@@ -29,14 +30,15 @@ class RegistryStats:
 
 
 def stats(registry: ModelRegistry) -> RegistryStats:
-    """Counts over every model with a version not removed (versions not removed only)."""
+    """Counts over every model with a version not removed (versions not removed only); datasets
+    tagged ``NAME@vX.Y.Z`` are not counted."""
     models = versions = removed = deprecated = parameters = 0
     stages: Counter[str] = Counter()
     staged: set[tuple[str, str]] = set()
     formats: Counter[str] = Counter()
     types: Counter[str] = Counter()
     sizes: dict[str, int] = {}
-    for history in read_histories(registry.repo).values():
+    for history in catalog.registered(registry.repo, registry.folder).histories.values():
         chosen = history.versions()
         removed += len(set(history.registered) & set(history.removed))
         if not chosen:
@@ -48,11 +50,12 @@ def stats(registry: ModelRegistry) -> RegistryStats:
             staged.add((history.name, version))
         for version in chosen:
             versions += 1
-            entry = registry._entry(history, version, history.registered[version].commit)
+            commit = history.registered[version].commit
+            rel, manifest = registry._manifest(history.name, commit)
+            entry = catalog.entry_of(history, version, commit, rel, facts_of(manifest))
             formats[entry.model_format.value] += 1
             types[entry.model_type.value] += 1
             parameters += entry.metadata.parameters_count
-            _, manifest = registry._manifest(history.name, entry.commit)
             sizes.update({f.path: f.size for f in manifest.files})
     return RegistryStats(
         models=models,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mreg.errors import MregError, one_line
-from mreg.registry.tags import read_histories
+from mreg.registry import catalog
 
 if TYPE_CHECKING:
     from mreg.registry.registry import ModelRegistry
@@ -40,10 +40,11 @@ class ValidationReport:
 
 
 def validate(registry: ModelRegistry, load: bool = True) -> ValidationReport:
-    """Every version not removed: files in the cache, their sha256, then (``load``) a load."""
+    """Every version not removed: files in the cache, their sha256, then (``load``) a load.
+    Datasets tagged ``NAME@vX.Y.Z`` are not models, and are not checked."""
     models = versions = valid = files = checked = 0
     errors: list[ValidationProblem] = []
-    for history in read_histories(registry.repo).values():
+    for history in catalog.registered(registry.repo, registry.folder).histories.values():
         chosen = history.versions()
         if not chosen:
             continue
