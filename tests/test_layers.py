@@ -19,7 +19,9 @@ ALLOWED = {
     "converters": {"converters"},
     "repo": {"repo", "storage", "converters"},
     "registry": {"registry", "repo", "storage", "converters"},
-    "cli": {"cli", "repo", "registry", "storage", "converters"},
+    "torch": {"torch", "repo", "storage", "converters"},
+    "demo": {"demo", "torch", "registry", "repo", "storage", "converters"},
+    "cli": {"cli", "demo", "repo", "registry", "storage", "converters"},
 }
 
 

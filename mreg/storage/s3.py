@@ -30,6 +30,15 @@ RANGED_DOWNLOAD_FROM = MULTIPART_THRESHOLD
 DOWNLOAD_PART_SIZE = PART_SIZE
 STREAM_BUFFER = 4 << 20
 
+# Lance (object_store underneath, not boto3) retries for up to 180 s by default: reads that
+# fail fast instead turn an endpoint that goes away mid-epoch into an error within seconds.
+LANCE_TIMEOUTS = {
+    "connect_timeout": "5s",
+    "request_timeout": "60s",
+    "client_max_retries": "3",
+    "client_retry_timeout": "30",
+}
+
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
@@ -55,6 +64,40 @@ def split_url(url: str) -> tuple[str, str]:
         raise RemoteError(f"'{url}' names no bucket", hint="use s3://BUCKET/PREFIX")
     prefix = prefix.strip("/")
     return bucket, prefix + "/" if prefix else ""
+
+
+def _session(remote: RemoteConfig) -> boto3.session.Session:
+    """A boto3 session with the remote's own credentials, else AWS variables and profiles."""
+    return boto3.session.Session(
+        profile_name=remote.profile,
+        aws_access_key_id=remote.access_key_id,
+        aws_secret_access_key=remote.secret_access_key,
+        aws_session_token=remote.session_token,
+        region_name=remote.region,
+    )
+
+
+def lance_storage_options(remote: RemoteConfig) -> dict[str, str]:
+    """Lance ``storage_options`` that reach ``remote`` as S3Store does: the same endpoint,
+    region and credentials (resolved once, here, by boto3: config.local.toml, AWS variables,
+    profiles; with none found, Lance tries its own chain), and LANCE_TIMEOUTS.
+
+    Temporary credentials (a profile's SSO or assumed role) are frozen at this call: a reader
+    that outlives them needs new options.
+    """
+    session = _session(remote)
+    options = {**LANCE_TIMEOUTS, "aws_region": session.region_name or "us-east-1"}
+    credentials = session.get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        options["aws_access_key_id"] = frozen.access_key
+        options["aws_secret_access_key"] = frozen.secret_key
+        if frozen.token:
+            options["aws_session_token"] = frozen.token
+    if remote.endpoint_url:
+        options["aws_endpoint"] = remote.endpoint_url
+        options["allow_http"] = str(remote.endpoint_url.startswith("http://")).lower()
+    return options
 
 
 def _stream_to(body: Any, dest: Path, advance: Advance) -> str:
@@ -98,13 +141,7 @@ class S3Store:
         self.bucket, self.prefix = split_url(remote.url)
         where = f" at {remote.endpoint_url}" if remote.endpoint_url else ""
         self.description = f"remote '{remote.name}' ({remote.url}{where})"
-        session = boto3.session.Session(
-            profile_name=remote.profile,
-            aws_access_key_id=remote.access_key_id,
-            aws_secret_access_key=remote.secret_access_key,
-            aws_session_token=remote.session_token,
-            region_name=remote.region,
-        )
+        session = _session(remote)
         self.client = session.client(
             "s3",
             endpoint_url=remote.endpoint_url,
