@@ -54,6 +54,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(INTERRUPTED)
 
 
-from mreg.cli import track, importing, share, history, remote, registry  # noqa: E402, I001  (the order of --help)
+from mreg.cli import track, importing, share, history, remote, registry, demo  # noqa: E402, I001  (the order of --help)
 
-__all__ = ["app", "history", "importing", "main", "registry", "remote", "share", "track"]
+__all__ = ["app", "demo", "history", "importing", "main", "registry", "remote", "share", "track"]

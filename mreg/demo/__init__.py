@@ -1,0 +1,17 @@
+"""The ResNet18 demo: download, convert to Lance, push, train, evaluate and register, in one call.
+
+    from mreg.demo import TrainOptions, train
+    report = train(TrainOptions(offline=True, steps=30))
+    print(report.registered, report.after.accuracy)
+
+``mreg demo train`` and ``examples/train_resnet.py`` are thin shells over ``train``. Importing
+this package is cheap: torch, Pillow, scikit-learn and ``datasets`` load inside the functions
+that use them.
+"""
+
+from __future__ import annotations
+
+from mreg.demo.options import TrainOptions
+from mreg.demo.pipeline import TrainReport, train
+
+__all__ = ["TrainOptions", "TrainReport", "train"]
