@@ -37,9 +37,13 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def open(name: str, rev: str | None = None, repo: str | Path = ".") -> lance.LanceDataset:
-    """The Lance dataset of exactly the version of ``name`` the manifest (at ``rev``) records."""
-    return Repo(repo).open(name, rev)
+def open(
+    name: str, rev: str | None = None, repo: str | Path = ".", remote: str | None = None
+) -> lance.LanceDataset:
+    """The Lance dataset of exactly the version of ``name`` the manifest (at ``rev``) records:
+    from the cache, or with ``remote="NAME"`` read in place from that remote (nothing is
+    downloaded ahead; MissingData when the remote lacks a data file of that version)."""
+    return Repo(repo).open(name, rev, remote)
 
 
 def load_state_dict(name: str, rev: str | None = None, repo: str | Path = ".") -> dict[str, Any]:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from conftest import commit_all, git, make_safetensors, make_table, make_tensors
 
 import mreg
+from mreg.errors import UsageError
 
 
 def data_files(manifest_path: Path) -> set[str]:
@@ -195,6 +197,37 @@ def test_two_branches_with_new_versions_both_stay_readable(repo, run, remote_dir
     right = mreg.open("t", rev="origin/right").to_table().column("id").to_pylist()
     assert left == [*range(10), 100, 101, 102]
     assert right == [*range(10), *range(200, 205)]
+
+
+def test_a_name_finds_its_artifact_whatever_the_current_directory_holds(
+    repo, run, tmp_path, monkeypatch
+):
+    make_table(repo / "t.parquet", rows=10)
+    assert run("add", "t.parquet").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "t").mkdir(parents=True)  # named like the artifact, outside the repository
+    make_table(elsewhere / "other.parquet")
+    monkeypatch.chdir(elsewhere)
+
+    assert mreg.open("t", repo=repo).count_rows() == 10
+    with pytest.raises(UsageError, match=r"^other.parquet is outside the repository"):
+        mreg.open("other.parquet", repo=repo)
+
+
+def test_open_with_a_remote_reads_in_place_without_filling_the_cache(
+    repo, run, remote_dir, tmp_path
+):
+    make_table(repo / "t.parquet", rows=300)
+    assert run("add", "t.parquet").exit_code == 0
+    commit_all(repo, "add t")
+    assert run("push").exit_code == 0
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+
+    in_place = mreg.open("t", repo=clone, remote="origin")
+
+    assert in_place.to_table().equals(mreg.open("t").to_table())
+    assert not list((clone / ".mreg" / "cache").glob("data/*"))
 
 
 def test_diff_between_revisions_reads_git_only(repo, run):

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from mreg.config import Config, RemoteConfig
-from mreg.errors import ArtifactNotFound, MissingData, NotARepository, UsageError
+from mreg.errors import ArtifactNotFound, NotARepository, UsageError
 from mreg.repo import manifest as manifests
 from mreg.repo.cache import Cache
 from mreg.repo.git import GitRepo, find_work_tree
@@ -136,7 +136,13 @@ class Repo:
         return None
 
     def target(self, spec: str) -> Target:
-        """Resolve ``NAME``, ``NAME@VERSION``, ``NAME@REV`` or a path to one artifact."""
+        """Resolve ``NAME``, ``NAME@VERSION``, ``NAME@REV`` or a path to one artifact.
+
+        A path (relative to the current directory) to an artifact of this work tree comes first;
+        a path outside the work tree, or to no artifact, is looked up as a name, so the current
+        directory never hides an artifact of another repository. A path outside that is no name
+        either is refused as outside the repository.
+        """
         name, _, rev = spec.partition("@")
         if rev:
             rev = f"{name}@{rev}" if self.git.tags(f"{name}@{rev}") else rev
@@ -145,13 +151,19 @@ class Repo:
             if found is None:
                 raise ArtifactNotFound(f"no artifact named '{name}' at {rev}")
             return Target(found[0], found[1], rev)
-        by_path = self._target_by_path(spec)
+        refused: UsageError | None = None
+        try:
+            by_path = self._target_by_path(spec)
+        except UsageError as error:
+            by_path, refused = None, error
         if by_path is not None:
             return by_path
         found = self.lookup(spec)
-        if found is None:
-            raise ArtifactNotFound(f"no artifact named '{spec}'", hint="see `mreg ls`")
-        return Target(*found)
+        if found is not None:
+            return Target(*found)
+        if refused is not None:
+            raise refused
+        raise ArtifactNotFound(f"no artifact named '{spec}'", hint="see `mreg ls`")
 
     def targets(self, specs: list[str] | tuple[str, ...] | None) -> list[Target]:
         """The named artifacts, or every artifact in the work tree when none is named."""
@@ -340,11 +352,18 @@ class Repo:
     def show(self, spec: str) -> Target:
         return self.target(spec)
 
-    def open(self, name: str, rev: str | None = None) -> lance.LanceDataset:
-        """The Lance dataset of exactly the version the manifest (at ``rev``) records."""
-        target = self.target(f"{name}@{rev}" if rev else name)
-        self._ensure_cached(target)
-        return self.cache.open(target.manifest)
+    def open(
+        self, name: str, rev: str | None = None, remote: str | None = None
+    ) -> lance.LanceDataset:
+        """The Lance dataset of exactly the version the manifest (at ``rev``) records.
+
+        From the cache (what it lacks is fetched from the default remote first), or with
+        ``remote="NAME"`` read in place from that remote: nothing is downloaded ahead (see
+        ``mreg.repo.opening``).
+        """
+        from mreg.repo.opening import open_dataset
+
+        return open_dataset(self, self.target(f"{name}@{rev}" if rev else name), remote)
 
     def load_state_dict(self, name: str, rev: str | None = None) -> dict[str, Any]:
         """The tensors of a model artifact as a flat dict of torch tensors."""
@@ -367,17 +386,3 @@ class Repo:
                 tensor = torch.empty(record.shape, dtype=dtype)
             result[record.name] = tensor
         return result
-
-    def _ensure_cached(self, target: Target) -> None:
-        """Fetch what ``target`` lacks from the default remote, if one is configured."""
-        if not self.cache.missing(target.manifest.files):
-            return
-        if self.config.default_remote_name() is None:
-            raise MissingData(
-                f"'{target.manifest.name}' is not in the cache and no default remote is set",
-                hint="run `mreg remote add NAME URL --default`, then `mreg fetch`",
-            )
-        from mreg.repo.fetch import fetch_manifests
-
-        with self.lock.held():
-            fetch_manifests(self, [target], remote=None, jobs=8)

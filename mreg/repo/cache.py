@@ -5,6 +5,9 @@ Layout under ``.mreg/``::
     cache/data/<lance file>        every data file of every version (never rewritten)
     cache/views/<key>.lance/       one Lance dataset per distinct manifest content: hard links
                                    to cache/data plus a single committed version
+    cache/views/<key>-<base>.lance/  the same version read in place from a remote: a single
+                                   committed version (a few KiB) whose data files are at the
+                                   remote's root (a Lance base path), no data here
     tmp/                           staging for conversions and downloads (safe to delete)
 
 A view is built from the fragment list a manifest records, so two branches that each made "the
@@ -23,13 +26,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.errors import IntegrityError, MissingData
-from mreg.hashing import sha256_file, sha256_files
+from mreg.errors import IntegrityError, MissingData, MregError
+from mreg.hashing import sha256_bytes, sha256_file, sha256_files
 from mreg.repo.manifest import FileEntry, Manifest
 from mreg.repo.state import State
 
 if TYPE_CHECKING:
     import lance
+    from lance.fragment import FragmentMetadata
+
+# The id of the remote's base path in a remote view's Lance manifest (0 is the view itself).
+REMOTE_BASE_ID = 1
 
 
 class Cache:
@@ -131,44 +138,89 @@ class Cache:
             return "corrupt in cache (sha256 mismatch)"
         return None
 
-    def view_path(self, manifest: Manifest) -> Path:
-        return self.root / "views" / f"{manifest.content_key()}.lance"
+    def view_path(self, manifest: Manifest, base: str | None = None) -> Path:
+        """Where the view of ``manifest`` lives; a remote view's name adds a digest of ``base``,
+        whose address is part of its committed version."""
+        key = manifest.content_key()
+        if base is not None:
+            key += "-" + sha256_bytes(base.encode())[:12]
+        return self.root / "views" / f"{key}.lance"
 
-    def open(self, manifest: Manifest) -> lance.LanceDataset:
-        """The Lance dataset holding exactly the version ``manifest`` records."""
+    def open(
+        self,
+        manifest: Manifest,
+        base: str | None = None,
+        storage_options: dict[str, str] | None = None,
+    ) -> lance.LanceDataset:
+        """The Lance dataset holding exactly the version ``manifest`` records: its data files in
+        the cache, or with ``base`` those at ``base`` (a remote's root, as push lays it out: the
+        files under ``base/data/``), which Lance reads there with ``storage_options``."""
         import lance
 
-        view = self.view_path(manifest)
+        view = self.view_path(manifest, base)
         if not (view / "_versions").exists():
-            self._build_view(manifest, view)
-        return lance.dataset(str(view))
+            self._build_view(manifest, view, base)
+        return lance.dataset(str(view), storage_options=storage_options)
 
-    def _build_view(self, manifest: Manifest, view: Path) -> None:
+    def _build_view(self, manifest: Manifest, view: Path, base: str | None) -> None:
+        """Commit one Lance version whose fragments are those ``manifest`` records."""
         import lance
-        from lance.fragment import FragmentMetadata
 
+        with self.staging(".lance") as stage:
+            lance.LanceDataset.commit(str(stage), self._overwrite(manifest, stage, base))
+            view.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                # Another process may have built the same view meanwhile: theirs is as good.
+                os.rename(stage, view)
+        if not (view / "_versions").exists():
+            shutil.rmtree(view, ignore_errors=True)
+            raise MregError(f"could not build a Lance view of '{manifest.name}' in {view.parent}")
+
+    def _overwrite(
+        self, manifest: Manifest, stage: Path, base: str | None
+    ) -> lance.LanceOperation.Overwrite:
+        """The Lance operation that commits ``manifest``'s version in ``stage``: with its data
+        files hard-linked there from the cache, or left where they are at ``base``."""
+        import lance
+        from lance import DatasetBasePath
+
+        schema = lance.json_to_schema(json.loads(manifest.schema))
+        if base is not None:
+            # is_dataset_root: a data file's path is relative to <base>/data/, which is where
+            # push puts it (remote key = prefix + "data/" + file name).
+            bases = [DatasetBasePath(base, name="remote", is_dataset_root=True, id=REMOTE_BASE_ID)]
+            fragments = _fragments(manifest, REMOTE_BASE_ID)
+            return lance.LanceOperation.Overwrite(schema, fragments, initial_bases=bases)
         absent = self.missing(manifest.files)
         if absent:
             raise MissingData(
                 f"'{manifest.name}' is missing {len(absent)} data file(s) from the cache",
                 hint=f"run `mreg fetch {manifest.name}` (or `mreg pull`)",
             )
-        with self.staging(".lance") as stage:
-            for entry in manifest.files:
-                link = stage / entry.path
-                link.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(self.path(entry.path), link)
-                except OSError:
-                    shutil.copyfile(self.path(entry.path), link)
-            schema = lance.json_to_schema(json.loads(manifest.schema))
-            fragments = [FragmentMetadata.from_json(f.metadata) for f in manifest.fragments]
-            lance.LanceDataset.commit(str(stage), lance.LanceOperation.Overwrite(schema, fragments))
-            view.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):
-                # Another process may have built the same view meanwhile: theirs is as good.
-                os.rename(stage, view)
+        for entry in manifest.files:
+            link = stage / entry.path
+            link.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.path(entry.path), link)
+            except OSError:
+                shutil.copyfile(self.path(entry.path), link)
+        return lance.LanceOperation.Overwrite(schema, _fragments(manifest))
 
     def views(self) -> list[Path]:
         folder = self.root / "views"
         return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def _fragments(manifest: Manifest, base_id: int | None = None) -> list[FragmentMetadata]:
+    """The manifest's fragments; with ``base_id``, every data file at that Lance base path."""
+    from lance.fragment import FragmentMetadata
+
+    if base_id is None:
+        return [FragmentMetadata.from_json(f.metadata) for f in manifest.fragments]
+    fragments = []
+    for fragment in manifest.fragments:
+        metadata = json.loads(fragment.metadata)
+        for data_file in metadata["files"]:
+            data_file["base_id"] = base_id
+        fragments.append(FragmentMetadata.from_json(json.dumps(metadata)))
+    return fragments

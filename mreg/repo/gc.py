@@ -56,6 +56,7 @@ def gc(repo: Repo, remote: str | None, force: bool, all_commits: bool = False) -
 
 def _remove_stale_views(repo: Repo, live_keys: set[str]) -> None:
     for view in repo.cache.views():
-        if view.name.removesuffix(".lance") not in live_keys:
+        # A remote view (KEY-BASE.lance) stays with its manifest too: a reader may be using it.
+        if view.name.removesuffix(".lance").partition("-")[0] not in live_keys:
             shutil.rmtree(view, ignore_errors=True)
     shutil.rmtree(repo.cache.tmp, ignore_errors=True)

@@ -16,10 +16,25 @@ def open_store(remote: RemoteConfig, repo_root: Path, jobs: int = 8) -> Store:
         return S3Store(remote, jobs=jobs)
     from mreg.storage.local import LocalStore
 
+    return LocalStore(_local_root(remote, repo_root), remote.name)
+
+
+def lance_location(remote: RemoteConfig, repo_root: Path) -> tuple[str, dict[str, str] | None]:
+    """Where Lance finds ``remote``'s root (the folder whose ``data/`` holds what push wrote),
+    and the ``storage_options`` that reach it (None for a local directory)."""
+    if not remote.is_s3:
+        return str(_local_root(remote, repo_root)), None
+    from mreg.storage.s3 import lance_storage_options, split_url
+
+    bucket, prefix = split_url(remote.url)
+    return f"s3://{bucket}/{prefix}".rstrip("/"), lance_storage_options(remote)
+
+
+def _local_root(remote: RemoteConfig, repo_root: Path) -> Path:
     root = Path(remote.url.removeprefix("file://")).expanduser()
     if not root.is_absolute():
         root = repo_root / root
-    return LocalStore(root.resolve(), remote.name)
+    return root.resolve()
 
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "lance_location", "open_store"]

@@ -4,21 +4,17 @@
 exact Lance version. Every process opens its own dataset from it (``Reader``), because an open
 ``lance.LanceDataset`` must not cross a pickle or a fork (DataLoader workers).
 
-Reading from a remote, nothing is downloaded ahead: a *remote view* in ``.mreg/cache/views/`` is
-one committed Lance version (a few KiB, no data) whose fragments are those the manifest records,
-with every data file on the remote (a Lance base path at the remote's root), so Lance fetches the
-byte ranges it needs. The sha256 the manifest records covers whole files and cannot be checked
-on such partial reads: data read from a remote is as trustworthy as the remote. The local cache
-path checks every file's sha256 when it is fetched; ``mreg verify --remote`` checks the remote.
+An artifact's version is opened by ``Repo.open`` (``mreg.repo.opening``), from the cache or read
+in place from a remote through a small Lance view in ``.mreg/cache/views/``; the Source is that
+view's path. Data read from a remote is as trustworthy as the remote: no sha256 is checked on
+partial reads (``mreg verify --remote`` checks the remote).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +24,10 @@ import numpy as np
 import pyarrow as pa
 
 from mreg.errors import MissingData, MregError, RemoteError, UsageError, one_line
-from mreg.hashing import sha256_bytes
 from mreg.repo import Repo
 
 if TYPE_CHECKING:
     import lance
-
-    from mreg.repo.manifest import Manifest
-
-# The id of the remote's base path in a remote view's Lance manifest (0 is the view itself).
-REMOTE_BASE_ID = 1
 
 
 @dataclass(frozen=True)
@@ -65,9 +55,9 @@ def resolve(
     """The Source of ``name``: an artifact of ``repo`` (default: the current directory) at
     ``rev``, or a Lance dataset path or URI.
 
-    With ``remote=None`` an artifact is read from the local cache (what it lacks is fetched from
-    the default remote first, as ``Repo.open`` does); with ``remote="NAME"`` it is read in place
-    from that remote, nothing downloaded ahead. A model artifact is refused.
+    An artifact is opened as ``Repo.open`` opens it: from the local cache (what it lacks is
+    fetched from the default remote first), or with ``remote="NAME"`` read in place from that
+    remote, nothing downloaded ahead. A model artifact is refused.
     """
     if _is_lance_path(name):
         if remote is not None:
@@ -75,8 +65,7 @@ def resolve(
         version: int | str | None = int(rev) if rev and rev.isdigit() else rev
         return Source(name, f"Lance dataset {name}", storage_options, version)
     repo = repo if isinstance(repo, Repo) else Repo(repo or ".")
-    spec = artifact_spec(repo, name, rev)
-    target = repo.target(spec)
+    target = repo.target(f"{name}@{rev}" if rev else name)
     manifest = target.manifest
     shown = f"'{manifest.name}'" + (f" at {target.rev}" if target.rev else "")
     if manifest.kind != "dataset":
@@ -84,23 +73,12 @@ def resolve(
             f"{shown} is a model, not a dataset",
             hint=f"load its weights with mreg.torch.load_into(module, '{manifest.name}')",
         )
+    dataset = repo.open(name, rev, remote=remote)
     if remote is None:
-        dataset = repo.open(spec)
         return Source(dataset.uri, shown)
-    return _remote_source(repo, manifest, shown, remote)
-
-
-def artifact_spec(repo: Repo, name: str, rev: str | None) -> str:
-    """What ``Repo.target`` resolves to the artifact called ``name``, whatever the current
-    directory holds: a bare name becomes its manifest's absolute path, because ``target`` tries
-    paths (relative to the current directory) before names."""
-    if rev:
-        return f"{name}@{rev}"
-    if "@" not in name:
-        found = repo.lookup(name)
-        if found is not None:
-            return str(repo.root / found[0])
-    return name
+    # Read errors name the remote; workers reopen the view with the same storage options.
+    where = repo.store(remote).description
+    return Source(dataset.uri, shown, dataset.initial_storage_options, remote=where)
 
 
 def _is_lance_path(name: str) -> bool:
@@ -108,69 +86,6 @@ def _is_lance_path(name: str) -> bool:
         return True
     path = Path(name)
     return path.is_dir() and (path / "_versions").is_dir()
-
-
-def _remote_source(repo: Repo, manifest: Manifest, shown: str, remote: str) -> Source:
-    config = repo.remote(remote)
-    store = repo.store(remote)
-    _check_pushed(store.list_files(), manifest, store.description)
-    if config.is_s3:
-        from mreg.storage.s3 import lance_storage_options, split_url
-
-        bucket, prefix = split_url(config.url)
-        base = f"s3://{bucket}/{prefix}".rstrip("/")
-        options: dict[str, str] | None = lance_storage_options(config)
-    else:
-        from mreg.storage.local import LocalStore
-
-        assert isinstance(store, LocalStore)
-        base = str(store.root)
-        options = None
-    # One view per version and remote: the remote's address is part of the committed version.
-    key = f"{manifest.content_key()}-{sha256_bytes(base.encode())[:12]}"
-    view = repo.cache.root / "views" / f"{key}.lance"
-    if not (view / "_versions").exists():
-        _build_remote_view(repo, manifest, base, view)
-    return Source(str(view), shown, options, remote=store.description)
-
-
-def _check_pushed(present: dict[str, int], manifest: Manifest, where: str) -> None:
-    absent = [f for f in manifest.files if present.get(f.path) != f.size]
-    if absent:
-        raise MissingData(
-            f"{where} lacks {len(absent)} data file(s) of '{manifest.name}' "
-            f"(first: {absent[0].path})",
-            hint=f"run `mreg push {manifest.name}` where the data are cached",
-        )
-
-
-def _build_remote_view(repo: Repo, manifest: Manifest, base: str, view: Path) -> None:
-    """Commit one Lance version whose fragments are the manifest's, their files at ``base``."""
-    import lance
-    from lance import DatasetBasePath
-    from lance.fragment import FragmentMetadata
-
-    fragments = []
-    for fragment in manifest.fragments:
-        metadata = json.loads(fragment.metadata)
-        for data_file in metadata["files"]:
-            data_file["base_id"] = REMOTE_BASE_ID
-        fragments.append(FragmentMetadata.from_json(json.dumps(metadata)))
-    schema = lance.json_to_schema(json.loads(manifest.schema))
-    # is_dataset_root: a data file's path is relative to <base>/data/, which is exactly where
-    # push puts it (remote key = prefix + "data/" + file name).
-    bases = [DatasetBasePath(base, name="remote", is_dataset_root=True, id=REMOTE_BASE_ID)]
-    with repo.cache.staging(".lance") as stage:
-        lance.LanceDataset.commit(
-            str(stage), lance.LanceOperation.Overwrite(schema, fragments, initial_bases=bases)
-        )
-        view.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            # Another process may have built the same view meanwhile: theirs is as good.
-            os.rename(stage, view)
-    if not (view / "_versions").exists():
-        shutil.rmtree(view, ignore_errors=True)
-        raise MregError(f"could not build a Lance view of '{manifest.name}' in {view.parent}")
 
 
 # The process in which a Reader last opened Lance: a process forked from it must not use Lance.

@@ -10,7 +10,6 @@ import torch  # noqa: TID253
 
 from mreg.errors import UsageError, one_line
 from mreg.repo import Repo
-from mreg.torch.source import artifact_spec
 
 # How many mismatching tensors a message lists before it says "and N more".
 SHOWN = 3
@@ -31,13 +30,12 @@ def load_into(
     or unexpected; UsageError too when ``name`` is a dataset.
     """
     repo = repo if isinstance(repo, Repo) else Repo(repo or ".")
-    spec = artifact_spec(repo, name, rev)
-    if repo.target(spec).manifest.kind != "model":
+    if repo.target(f"{name}@{rev}" if rev else name).manifest.kind != "model":
         raise UsageError(
             f"'{name}' is a dataset, not a model",
             hint="read its rows with mreg.torch.LanceTorchDataset",
         )
-    state = repo.load_state_dict(spec)
+    state = repo.load_state_dict(name, rev)
     shown = f"'{name}'" + (f" at {rev}" if rev else "")
     kind = type(module).__name__
     _check_shapes(state, module.state_dict(), shown, kind)
