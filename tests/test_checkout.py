@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
 import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import assert_refused, commit_all, git
 from safetensors.numpy import save_file
 
@@ -127,3 +129,23 @@ def test_write_tensor_into_a_stream_without_a_file_writes_the_bytes(tmp_path):
     out = io.BytesIO()
     write_tensor(out, TensorRecord("t", "uint8", (len(payload),), memoryview(payload), source))
     assert out.getvalue() == payload
+
+
+@pytest.mark.skipif(
+    not Path("/dev/shm").is_dir(), reason="needs a second file system (/dev/shm) for the source"
+)
+def test_write_tensor_from_another_file_system_falls_back_to_writing_the_bytes(tmp_path):
+    payload = os.urandom(1 << 20)
+    with tempfile.NamedTemporaryFile(dir="/dev/shm") as handle:
+        handle.write(payload)
+        handle.flush()
+        source = Path(handle.name)
+        if source.stat().st_dev == tmp_path.stat().st_dev:
+            pytest.skip("/dev/shm is on the same file system here")
+        tensor = TensorRecord("t", "uint8", (len(payload),), memoryview(payload), source)
+        out_path = tmp_path / "out"
+        with open(out_path, "wb") as out:
+            out.write(b"head")
+            write_tensor(out, tensor)
+            out.write(b"tail")
+    assert out_path.read_bytes() == b"head" + payload + b"tail"

@@ -56,15 +56,20 @@ def write_tensor(out: BinaryIO, tensor: TensorRecord) -> None:
         return
     out.flush()
     size = len(tensor.data)
+    copied = 0
     with open(tensor.source_file, "rb") as source:
-        copied = 0
-        while copied < size:
-            done = os.copy_file_range(source.fileno(), fileno, size - copied, copied)
-            if done == 0:
-                raise OSError(f"{tensor.source_file} ended after {copied} of {size} bytes")
-            copied += done
+        try:
+            while copied < size:
+                done = os.copy_file_range(source.fileno(), fileno, size - copied, copied)
+                if done == 0:
+                    break
+                copied += done
+        except OSError:
+            pass  # another file system (EXDEV), or one that cannot: the rest goes by write()
     # The copy moved the descriptor's offset behind the buffered object's back.
     out.seek(0, os.SEEK_END)
+    if copied < size:
+        out.write(tensor.data[copied:])
 
 
 def _fileno(out: BinaryIO) -> int | None:
