@@ -19,8 +19,6 @@ from mreg.repo.git import ignore_in_git
 from mreg.repo.manifest import Manifest
 
 if TYPE_CHECKING:
-    import lance
-
     from mreg.repo import Repo, Target
 
 
@@ -30,12 +28,11 @@ def restore(repo: Repo, manifest_rel: str, manifest: Manifest, force: bool = Fal
     target = repo.root / artifact_rel
     if not force and repo.workspace_in_sync(artifact_rel, manifest):
         return target
-    dataset = repo.cache.open(manifest)
     converter = converters.get(manifest.source.format)
     # An exact model restore assembled from checked bytes is the original by construction;
     # anything else is hashed as it is written and compared with what the manifest records.
     assembled = manifest.source.restore == "exact" and converter.assembled_exactly
-    write = _writer(repo, dataset, manifest, converter, assembled)
+    write = _writer(repo, manifest, converter, assembled)
     if converter.directory:
         digest = _restore_folder(repo, target, manifest, write, assembled)
     elif assembled:
@@ -56,22 +53,22 @@ def restore(repo: Repo, manifest_rel: str, manifest: Manifest, force: bool = Fal
 
 
 def _writer(
-    repo: Repo,
-    dataset: lance.LanceDataset,
-    manifest: Manifest,
-    converter: converters.Converter,
-    assembled: bool,
+    repo: Repo, manifest: Manifest, converter: converters.Converter, assembled: bool
 ) -> Callable[[BaseTarget], None]:
     """A function that writes the artifact of ``manifest`` into a file object or folder."""
     if manifest.kind == "dataset":
-        reader = dataset.scanner(scan_in_order=True).to_reader()
+        reader = repo.cache.open(manifest).scanner(scan_in_order=True).to_reader()
         return lambda target: cast(DatasetConverter, converter).write(reader, target)
     # When the whole output is hashed and compared, checking every tensor's digest on the way
     # would only hash the same bytes twice.
     hashed_whole = manifest.source.restore == "exact" and not assembled
     checked = {e.sha256 for e in manifest.files if repo.cache.is_checked(e)}
-    tensors = tensor_table.read_tensors(
-        dataset, manifest, check_digests=not hashed_whole, checked_files=checked
+    tensors = tensor_table.read_stored_tensors(
+        manifest,
+        repo.cache.root,
+        lambda: repo.cache.open(manifest),
+        check_digests=not hashed_whole,
+        checked_files=checked,
     )
     info = manifest.source.restore_info
     return lambda target: cast(ModelConverter, converter).write(tensors, info, target)
