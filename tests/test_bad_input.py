@@ -550,3 +550,12 @@ def test_the_console_script_reports_errors_on_one_line(tmp_path):
     assert done.returncode != 0
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert done.stderr.startswith("error:") and "git init" in done.stderr
+
+
+def test_a_deleted_current_directory_is_a_clear_error(tmp_path, run, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+
+    assert_refused(run("status"), "the current directory no longer exists")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -92,6 +94,30 @@ def test_an_exact_restore_is_the_original_and_status_does_not_hash_it_again(
     # Checkout remembers the digest with the file's size, mtime and inode.
     assert mreg.Repo(clone).state.known_sha256("m.safetensors") == original
     assert "in sync" in run("status").stdout
+
+
+def test_an_exact_restore_of_whole_cached_tensors_never_opens_lance(repo, run):
+    """Every tensor bigger than Lance's blob threshold lies whole in a cached file: checkout
+    copies those files and has no reason to import Lance (about 0.35 s of start-up)."""
+    save_file({"big": np.ones(BIG, dtype=np.float32)}, str(repo / "m.safetensors"))
+    original = sha256(repo / "m.safetensors")
+    assert run("add", "m.safetensors").exit_code == 0
+    (repo / "m.safetensors").unlink()
+
+    code = (
+        "import sys\n"
+        "import mreg.cli\n"
+        "try:\n"
+        "    mreg.cli.main(['checkout'])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit\n"
+        "print('lance' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert sha256(repo / "m.safetensors") == original
 
 
 def test_checkout_refuses_a_cache_file_changed_after_it_was_checked(

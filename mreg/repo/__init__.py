@@ -54,7 +54,7 @@ class Repo:
     """A git work tree in which ``mreg init`` ran."""
 
     def __init__(self, path: str | Path = ".") -> None:
-        self.root = find_work_tree(Path(path).resolve())
+        self.root = find_work_tree(_resolve(path))
         self.dir = self.root / MREG_DIR
         if not (self.dir / "config.toml").exists():
             raise NotARepository(
@@ -68,7 +68,7 @@ class Repo:
     @classmethod
     def init(cls, path: str | Path = ".") -> Repo:
         """Set up mreg in the git work tree holding ``path``; harmless when done already."""
-        root = find_work_tree(Path(path).resolve())
+        root = find_work_tree(_resolve(path))
         mreg_dir = root / MREG_DIR
         mreg_dir.mkdir(exist_ok=True)
         config = mreg_dir / "config.toml"
@@ -386,3 +386,14 @@ class Repo:
                 tensor = torch.empty(record.shape, dtype=dtype)
             result[record.name] = tensor
         return result
+
+
+def _resolve(path: str | Path) -> Path:
+    """``path`` made absolute; a clear error when the current directory was deleted under us
+    (a shell left in a removed folder), instead of a traceback from ``os.getcwd``."""
+    try:
+        return Path(path).resolve()
+    except FileNotFoundError:
+        raise UsageError(
+            "the current directory no longer exists", hint="cd into the repository again"
+        ) from None
