@@ -135,17 +135,22 @@ def test_checkout_refuses_a_cache_file_changed_after_it_was_checked(
     assert not [p for p in clone.iterdir() if p.name.startswith(".m.safetensors.")]
 
 
-def test_write_tensor_copies_from_its_source_file_between_buffered_writes(tmp_path):
-    payload = os.urandom(3 << 20)
-    source = tmp_path / "blob"
-    source.write_bytes(payload)
+def written_between_head_and_tail(source: Path, payload: bytes, out_path: Path) -> bytes:
+    """What a file holds after ``head``, the tensor (from ``source``) and ``tail``."""
     tensor = TensorRecord("t", "uint8", (len(payload),), memoryview(payload), source)
-    out_path = tmp_path / "out"
     with open(out_path, "wb") as out:
         out.write(b"head")
         write_tensor(out, tensor)
         out.write(b"tail")
-    assert out_path.read_bytes() == b"head" + payload + b"tail"
+    return out_path.read_bytes()
+
+
+def test_write_tensor_copies_from_its_source_file_between_buffered_writes(tmp_path):
+    payload = os.urandom(3 << 20)
+    source = tmp_path / "blob"
+    source.write_bytes(payload)
+    written = written_between_head_and_tail(source, payload, tmp_path / "out")
+    assert written == b"head" + payload + b"tail"
 
 
 def test_write_tensor_into_a_stream_without_a_file_writes_the_bytes(tmp_path):
@@ -168,10 +173,5 @@ def test_write_tensor_from_another_file_system_falls_back_to_writing_the_bytes(t
         source = Path(handle.name)
         if source.stat().st_dev == tmp_path.stat().st_dev:
             pytest.skip("/dev/shm is on the same file system here")
-        tensor = TensorRecord("t", "uint8", (len(payload),), memoryview(payload), source)
-        out_path = tmp_path / "out"
-        with open(out_path, "wb") as out:
-            out.write(b"head")
-            write_tensor(out, tensor)
-            out.write(b"tail")
-    assert out_path.read_bytes() == b"head" + payload + b"tail"
+        written = written_between_head_and_tail(source, payload, tmp_path / "out")
+    assert written == b"head" + payload + b"tail"
