@@ -35,21 +35,29 @@ def restore(repo: Repo, manifest_rel: str, manifest: Manifest, force: bool = Fal
     write = _writer(repo, manifest, converter, assembled)
     if converter.directory:
         digest = _restore_folder(repo, target, manifest, write, assembled)
-    elif assembled:
-        with atomic_output(target, durable=False) as raw:
-            write(raw)
-        digest = manifest.source.sha256
-        repo.state.remember_sha256(artifact_rel, digest)
     else:
         with atomic_output(target, durable=False) as raw:
-            hashing = HashingWriter(raw)
-            write(cast(BinaryIO, hashing))
-            digest = hashing.hexdigest()
+            digest = _write_file(raw, write, manifest, assembled)
             # Raised inside atomic_output: the work-tree file is left as it was.
             _check_exact(artifact_rel, manifest, digest)
+    # Remembered with the file's (or folder's) fingerprint: `mreg status` need not hash it again.
+    with repo.state.batch():
         repo.state.remember_sha256(artifact_rel, digest)
-    repo.state.remember_restored(artifact_rel, manifest.content_key(), digest)
+        repo.state.remember_restored(artifact_rel, manifest.content_key(), digest)
     return target
+
+
+def _write_file(
+    raw: BinaryIO, write: Callable[[BaseTarget], None], manifest: Manifest, assembled: bool
+) -> str:
+    """Write the artifact into ``raw``; returns its sha256 (hashed on the way unless the
+    restore is assembled from checked bytes, whose digest is the recorded one)."""
+    if assembled:
+        write(raw)
+        return manifest.source.sha256
+    hashing = HashingWriter(raw)
+    write(cast(BinaryIO, hashing))
+    return hashing.hexdigest()
 
 
 def _writer(
@@ -119,11 +127,12 @@ def checkout(repo: Repo, specs: list[str] | None, force: bool = False) -> list[T
                 f"'{spec}' needs {len(absent)} data file(s) that are not in the cache",
                 hint=f"run `mreg pull {spec}`",
             )
-    for target in targets:
-        if target.rev is not None:
-            text = repo.git.show(target.rev, target.manifest_rel)
-            assert text is not None
-            atomic_write_bytes(repo.root / target.manifest_rel, text)
-            ignore_in_git(repo.root, target.artifact_rel)
-        restore(repo, target.manifest_rel, target.manifest, force=force)
+    with repo.state.batch():  # one write of the state file, however many artifacts
+        for target in targets:
+            if target.rev is not None:
+                text = repo.git.show(target.rev, target.manifest_rel)
+                assert text is not None
+                atomic_write_bytes(repo.root / target.manifest_rel, text)
+                ignore_in_git(repo.root, target.artifact_rel)
+            restore(repo, target.manifest_rel, target.manifest, force=force)
     return targets

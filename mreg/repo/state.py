@@ -65,17 +65,20 @@ class State:
         fingerprint = _fingerprint(path)
         if fingerprint is None:
             return None
-        cached = self._data["hashes"].get(relpath)
-        if cached and cached[:-1] == fingerprint:
-            return str(cached[-1])
+        remembered = self._remembered(relpath, fingerprint)
+        if remembered is not None:
+            return remembered
         digest = sha256_path(path)
         self._store_hash(relpath, fingerprint, digest)
         return digest
 
     def known_sha256(self, relpath: str) -> str | None:
         """The remembered sha256 of a file unchanged since it was hashed; never hashes."""
+        return self._remembered(relpath, _fingerprint(self.root / relpath))
+
+    def _remembered(self, relpath: str, fingerprint: list[int] | None) -> str | None:
         cached = self._data["hashes"].get(relpath)
-        if not cached or cached[:-1] != _fingerprint(self.root / relpath):
+        if not cached or fingerprint is None or cached[:-1] != fingerprint:
             return None
         return str(cached[-1])
 
