@@ -33,6 +33,7 @@ from conftest import (
 from safetensors.numpy import load_file, save_file
 from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, start_seaweed
 
+import mreg.storage.landing as landing
 import mreg.storage.s3 as s3_storage
 
 PREFIX = "team/models/"
@@ -107,10 +108,10 @@ def mreg_command(*args: str) -> list[str]:
 def download_mode(request, monkeypatch) -> str:  # type: ignore[no-untyped-def]
     """Downloads as one GET per object, or (as for objects of 64 MiB and more) as parallel
     ranged GETs of small parts hashed in order: the sizes shrink so small test files take it."""
+    monkeypatch.setattr(landing, "CHUNK", 2 * landing.ALIGN)  # many chunks, a partial last one
     if request.param == "ranged parts":
         monkeypatch.setattr(s3_storage, "RANGED_DOWNLOAD_FROM", 1)
-        monkeypatch.setattr(s3_storage, "DOWNLOAD_PART_SIZE", 4096)
-        monkeypatch.setattr(s3_storage, "STREAM_BUFFER", 1000)
+        monkeypatch.setattr(s3_storage, "DOWNLOAD_PART_SIZE", landing.ALIGN)
     return str(request.param)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mreg.progress import Advance
 from mreg.repo.manifest import FileEntry
 from mreg.repo.push import referenced_files
+from mreg.storage.landing import Copy, Landing
 from mreg.storage.transfer import TransferResult, run_parallel
 
 if TYPE_CHECKING:
@@ -18,21 +20,33 @@ def fetch(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) ->
 
 
 def fetch_manifests(
-    repo: Repo, targets: list[Target], remote: str | None, jobs: int
+    repo: Repo,
+    targets: list[Target],
+    remote: str | None,
+    jobs: int,
+    copies: Mapping[str, Sequence[Copy]] | None = None,
 ) -> TransferResult:
-    """Download every missing file of ``targets``; each enters the cache only if its hash fits."""
+    """Download every missing file of ``targets``; each enters the cache only if its hash fits.
+
+    ``copies``: by cache path, where else a file's bytes go as they arrive (the work-tree files
+    a pull is restoring); each copy is marked ``landed`` once its file is checked and cached.
+    """
     todo = repo.cache.missing(referenced_files(targets))
     if not todo:
         return TransferResult(0, 0)
     store = repo.store(remote, jobs=jobs)
+    copies = copies or {}
 
     def download(entry: FileEntry, advance: Advance) -> None:
         temporary = repo.cache.temp_file()
         try:
-            digest = store.download(entry.path, entry.size, temporary, advance)
+            with Landing(temporary, entry.size, copies.get(entry.path, ())) as landing:
+                digest = store.download(entry.path, landing, advance)
             repo.cache.receive(entry, temporary, digest)
         finally:
             temporary.unlink(missing_ok=True)
+        for copy in copies.get(entry.path, ()):
+            copy.landed = True
 
     total = sum(e.size for e in todo)
     with repo.state.batch():

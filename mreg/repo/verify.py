@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mreg.errors import RemoteError
-from mreg.hashing import sha256_file
 from mreg.progress import Advance, bar
 from mreg.repo.manifest import FileEntry
+from mreg.storage.landing import Landing
 from mreg.storage.transfer import run_parallel
 
 if TYPE_CHECKING:
@@ -68,18 +68,14 @@ def _verify_remote(repo: Repo, owners: dict[FileEntry, str], remote: str) -> lis
     lock = threading.Lock()
 
     def check(entry: FileEntry, advance: Advance) -> None:
-        temporary = repo.cache.temp_file()
         try:
-            digest = store.download(entry.path, entry.size, temporary, advance) or sha256_file(
-                temporary
-            )
+            # Hashed as it streams, written nowhere.
+            digest = store.download(entry.path, Landing(None, entry.size), advance)
             corrupt = digest != entry.sha256
         except RemoteError as error:
             corrupt, reason = True, str(error)
         else:
             reason = "corrupt on remote (sha256 mismatch)"
-        finally:
-            temporary.unlink(missing_ok=True)
         if corrupt:
             with lock:
                 problems.append(Problem(owners[entry], entry.path, where, reason))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mreg.progress import Advance
+from mreg.storage.landing import Landing
 
 
 class Store(Protocol):
@@ -21,12 +22,10 @@ class Store(Protocol):
         """Copy ``source`` to ``relpath``; the object is visible only once complete."""
         ...
 
-    def download(self, relpath: str, size: int, dest: Path, advance: Advance) -> str | None:
-        """Copy ``relpath`` (``size`` bytes, as the manifest records) into ``dest``, a temporary
-        path the caller verifies and renames.
-
-        Returns the sha256 of what was written when it was computed on the way, else None.
-        """
+    def download(self, relpath: str, landing: Landing, advance: Advance) -> str:
+        """Copy ``relpath`` (``landing.size`` bytes, as the manifest records) into ``landing``
+        (a temporary file the caller verifies and renames, and its copies); returns the sha256
+        of the bytes, computed on the way."""
         ...
 
     def delete(self, relpath: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mreg.errors import RemoteError
 from mreg.progress import Advance
+from mreg.storage.landing import Landing, stream_into
 
 
 class LocalStore:
@@ -45,16 +46,15 @@ class LocalStore:
             raise RemoteError(f"{self.description}: cannot write {relpath}: {error}") from None
         advance(source.stat().st_size)
 
-    def download(self, relpath: str, size: int, dest: Path, advance: Advance) -> str | None:
+    def download(self, relpath: str, landing: Landing, advance: Advance) -> str:
         source = self.root / relpath
         try:
-            shutil.copyfile(source, dest)
+            with open(source, "rb", buffering=0) as handle:
+                return stream_into(landing, handle.readinto, advance)
         except FileNotFoundError:
             raise RemoteError(f"{self.description} has no file {relpath}") from None
         except OSError as error:
             raise RemoteError(f"{self.description}: cannot read {relpath}: {error}") from None
-        advance(dest.stat().st_size)
-        return None
 
     def delete(self, relpath: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,13 +21,13 @@ from botocore.config import Config as BotoConfig
 from mreg.config import RemoteConfig
 from mreg.errors import RemoteError
 from mreg.progress import Advance
+from mreg.storage.landing import Landing, Turns, chunk_buffer, stream_into
 
 PART_SIZE = 16 << 20
 MULTIPART_THRESHOLD = 64 << 20
 # Objects this large are fetched as parallel ranged GETs, one connection per part.
 RANGED_DOWNLOAD_FROM = MULTIPART_THRESHOLD
 DOWNLOAD_PART_SIZE = PART_SIZE
-STREAM_BUFFER = 4 << 20
 
 # Lance (object_store underneath, not boto3) retries for up to 180 s by default: reads that
 # fail fast instead turn an endpoint that goes away mid-epoch into an error within seconds.
@@ -100,40 +99,6 @@ def lance_storage_options(remote: RemoteConfig) -> dict[str, str]:
     return options
 
 
-def _stream_to(body: Any, dest: Path, advance: Advance) -> str:
-    """Write a GET's body to ``dest``, hashing it on the way; returns the sha256.
-
-    ``readinto`` one reused buffer: reading ``bytes`` chunks costs a new object and an extra
-    copy per chunk, which doubled this loop's CPU time (and CPU is what a 2-core machine lacks
-    when the S3 server runs beside it)."""
-    digest = hashlib.sha256()
-    buffer = memoryview(bytearray(STREAM_BUFFER))
-    with open(dest, "wb") as out:
-        while count := body.readinto(buffer):
-            chunk = buffer[:count]
-            digest.update(chunk)
-            out.write(chunk)
-            advance(count)
-    return digest.hexdigest()
-
-
-def _write_at(fd: int, data: memoryview, offset: int) -> None:
-    while data:
-        written = os.pwrite(fd, data, offset)
-        data, offset = data[written:], offset + written
-
-
-def _hash_back(fd: int, start: int, length: int, buffer: memoryview, digest: Any) -> None:
-    """Feed bytes ``start`` to ``start + length`` of the file to ``digest``."""
-    end = start + length
-    while start < end:
-        count = os.preadv(fd, [buffer[: min(len(buffer), end - start)]], start)
-        if count == 0:
-            raise OSError(f"the download ended {end - start} bytes short")
-        digest.update(buffer[:count])
-        start += count
-
-
 class S3Store:
     def __init__(self, remote: RemoteConfig, jobs: int = 8) -> None:
         self.remote = remote
@@ -179,50 +144,57 @@ class S3Store:
                 Callback=advance,
             )
 
-    def download(self, relpath: str, size: int, dest: Path, advance: Advance) -> str | None:
+    def download(self, relpath: str, landing: Landing, advance: Advance) -> str:
         with self._errors(f"download {relpath}"):
-            if size < RANGED_DOWNLOAD_FROM:
+            if landing.size < RANGED_DOWNLOAD_FROM:
                 # Small objects: one GET, hashed as it streams (no HEAD, no second read).
                 response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + relpath)
-                return _stream_to(response["Body"], dest, advance)
-            return self._download_in_parts(self.prefix + relpath, size, dest, advance)
+                return stream_into(landing, response["Body"].readinto, advance)
+            return self._download_in_parts(self.prefix + relpath, landing, advance)
 
-    def _download_in_parts(self, key: str, size: int, dest: Path, advance: Advance) -> str:
-        """Ranged GETs in parallel, each written to its place in ``dest``; the parts are hashed
-        in order as they land (read back from the page cache), so hashing overlaps the
-        download instead of following it."""
+    def _download_in_parts(self, key: str, landing: Landing, advance: Advance) -> str:
+        """Ranged GETs in parallel, each written to its place as it lands; each part is then
+        hashed in its turn from the memory it arrived in (parts are submitted in order, so
+        the part being waited for is always one in flight and nothing deadlocks)."""
+        size = landing.size
         step = DOWNLOAD_PART_SIZE
         parts = [(start, min(step, size - start)) for start in range(0, size, step)]
-        with open(dest, "wb") as out:
-            out.truncate(size)
-        fd = os.open(dest, os.O_RDWR)
+        digest = hashlib.sha256()
+        turn = Turns()
+
+        def get(index: int) -> None:
+            start, length = parts[index]
+            buffer = self._get_part(key, start, length, advance)
+            landing.write(start, buffer, length)
+            with turn.of(index):
+                digest.update(buffer[:length])
+
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mreg-part")
         try:
-            landed = [pool.submit(self._get_part, key, fd, start, n, advance) for start, n in parts]
-            digest = hashlib.sha256()
-            buffer = memoryview(bytearray(STREAM_BUFFER))
-            for future, (start, length) in zip(landed, parts, strict=True):
+            for future in [pool.submit(get, index) for index in range(len(parts))]:
                 future.result()
-                _hash_back(fd, start, length, buffer, digest)
         finally:
+            turn.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            os.close(fd)
         return digest.hexdigest()
 
-    def _get_part(self, key: str, fd: int, start: int, length: int, advance: Advance) -> None:
+    def _get_part(self, key: str, start: int, length: int, advance: Advance) -> memoryview:
+        """Bytes ``start`` to ``start + length`` of ``key``, in this thread's part buffer."""
         last = start + length - 1
         response = self.client.get_object(
             Bucket=self.bucket, Key=key, Range=f"bytes={start}-{last}"
         )
         body = response["Body"]
-        buffer = memoryview(bytearray(STREAM_BUFFER))
-        offset = start
-        while count := body.readinto(buffer):
-            _write_at(fd, buffer[:count], offset)
-            offset += count
+        buffer = chunk_buffer(DOWNLOAD_PART_SIZE)
+        filled = 0
+        while filled < length and (count := body.readinto(buffer[filled:length])):
+            filled += count
             advance(count)
-        if offset != start + length:
-            raise RemoteError(f"{self.description}: {key} ended after {offset} of {last + 1} bytes")
+        if filled != length:
+            raise RemoteError(
+                f"{self.description}: {key} ended after {start + filled} of {last + 1} bytes"
+            )
+        return buffer
 
     def delete(self, relpath: str) -> None:
         with self._errors(f"delete {relpath}"):
