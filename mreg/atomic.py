@@ -10,6 +10,25 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+class PendingFile:
+    """A temporary file beside ``path`` (created empty) that ``commit`` renames over ``path``
+    and ``discard`` removes; for writers that fill it in several steps."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        self.path = path
+        self.temporary = Path(name)
+
+    def commit(self) -> None:
+        os.replace(self.temporary, self.path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temporary)
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename.
@@ -19,18 +38,16 @@ def atomic_output(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
     tree files either, and a file cut short by a power loss differs in size from what the state
     remembers, so ``mreg status`` reports it and ``mreg checkout`` rewrites it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    pending = PendingFile(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(pending.temporary, "r+b") as handle:
             yield handle
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        pending.commit()
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+        pending.discard()
         raise
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, Protocol
+
+from mreg.errors import ManifestError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,20 +43,41 @@ class TensorRecord:
     # A file whose bytes are exactly ``data`` (a cached Lance blob), so writers can copy it in
     # the kernel instead of through this process.
     source_file: Path | None = None
+    # Where the bytes already are in the output being written (a pull landed them there as
+    # they downloaded, at the offset ``placements`` gave): writers skip over them.
+    placed_at: int | None = None
 
     @property
     def is_file(self) -> bool:
         return self.dtype == FILE_DTYPE
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a tensor's bytes go in a restored artifact: ``offset`` in ``file`` (a path inside a
+    folder artifact; "" for a single-file artifact itself)."""
+
+    file: str
+    offset: int
+
+
 def write_tensor(out: BinaryIO, tensor: TensorRecord) -> None:
     """Append ``tensor``'s bytes to ``out``; from its source file by ``copy_file_range`` when
     both ends are plain files (no page faults on a memory map, no copy through user space)."""
+    if tensor.placed_at is not None:
+        if out.tell() != tensor.placed_at:  # placements() and write() disagree: a bug
+            raise RuntimeError(
+                f"tensor '{tensor.name}' was placed at byte {tensor.placed_at}, "
+                f"but its writer is at byte {out.tell()}"
+            )
+        out.seek(len(tensor.data), os.SEEK_CUR)
+        return
     fileno = _fileno(out)
     if tensor.source_file is None or fileno is None or not hasattr(os, "copy_file_range"):
         out.write(tensor.data)
         return
     out.flush()
+    start = out.tell()
     size = len(tensor.data)
     copied = 0
     with open(tensor.source_file, "rb") as source:
@@ -66,8 +89,9 @@ def write_tensor(out: BinaryIO, tensor: TensorRecord) -> None:
                 copied += done
         except OSError:
             pass  # another file system (EXDEV), or one that cannot: the rest goes by write()
-    # The copy moved the descriptor's offset behind the buffered object's back.
-    out.seek(0, os.SEEK_END)
+    # The copy moved the descriptor's offset behind the buffered object's back. Not to the end
+    # of the file: bytes a pull landed further on may already be there.
+    out.seek(start + copied)
     if copied < size:
         out.write(tensor.data[copied:])
 
@@ -79,6 +103,14 @@ def _fileno(out: BinaryIO) -> int | None:
     except (AttributeError, OSError, ValueError):
         return None
     return fileno if stat.S_ISREG(os.fstat(fileno).st_mode) else None
+
+
+def inside(folder: Path, relpath: str) -> Path:
+    """``folder / relpath`` for a path a manifest names, refusing one that would leave it."""
+    parts = PurePosixPath(relpath).parts
+    if not parts or relpath.startswith("/") or ".." in parts or "\\" in relpath:
+        raise ManifestError(f"the manifest names '{relpath}', outside the model folder")
+    return folder.joinpath(*parts)
 
 
 def file_record(relpath: str, data: bytes) -> TensorRecord:
@@ -143,6 +175,11 @@ class ModelConverter(_Format, Protocol):
         """What a reviewer wants to read in the manifest's [info]: opset, architecture, ..."""
         ...
 
+    def placements(self, names: Sequence[str], restore_info: str) -> list[Placement | None]:
+        """Where ``write`` will put the bytes of each tensor (``names`` in manifest order), for
+        those it can tell before writing: a pull lands their downloads right there."""
+        ...
+
 
 class DatasetConverter(_Format, Protocol):
     def read(self, path: Path, options: ReadOptions) -> pa.RecordBatchReader:
@@ -175,6 +212,9 @@ class FileFormat:
     def describe(self, source: ModelSource) -> dict[str, str]:
         return {}
 
+    def placements(self, names: Sequence[str], restore_info: str) -> list[Placement | None]:
+        return [None] * len(names)
+
 
 class FolderFormat:
     """Defaults for a converter of folders, recognised by what they hold."""
@@ -190,3 +230,6 @@ class FolderFormat:
 
     def describe(self, source: ModelSource) -> dict[str, str]:
         return {}
+
+    def placements(self, names: Sequence[str], restore_info: str) -> list[Placement | None]:
+        return [None] * len(names)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import mmap
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
 
 from mreg.converters.base import (
     FileFormat,
     ModelSource,
+    Placement,
     ReadOptions,
     Target,
     TensorRecord,
@@ -78,6 +79,22 @@ class SafetensorsConverter(FileFormat):
             restore_info=json.dumps(info, sort_keys=True),
             keepalive=[mapped],
         )
+
+    def placements(self, names: Sequence[str], restore_info: str) -> list[Placement | None]:
+        """From the recorded header of an exact restore: after the 8-byte length and the header
+        text, each tensor at the start of its ``data_offsets``."""
+        info = json.loads(restore_info or "{}")
+        if "header" not in info:
+            return [None] * len(names)
+        text = info["header"].encode("utf-8")
+        header = json.loads(text)
+        data_start = 8 + len(text)
+        return [
+            Placement("", data_start + int(header[name]["data_offsets"][0]))
+            if name in header
+            else None
+            for name in names
+        ]
 
     def write(self, tensors: Iterable[TensorRecord], restore_info: str, target: Target) -> None:
         out = cast(BinaryIO, target)

@@ -18,9 +18,9 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import islice
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from mreg.converters import pytorch, safetensors
@@ -28,12 +28,14 @@ from mreg.converters.base import (
     FolderFormat,
     ModelConverter,
     ModelSource,
+    Placement,
     ReadOptions,
     Target,
     TensorRecord,
     file_record,
+    inside,
 )
-from mreg.errors import CorruptInput, IntegrityError, ManifestError, one_line
+from mreg.errors import CorruptInput, IntegrityError, one_line
 
 CONFIG = "config.json"
 INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -111,14 +113,29 @@ class TransformersConverter(FolderFormat):
         # Rows come in manifest order: each shard's tensors in turn, then the side files.
         for shard in json.loads(restore_info)["shards"]:
             converter = _SHARD_CONVERTERS[shard["format"]]
-            with open(_inside(folder, shard["file"]), "wb") as out:
+            # Not truncated: the folder is new, and bytes a pull already landed in the shard
+            # (see placements) stay where they are.
+            shard_fd = os.open(inside(folder, shard["file"]), os.O_WRONLY | os.O_CREAT, 0o644)
+            with open(shard_fd, "wb") as out:
                 converter.write(islice(stream, int(shard["tensors"])), shard["info"], out)
         for record in stream:
             if not record.is_file:
                 raise IntegrityError(f"tensor '{record.name}' belongs to no shard of the model")
-            destination = _inside(folder, record.name)
+            destination = inside(folder, record.name)
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.write_bytes(record.data)
+
+    def placements(self, names: Sequence[str], restore_info: str) -> list[Placement | None]:
+        """Each shard's converter places its own tensors in its file; side files come last."""
+        placed: list[Placement | None] = []
+        for shard in json.loads(restore_info)["shards"]:
+            inside(Path(), shard["file"])  # refuses a shard path that leaves the folder
+            count = int(shard["tensors"])
+            inner = _SHARD_CONVERTERS[shard["format"]].placements(
+                names[len(placed) : len(placed) + count], shard["info"]
+            )
+            placed += [Placement(shard["file"], p.offset) if p else None for p in inner]
+        return placed + [None] * (len(names) - len(placed))
 
     def describe(self, source: ModelSource) -> dict[str, str]:
         """What a reviewer wants to see: architecture, parameter count, dtypes, config summary."""
@@ -223,14 +240,6 @@ def _claim(path: Path, relpath: str, tensors: list[TensorRecord], owner: dict[st
                 f"and {relpath}"
             )
         owner[tensor.name] = relpath
-
-
-def _inside(folder: Path, relpath: str) -> Path:
-    """``folder / relpath``, refusing a path that would leave the folder."""
-    parts = PurePosixPath(relpath).parts
-    if not parts or relpath.startswith("/") or ".." in parts or "\\" in relpath:
-        raise ManifestError(f"the manifest names '{relpath}', outside the model folder")
-    return folder.joinpath(*parts)
 
 
 CONVERTER = TransformersConverter()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from mreg import converters
-from mreg.atomic import atomic_output, atomic_write_bytes
-from mreg.converters.base import DatasetConverter, ModelConverter
+from mreg.atomic import PendingFile, atomic_write_bytes
+from mreg.converters.base import DatasetConverter, ModelConverter, inside
 from mreg.converters.base import Target as BaseTarget
 from mreg.errors import IntegrityError, MissingData
 from mreg.hashing import HashingWriter, sha256_tree
@@ -17,6 +18,7 @@ from mreg.repo import manifest as manifests
 from mreg.repo import tensor_table
 from mreg.repo.git import ignore_in_git
 from mreg.repo.manifest import Manifest
+from mreg.storage.landing import Copy
 
 if TYPE_CHECKING:
     from mreg.repo import Repo, Target
@@ -25,26 +27,114 @@ if TYPE_CHECKING:
 def restore(repo: Repo, manifest_rel: str, manifest: Manifest, force: bool = False) -> Path:
     """Write the artifact of ``manifest`` into the work tree unless it is already in sync."""
     artifact_rel = manifest_rel.removesuffix(manifests.SUFFIX)
-    target = repo.root / artifact_rel
     if not force and repo.workspace_in_sync(artifact_rel, manifest):
-        return target
-    converter = converters.get(manifest.source.format)
-    # An exact model restore assembled from checked bytes is the original by construction;
-    # anything else is hashed as it is written and compared with what the manifest records.
-    assembled = manifest.source.restore == "exact" and converter.assembled_exactly
-    write = _writer(repo, manifest, converter, assembled)
-    if converter.directory:
-        digest = _restore_folder(repo, target, manifest, write, assembled)
-    else:
-        with atomic_output(target, durable=False) as raw:
-            digest = _write_file(raw, write, manifest, assembled)
-            # Raised inside atomic_output: the work-tree file is left as it was.
-            _check_exact(artifact_rel, manifest, digest)
-    # Remembered with the file's (or folder's) fingerprint: `mreg status` need not hash it again.
-    with repo.state.batch():
-        repo.state.remember_sha256(artifact_rel, digest)
-        repo.state.remember_restored(artifact_rel, manifest.content_key(), digest)
-    return target
+        return repo.root / artifact_rel
+    with Restoration(repo, manifest_rel, manifest) as restoration:
+        return restoration.finish()
+
+
+class Restoration:
+    """One artifact being written back, in two steps so that a pull can land downloads in it.
+
+    Opening it creates the output beside the target (a temporary file, or a folder in the
+    cache's staging area); ``copies`` says which downloads can go straight into it (tensors held
+    whole by a data file not yet in the cache, where the format places them up front);
+    ``finish`` writes the rest from the cache, checks the result and swaps it in. Closed without
+    ``finish`` (an error, Ctrl-C), it leaves the work tree as it was.
+    """
+
+    def __init__(self, repo: Repo, manifest_rel: str, manifest: Manifest) -> None:
+        self.repo = repo
+        self.manifest = manifest
+        self.artifact_rel = manifest_rel.removesuffix(manifests.SUFFIX)
+        self.target = repo.root / self.artifact_rel
+        self.converter = converters.get(manifest.source.format)
+        # An exact model restore assembled from checked bytes is the original by construction;
+        # anything else is hashed as it is written and compared with what the manifest records.
+        self.assembled = manifest.source.restore == "exact" and self.converter.assembled_exactly
+        self._cleanup = contextlib.ExitStack()
+        self._outputs: dict[str, int] = {}  # descriptors of output files that copies write to
+        self._landing: dict[int, Copy] = {}  # by tensor index
+        self._pending: PendingFile | None = None
+        self._folder: Path | None = None
+
+    def __enter__(self) -> Restoration:
+        if self.converter.directory:
+            self._folder = self._cleanup.enter_context(self.repo.cache.staging()) / "new"
+            self._folder.mkdir()
+        else:
+            self._pending = PendingFile(self.target)
+            self._cleanup.callback(self._pending.discard)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close_outputs()
+        self._cleanup.close()
+
+    def copies(self) -> dict[str, list[Copy]]:
+        """By cache path, where the bytes of files still to download go in the output."""
+        if not (self.assembled and self.manifest.kind == "model"):
+            return {}
+        names = [tensor.name for tensor in self.manifest.tensors]
+        converter = cast(ModelConverter, self.converter)
+        places = converter.placements(names, self.manifest.source.restore_info)
+        holders = tensor_table.holding_files(self.manifest)
+        wanted: dict[str, list[Copy]] = {}
+        for index, (place, entry) in enumerate(zip(places, holders, strict=True)):
+            if place is None or entry is None or self.repo.cache.has(entry):
+                continue
+            copy = Copy(self._output(place.file), place.offset)
+            self._landing[index] = copy
+            wanted.setdefault(entry.path, []).append(copy)
+        return wanted
+
+    def finish(self) -> Path:
+        """Write what did not land, check, swap the result in for the work-tree copy."""
+        self._close_outputs()
+        # Only copies whose download completed and checked hold their bytes.
+        placed = {index: copy.offset for index, copy in self._landing.items() if copy.landed}
+        write = _writer(self.repo, self.manifest, self.converter, self.assembled, placed)
+        if self._folder is not None:
+            write(self._folder)
+            digest = self.manifest.source.sha256 if self.assembled else sha256_tree(self._folder)
+            _check_exact(self.artifact_rel, self.manifest, digest)
+            self._swap_folder_in(self._folder)
+        else:
+            assert self._pending is not None
+            with open(self._pending.temporary, "r+b") as raw:
+                digest = _write_file(raw, write, self.manifest, self.assembled)
+            _check_exact(self.artifact_rel, self.manifest, digest)
+            self._pending.commit()
+        # Remembered with the file's (or folder's) fingerprint: `mreg status` need not hash it.
+        with self.repo.state.batch():
+            self.repo.state.remember_sha256(self.artifact_rel, digest)
+            self.repo.state.remember_restored(
+                self.artifact_rel, self.manifest.content_key(), digest
+            )
+        return self.target
+
+    def _output(self, file: str) -> int:
+        """A descriptor for writing ``file`` of the output ("": the single file)."""
+        if file not in self._outputs:
+            if self._folder is not None:
+                path = inside(self._folder, file)
+                path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                assert self._pending is not None and file == ""
+                path = self._pending.temporary
+            self._outputs[file] = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        return self._outputs[file]
+
+    def _close_outputs(self) -> None:
+        for fd in self._outputs.values():
+            os.close(fd)
+        self._outputs.clear()
+
+    def _swap_folder_in(self, built: Path) -> None:
+        if self.target.exists() or self.target.is_symlink():
+            os.rename(self.target, built.parent / "old")  # removed with the staging folder
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(built, self.target)
 
 
 def _write_file(
@@ -61,7 +151,11 @@ def _write_file(
 
 
 def _writer(
-    repo: Repo, manifest: Manifest, converter: converters.Converter, assembled: bool
+    repo: Repo,
+    manifest: Manifest,
+    converter: converters.Converter,
+    assembled: bool,
+    placed: Mapping[int, int],
 ) -> Callable[[BaseTarget], None]:
     """A function that writes the artifact of ``manifest`` into a file object or folder."""
     if manifest.kind == "dataset":
@@ -77,30 +171,10 @@ def _writer(
         lambda: repo.cache.open(manifest),
         check_digests=not hashed_whole,
         checked_files=checked,
+        placed=placed,
     )
     info = manifest.source.restore_info
     return lambda target: cast(ModelConverter, converter).write(tensors, info, target)
-
-
-def _restore_folder(
-    repo: Repo,
-    target: Path,
-    manifest: Manifest,
-    write: Callable[[BaseTarget], None],
-    assembled: bool,
-) -> str:
-    """Build the folder beside the cache, check it, then swap it in for the old one."""
-    with repo.cache.staging() as stage:
-        built = stage / "new"
-        built.mkdir()
-        write(built)
-        digest = manifest.source.sha256 if assembled else sha256_tree(built)
-        _check_exact(repo.relpath(target), manifest, digest)
-        if target.exists() or target.is_symlink():
-            os.rename(target, stage / "old")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(built, target)
-    return digest
 
 
 def _check_exact(artifact_rel: str, manifest: Manifest, digest: str) -> None:
@@ -119,6 +193,18 @@ def checkout(repo: Repo, specs: list[str] | None, force: bool = False) -> list[T
     cannot complete changes nothing.
     """
     targets = repo.targets(specs)
+    checkout_targets(repo, targets, force)
+    return targets
+
+
+def checkout_targets(
+    repo: Repo,
+    targets: list[Target],
+    force: bool = False,
+    started: Mapping[str, Restoration] | None = None,
+) -> None:
+    """``checkout`` of ``targets``; ``started``: restorations a pull opened before fetching
+    (by manifest path), which this finishes instead of starting new ones."""
     for target in targets:
         absent = repo.cache.missing(target.manifest.files)
         if absent:
@@ -127,6 +213,7 @@ def checkout(repo: Repo, specs: list[str] | None, force: bool = False) -> list[T
                 f"'{spec}' needs {len(absent)} data file(s) that are not in the cache",
                 hint=f"run `mreg pull {spec}`",
             )
+    started = started or {}
     with repo.state.batch():  # one write of the state file, however many artifacts
         for target in targets:
             if target.rev is not None:
@@ -134,5 +221,7 @@ def checkout(repo: Repo, specs: list[str] | None, force: bool = False) -> list[T
                 assert text is not None
                 atomic_write_bytes(repo.root / target.manifest_rel, text)
                 ignore_in_git(repo.root, target.artifact_rel)
-            restore(repo, target.manifest_rel, target.manifest, force=force)
-    return targets
+            if target.manifest_rel in started:
+                started[target.manifest_rel].finish()
+            else:
+                restore(repo, target.manifest_rel, target.manifest, force=force)

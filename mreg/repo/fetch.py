@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -55,8 +56,26 @@ def fetch_manifests(
 
 
 def pull(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> list[Target]:
-    """Fetch, then check out, the named artifacts (``NAME@REV`` rolls back as checkout does)."""
-    from mreg.repo.checkout import checkout
+    """Fetch, then check out, the named artifacts (``NAME@REV`` rolls back as checkout does).
 
-    fetch_manifests(repo, repo.targets(specs), remote, jobs)
-    return checkout(repo, specs)
+    Restorations open before the fetch, so the tensors a model's format places up front land
+    in the restored file as they download, instead of being copied out of the cache after.
+    """
+    from mreg.repo.checkout import Restoration, checkout_targets
+
+    targets = repo.targets(specs)
+    with contextlib.ExitStack() as stack:
+        started = {
+            target.manifest_rel: stack.enter_context(
+                Restoration(repo, target.manifest_rel, target.manifest)
+            )
+            for target in targets
+            if not repo.workspace_in_sync(target.artifact_rel, target.manifest)
+        }
+        copies: dict[str, list[Copy]] = {}
+        for restoration in started.values():
+            for path, more in restoration.copies().items():
+                copies.setdefault(path, []).extend(more)
+        fetch_manifests(repo, targets, remote, jobs, copies)
+        checkout_targets(repo, targets, started=started)
+    return targets

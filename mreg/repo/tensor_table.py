@@ -8,10 +8,11 @@ tensor elsewhere changes. A re-added model reuses every fragment whose tensors a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import mmap
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ import pyarrow as pa
 
 from mreg.converters.base import TensorRecord
 from mreg.errors import IntegrityError
-from mreg.repo.manifest import Fragment, Manifest, TensorInfo
+from mreg.repo.manifest import FileEntry, Fragment, Manifest, TensorInfo
 
 if TYPE_CHECKING:
     # Imported where used: importing Lance costs about 0.35 s (it pulls in pandas), and a
@@ -106,14 +107,15 @@ def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str
     return json.dumps(metadata.to_json(), sort_keys=True)
 
 
-def _files_holding_tensors(root: Path, manifest: Manifest) -> list[Path | None]:
-    """For each tensor, a data file under ``root`` whose bytes are exactly the tensor's, or None.
+def holding_files(manifest: Manifest) -> list[FileEntry | None]:
+    """For each tensor, a data file whose bytes are exactly the tensor's, or None.
 
     Lance keeps large blobs in files of their own. A file whose recorded sha256 equals a
     tensor's digest holds exactly that tensor's bytes, whatever Lance's layout: such tensors
-    are memory-mapped instead of copied out through Lance (most of a large model).
+    are memory-mapped instead of copied out through Lance (most of a large model), and a pull
+    lands them straight in the restored file.
     """
-    by_digest = {f.sha256: root / f.path for f in manifest.files if f.size > 0}
+    by_digest = {f.sha256: f for f in manifest.files if f.size > 0}
     return [by_digest.get(t.digest) for t in manifest.tensors]
 
 
@@ -192,10 +194,15 @@ def read_stored_tensors(
     open_dataset: Callable[[], lance.LanceDataset],
     check_digests: bool = True,
     checked_files: Collection[str] = frozenset(),
+    placed: Mapping[int, int] | None = None,
 ) -> Iterator[TensorRecord]:
     """``read_tensors`` for data files under ``root`` (the cache), opening the Lance dataset
-    only if some tensor does not lie whole in a file of its own."""
-    direct = _files_holding_tensors(root, manifest)
+    only if some tensor does not lie whole in a file of its own.
+
+    ``placed``: by tensor index, the offset at which the output being written already holds
+    the tensor (landed there by a pull), passed on as ``TensorRecord.placed_at``.
+    """
+    direct = [root / f.path if f else None for f in holding_files(manifest)]
     through_lance = [i for i, path in enumerate(direct) if path is None]
     blobs: list[lance.BlobFile | None] = []
     if through_lance:
@@ -207,7 +214,13 @@ def read_stored_tensors(
                 f"the manifest lists {len(manifest.tensors)}"
             )
         blobs = list(dataset.take_blobs("data", indices=through_lance))
-    return _checked_tensors(manifest, direct, _read_ahead(blobs), check_digests, checked_files)
+    tensors = _checked_tensors(manifest, direct, _read_ahead(blobs), check_digests, checked_files)
+    if not placed:
+        return tensors
+    return (
+        dataclasses.replace(tensor, placed_at=placed[index]) if index in placed else tensor
+        for index, tensor in enumerate(tensors)
+    )
 
 
 def _checked_tensors(

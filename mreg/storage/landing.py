@@ -87,6 +87,11 @@ class Landing:
                 self._fd = _open(path, direct=False)
         self._lock = threading.Lock()
 
+    @property
+    def direct(self) -> bool:
+        """Whether the file is being written with O_DIRECT (past the page cache)."""
+        return self._direct
+
     def write(self, offset: int, buffer: memoryview, count: int) -> None:
         if self._fd is not None:
             self._write_file(offset, buffer, count)
