@@ -11,30 +11,55 @@ Python API::
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import (
     IntegrityError,
+    ModelIntegrityError,
     MregError,
     NotARepository,
     RemoteError,
     UnsupportedFormat,
 )
-from mreg.registry import (
-    CompressionType,
-    ModelEntry,
-    ModelFormat,
-    ModelIntegrityError,
-    ModelRegistry,
-    ModelType,
-)
-from mreg.repo import Repo
 
 if TYPE_CHECKING:
     import lance
 
+    from mreg.registry import (
+        CompressionType,
+        ModelEntry,
+        ModelFormat,
+        ModelRegistry,
+        ModelType,
+    )
+    from mreg.repo import Repo
+
 __version__ = "0.1.0"
+
+# The registry and the repository load on first use (PEP 562), so that ``import mreg.errors``
+# or starting the CLI does not pay for them.
+_LAZY = {
+    "CompressionType": "mreg.registry",
+    "ModelEntry": "mreg.registry",
+    "ModelFormat": "mreg.registry",
+    "ModelRegistry": "mreg.registry",
+    "ModelType": "mreg.registry",
+    "Repo": "mreg.repo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mreg' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def open(
@@ -43,11 +68,15 @@ def open(
     """The Lance dataset of exactly the version of ``name`` the manifest (at ``rev``) records:
     from the cache, or with ``remote="NAME"`` read in place from that remote (nothing is
     downloaded ahead; MissingData when the remote lacks a data file of that version)."""
+    from mreg.repo import Repo
+
     return Repo(repo).open(name, rev, remote)
 
 
 def load_state_dict(name: str, rev: str | None = None, repo: str | Path = ".") -> dict[str, Any]:
     """The tensors of model ``name`` (at ``rev``) as a dict of torch tensors."""
+    from mreg.repo import Repo
+
     return Repo(repo).load_state_dict(name, rev)
 
 

@@ -8,15 +8,6 @@ import threading
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 stderr = Console(stderr=True)
 
@@ -27,9 +18,27 @@ def _enabled() -> bool:
     return stderr.is_terminal and not os.environ.get("MREG_NO_PROGRESS")
 
 
+def _ignore(amount: int) -> None:
+    pass
+
+
 @contextlib.contextmanager
 def bar(description: str, total: int, unit: str = "bytes") -> Iterator[Advance]:
     """A bar of ``total`` bytes (or items); yields a thread-safe ``advance(n)``."""
+    if not _enabled():
+        yield _ignore
+        return
+    # rich.progress loads only when a bar is drawn: not for --help, nor when piped.
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = [TextColumn("{task.description}"), BarColumn()]
     if unit == "bytes":
         columns += [DownloadColumn(), TransferSpeedColumn()]
@@ -37,7 +46,7 @@ def bar(description: str, total: int, unit: str = "bytes") -> Iterator[Advance]:
         columns += [MofNCompleteColumn()]
     columns.append(TimeRemainingColumn())
     lock = threading.Lock()
-    with Progress(*columns, console=stderr, disable=not _enabled(), transient=False) as progress:
+    with Progress(*columns, console=stderr, transient=False) as progress:
         task = progress.add_task(description, total=total)
 
         def advance(amount: int) -> None:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from mreg.cli import app
 from mreg.cli.options import human_size, stdout
-from mreg.demo import TrainOptions, TrainReport
-from mreg.demo import train as run_demo
 from mreg.demo.options import DEFAULT_MODEL_URL, DEFAULT_PREFIX
 from mreg.progress import stderr
+
+if TYPE_CHECKING:
+    from mreg.demo import TrainReport
 
 demo_app = typer.Typer(help="Run mreg end to end on real data.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
@@ -87,6 +87,10 @@ def train(
 ) -> None:
     """Download a model and a data set, convert both to Lance, push them, train ResNet18 on
     the Lance rows, evaluate, and register the trained model with its metrics and lineage."""
+    # The pipeline (registry, repository, converters) loads only when the demo runs.
+    from mreg.demo import TrainOptions
+    from mreg.demo import train as run_demo
+
     options = TrainOptions(
         model=model,
         model_mode=model_mode,
@@ -122,6 +126,8 @@ def print_report(report: TrainReport) -> None:
     stdout.print(f"model from   {report.model_source}")
     stdout.print(f"manifests    {', '.join(report.manifests)}")
     stdout.print(f"registered   {report.registered} ({report.registered_manifest})")
+    from rich.table import Table
+
     table = Table(title="mreg demo train" + (" (offline)" if report.offline else ""))
     for column in ("what", "value"):
         table.add_column(column)

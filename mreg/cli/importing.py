@@ -10,7 +10,6 @@ from mreg.cli import app
 from mreg.cli.options import human_size, open_repo, stdout
 from mreg.cli.track import parse_meta
 from mreg.errors import UsageError
-from mreg.repo.importing import is_hf
 
 
 @app.command("import")
@@ -45,6 +44,9 @@ def import_(
     ] = False,
 ) -> None:
     """Download URL to PATH, convert it to Lance, and write PATH.mreg.toml recording the source."""
+    # Not at start-up: it loads the http client and the converters.
+    from mreg.repo.importing import is_hf
+
     repo = open_repo()
     if is_hf(source):
         if sha256:

@@ -1,15 +1,21 @@
-"""Options shared by several commands, declared once."""
+"""Options shared by several commands, declared once.
+
+Command modules import only typer, rich and this at start-up; what a command runs (the
+repository, the registry) is imported inside the command, so that ``--help`` and every other
+command do not pay for it."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, is_dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from mreg.repo import Repo
+if TYPE_CHECKING:
+    from mreg.registry import ModelRegistry
+    from mreg.repo import Repo
 
 stdout = Console(soft_wrap=True, highlight=False)
 
@@ -23,7 +29,15 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def open_repo() -> Repo:
+    from mreg.repo import Repo
+
     return Repo(".")
+
+
+def open_registry() -> ModelRegistry:
+    from mreg.registry import ModelRegistry
+
+    return ModelRegistry()
 
 
 def print_json(value: Any) -> None:

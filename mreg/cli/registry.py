@@ -1,5 +1,8 @@
 """Commands of the model registry: register, models, search, stage, unstage, deprecate, remove,
-export, validate, stats."""
+export, validate, stats.
+
+The registry (and rich's tables) load inside the commands, so that starting the CLI for any other
+command does not pay for them."""
 
 from __future__ import annotations
 
@@ -8,14 +11,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from mreg.cli import app
-from mreg.cli.options import Json, human_size, print_json, stdout
+from mreg.cli.options import Json, human_size, open_registry, print_json, stdout
 from mreg.cli.track import parse_meta
 from mreg.errors import UsageError, VerificationFailed
-from mreg.registry import ModelRegistry
-from mreg.registry.resolution import split_spec
 
 Name = Annotated[str, typer.Argument(help="Model name.")]
 
@@ -38,7 +38,7 @@ def register(
 ) -> None:
     """Register PATH as a new version of model NAME: commit it and tag NAME@vX.Y.Z."""
     fields: dict[str, Any] = {**parse_meta(meta), "performance_metrics": _metrics(metric)}
-    entry = ModelRegistry().register_model(
+    entry = open_registry().register_model(
         name, Path(path), model_format=format, model_type=type_, version=version, **fields
     )
     stdout.print(
@@ -50,10 +50,12 @@ def register(
 @app.command()
 def models(json: Json = False) -> None:
     """List registered models: latest version, stages, metrics."""
-    summaries = ModelRegistry().models()
+    summaries = open_registry().models()
     if json:
         print_json(summaries)
         return
+    from rich.table import Table
+
     table = Table("name", "latest", "versions", "stages", "metrics", box=None)
     for s in summaries:
         stages = ", ".join(f"{stage}={v}" for stage, v in s.stages.items())
@@ -77,10 +79,12 @@ def search(
     json: Json = False,
 ) -> None:
     """Find registered versions by name, type, format, tags, stage, metadata and metrics."""
-    entries = ModelRegistry().search(" ".join(query or []), latest=latest)
+    entries = open_registry().search(" ".join(query or []), latest=latest)
     if json:
         print_json(entries)
         return
+    from rich.table import Table
+
     table = Table("name", "version", "type", "format", "stages", "metrics", box=None)
     for e in entries:
         metrics = ", ".join(f"{k}={v:g}" for k, v in e.metadata.performance_metrics.items())
@@ -102,21 +106,21 @@ def stage(
     stage: Annotated[str, typer.Argument(help="Stage, for example prod.")],
 ) -> None:
     """Put a version in a stage (tag NAME#STAGE#N)."""
-    tag = ModelRegistry().stage(name, version, stage)
+    tag = open_registry().stage(name, version, stage)
     stdout.print(f"tagged {tag} (share it with `git push --tags`)")
 
 
 @app.command()
 def unstage(name: Name, stage: Annotated[str, typer.Argument(help="Stage.")]) -> None:
     """Take the version now in a stage out of it (tag NAME#STAGE!#N)."""
-    tag = ModelRegistry().unstage(name, stage)
+    tag = open_registry().unstage(name, stage)
     stdout.print(f"tagged {tag} (share it with `git push --tags`)")
 
 
 @app.command()
 def deprecate(name: Name) -> None:
     """Mark a model deprecated (tag NAME@deprecated)."""
-    tag = ModelRegistry().deprecate(name)
+    tag = open_registry().deprecate(name)
     stdout.print(f"tagged {tag} (share it with `git push --tags`)")
 
 
@@ -126,7 +130,7 @@ def remove(
 ) -> None:
     """Deregister a version, or every version (tags NAME@vX.Y.Z!); data stay until gc."""
     name, _, version = spec.partition("@")
-    tags = ModelRegistry().remove_model(name, version or None)
+    tags = open_registry().remove_model(name, version or None)
     stdout.print(f"tagged {', '.join(tags)} (share with `git push --tags`)")
 
 
@@ -137,8 +141,10 @@ def export(
     output: Annotated[str, typer.Option("--output", "-o", help="File to write.")],
 ) -> None:
     """Export a registered version to safetensors, .pth or ONNX."""
+    from mreg.registry.resolution import split_spec
+
     name, version = split_spec(spec)
-    path = ModelRegistry().export_model(name, version, output, format)
+    path = open_registry().export_model(name, version, output, format)
     stdout.print(f"exported {escape(spec)} to {escape(str(path))}")
 
 
@@ -150,7 +156,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check every registered version: files in the cache, sha256, loadable."""
-    report = ModelRegistry().validate_registry(load=not no_load)
+    report = open_registry().validate_registry(load=not no_load)
     if json:
         print_json({**_fields(report), "ok": report.ok})
     else:
@@ -167,10 +173,12 @@ def validate(
 @app.command()
 def stats(json: Json = False) -> None:
     """Counts of models, versions, stages and data size, by format and type."""
-    found = ModelRegistry().stats()
+    found = open_registry().stats()
     if json:
         print_json(found)
         return
+    from rich.table import Table
+
     table = Table("", "", box=None)
     table.add_row("models", f"{found.models} ({found.deprecated_models} deprecated)")
     table.add_row("versions", f"{found.versions} ({found.removed_versions} removed)")

@@ -8,7 +8,6 @@ import typer
 
 from mreg.cli import app
 from mreg.cli.options import Json, open_repo, print_json, stdout
-from mreg.config import RemoteConfig
 
 remote_app = typer.Typer(
     help="Manage remotes (S3 buckets or local directories).", no_args_is_help=True
@@ -34,6 +33,8 @@ def add(
     ] = None,
 ) -> None:
     """Add a remote; credentials never go into the committed config."""
+    from mreg.config import RemoteConfig  # loaded with the repository, not at start-up
+
     config = open_repo().config
     config.add_remote(
         RemoteConfig(

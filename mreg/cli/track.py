@@ -5,15 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.table import Table
 
 from mreg.cli import app
-from mreg.cli.options import Json, Remote, human_size, open_repo, print_json, stdout
+from mreg.cli.options import Json, Remote, human_size, open_registry, open_repo, print_json, stdout
 from mreg.errors import UsageError
 from mreg.progress import stderr
-from mreg.registry import ModelRegistry
-from mreg.registry.resolution import split_spec
-from mreg.repo import Repo
 
 if TYPE_CHECKING:
     from mreg.repo.add import Mode
@@ -22,6 +18,9 @@ if TYPE_CHECKING:
 @app.command()
 def init() -> None:
     """Set up mreg in the current git work tree (harmless when done already)."""
+    # Imported here, like everything a command runs: the CLI starts without it (see options).
+    from mreg.repo import Repo
+
     repo = Repo.init(".")
     stdout.print(f"mreg initialised in {repo.root} (commit .mreg/config.toml and .mreg/.gitignore)")
 
@@ -101,6 +100,8 @@ def ls(json: Json = False) -> None:
     if json:
         print_json(rows)
         return
+    from rich.table import Table
+
     table = Table("name", "kind", "format", "path", "rows", "size")
     for row in rows:
         table.add_row(
@@ -124,8 +125,10 @@ def show(
 ) -> None:
     """Describe one artifact (at a version, a revision, or a registry stage's version)."""
     if "#" in spec:
+        from mreg.registry.resolution import split_spec
+
         # A stage is the registry's notion; its version's tag names the same manifest.
-        spec = ModelRegistry().get_model_info(*split_spec(spec)).tag
+        spec = open_registry().get_model_info(*split_spec(spec)).tag
     target = open_repo().show(spec)
     m = target.manifest
     if json:

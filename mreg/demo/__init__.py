@@ -5,13 +5,26 @@
     print(report.registered, report.after.accuracy)
 
 ``mreg demo train`` and ``examples/train_resnet.py`` are thin shells over ``train``. Importing
-this package is cheap: torch, Pillow, scikit-learn and ``datasets`` load inside the functions
-that use them.
+this package is cheap: the pipeline (and the registry and repository under it) loads on first use
+of ``train`` or ``TrainReport``; torch, Pillow, scikit-learn and ``datasets`` load inside the
+functions that use them.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from mreg.demo.options import TrainOptions
-from mreg.demo.pipeline import TrainReport, train
+
+if TYPE_CHECKING:
+    from mreg.demo.pipeline import TrainReport, train
 
 __all__ = ["TrainOptions", "TrainReport", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("TrainReport", "train"):
+        from mreg.demo import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'mreg.demo' has no attribute '{name}'")

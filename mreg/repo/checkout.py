@@ -15,7 +15,6 @@ from mreg.converters.base import Target as BaseTarget
 from mreg.errors import IntegrityError, MissingData
 from mreg.hashing import HashingWriter, sha256_tree
 from mreg.repo import manifest as manifests
-from mreg.repo import tensor_table
 from mreg.repo.git import ignore_in_git
 from mreg.repo.manifest import Manifest
 from mreg.storage.landing import Copy
@@ -75,6 +74,8 @@ class Restoration:
         """By cache path, where the bytes of files still to download go in the output."""
         if not (self.assembled and self.manifest.kind == "model"):
             return {}
+        from mreg.repo import tensor_table  # numpy and pyarrow: only when a model is restored
+
         names = [tensor.name for tensor in self.manifest.tensors]
         converter = cast(ModelConverter, self.converter)
         places = converter.placements(names, self.manifest.source.restore_info)
@@ -161,6 +162,8 @@ def _writer(
     if manifest.kind == "dataset":
         reader = repo.cache.open(manifest).scanner(scan_in_order=True).to_reader()
         return lambda target: cast(DatasetConverter, converter).write(reader, target)
+    from mreg.repo import tensor_table
+
     # When the whole output is hashed and compared, checking every tensor's digest on the way
     # would only hash the same bytes twice.
     hashed_whole = manifest.source.restore == "exact" and not assembled

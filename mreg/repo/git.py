@@ -1,15 +1,28 @@
-"""The only module that talks to git (through gitpython and the git binary it drives)."""
+"""The only module that talks to git.
+
+Queries (the work tree, revisions, file lists, refs, log) run the git binary directly. Object
+reads (``show``, ``blob``: gitpython keeps one ``git cat-file`` running for a loop of them), tags
+and commits go through gitpython, imported on first use: importing it takes some 50 ms, which
+commands that only list files (status, pull, push, ...) need not pay.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-import git
+from typing import TYPE_CHECKING
 
 from mreg.atomic import atomic_write_text
 from mreg.errors import GitError, NotARepository, one_line
+
+if TYPE_CHECKING:
+    import git
+
+# As gitpython runs git: messages in English whatever the user's locale.
+_GIT_ENV = {"LANGUAGE": "C", "LC_ALL": "C"}
 
 
 @dataclass(frozen=True)
@@ -28,17 +41,36 @@ class Tag:
     date: str
 
 
+def _run(cwd: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        env={**os.environ, **_GIT_ENV},
+        check=False,
+    )
+
+
+def _problem(done: subprocess.CompletedProcess[bytes]) -> str:
+    return done.stderr.decode(errors="replace").strip()[:200]
+
+
 def find_work_tree(start: Path) -> Path:
-    """The top of the git work tree holding ``start``."""
-    try:
-        repo = git.Repo(start, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise NotARepository(
-            f"{start} is not inside a git work tree", hint="run `git init` first"
-        ) from None
-    if repo.bare or repo.working_tree_dir is None:
+    """The top of the git work tree holding ``start`` (a folder, or a file in one)."""
+    outside = NotARepository(f"{start} is not inside a git work tree", hint="run `git init` first")
+    if not start.exists():
+        raise outside
+    folder = start if start.is_dir() else start.parent
+    done = _run(folder, "rev-parse", "--is-bare-repository", "--show-toplevel")
+    if done.returncode == 0:
+        return Path(done.stdout.decode("utf-8", "surrogateescape").splitlines()[1]).resolve()
+    if done.stdout.startswith(b"true"):
         raise NotARepository(f"{start} is inside a bare git repository; mreg needs a work tree")
-    return Path(repo.working_tree_dir).resolve()
+    if b"not a git repository" in done.stderr:
+        raise outside
+    raise NotARepository(f"git refuses {start}: {_problem(done)}")
 
 
 class GitRepo:
@@ -46,23 +78,29 @@ class GitRepo:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._repo = git.Repo(root)
+
+    @functools.cached_property
+    def _repo(self) -> git.Repo:
+        import git
+
+        return git.Repo(self.root)
+
+    def _git(self, *args: str) -> str:
+        """The output of ``git ARGS`` as gitpython gives it (one trailing newline dropped)."""
+        done = _run(self.root, *args)
+        if done.returncode != 0:
+            raise GitError(f"git {args[0]} failed: {_problem(done)}")
+        return done.stdout.decode("utf-8", "surrogateescape").removesuffix("\n")
 
     def has_commits(self) -> bool:
-        try:
-            self._repo.head.commit  # noqa: B018 - raises when HEAD is unborn
-        except ValueError:
-            return False
-        return True
+        return _run(self.root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").returncode == 0
 
     def resolve(self, rev: str) -> str:
         """Full sha of the commit ``rev`` names; GitError when git does not know it."""
-        try:
-            return self._repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}").strip()
-        except git.GitCommandError:
-            raise GitError(
-                f"unknown revision '{rev}'", hint="see `git log` or `mreg log NAME`"
-            ) from None
+        done = _run(self.root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        if done.returncode != 0:
+            raise GitError(f"unknown revision '{rev}'", hint="see `git log` or `mreg log NAME`")
+        return done.stdout.decode().strip()
 
     def show(self, rev: str, path: str) -> bytes | None:
         """Bytes of ``path`` at ``rev``, or None when the file does not exist there."""
@@ -75,19 +113,19 @@ class GitRepo:
 
     def files_at(self, rev: str, suffix: str) -> list[str]:
         """Paths of the files ending in ``suffix`` in the tree of ``rev``."""
-        output = self._repo.git.ls_tree("-r", "--name-only", "-z", self.resolve(rev))
+        output = self._git("ls-tree", "-r", "--name-only", "-z", self.resolve(rev))
         return sorted(p for p in output.split("\0") if p.endswith(suffix))
 
     def work_tree_files(self, suffix: str) -> list[str]:
         """Tracked and untracked (not ignored) paths in the work tree that end in ``suffix``."""
-        output = self._repo.git.ls_files(
-            "-z", "--cached", "--others", "--exclude-standard", "--", f"*{suffix}"
+        output = self._git(
+            "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", f"*{suffix}"
         )
         return sorted({p for p in output.split("\0") if p and (self.root / p).is_file()})
 
     def blobs_at(self, rev: str, suffix: str) -> list[tuple[str, str]]:
         """(blob sha, path) of the files ending in ``suffix`` in the tree of ``rev``."""
-        output = self._repo.git.ls_tree("-r", "-z", self.resolve(rev))
+        output = self._git("ls-tree", "-r", "-z", self.resolve(rev))
         found = []
         for line in output.split("\0"):
             if not line:
@@ -107,16 +145,10 @@ class GitRepo:
         entry, so callers never parse git's binary tree format."""
         if not specs:
             return {}
-        done = subprocess.run(
-            ["git", "cat-file", "--batch"],
-            cwd=self.root,
-            input="".join(f"{spec}\n" for spec in specs).encode(),
-            capture_output=True,
-            check=False,
-        )
+        lines = "".join(f"{spec}\n" for spec in specs)
+        done = _run(self.root, "cat-file", "--batch", input=lines.encode())
         if done.returncode != 0:
-            problem = done.stderr.decode(errors="replace").strip()[:200]
-            raise GitError(f"git cat-file failed: {problem}")
+            raise GitError(f"git cat-file failed: {_problem(done)}")
         found: dict[str, bytes] = {}
         out, pos = done.stdout, 0
         for spec in specs:
@@ -135,7 +167,7 @@ class GitRepo:
         """Commits that touched ``path``, newest first."""
         if not self.has_commits():
             return []
-        output = self._repo.git.log("--format=%H%x00%aI%x00%an%x00%s", "--", path)
+        output = self._git("log", "--format=%H%x00%aI%x00%an%x00%s", "--", path)
         commits = []
         for line in output.splitlines():
             sha, date, author, subject = line.split("\0", 3)
@@ -143,7 +175,7 @@ class GitRepo:
         return commits
 
     def commit(self, rev: str) -> Commit:
-        output = self._repo.git.show("-s", "--format=%H%x00%aI%x00%an%x00%s", self.resolve(rev))
+        output = self._git("show", "-s", "--format=%H%x00%aI%x00%an%x00%s", self.resolve(rev))
         sha, date, author, subject = output.split("\0", 3)
         return Commit(sha, date, author, subject)
 
@@ -151,7 +183,7 @@ class GitRepo:
         """Tags whose names start with ``pattern``, with the commit each points at."""
         fields = ["refname:strip=2", "*objectname", "objectname", "contents:subject"]
         fmt = "%00".join(f"%({f})" for f in [*fields, "creatordate:iso-strict"])
-        output = self._repo.git.for_each_ref(f"--format={fmt}", f"refs/tags/{pattern}*")
+        output = self._git("for-each-ref", f"--format={fmt}", f"refs/tags/{pattern}*")
         tags = []
         for line in output.splitlines():
             name, peeled, direct, message, date = line.split("\0", 4)
@@ -160,6 +192,8 @@ class GitRepo:
 
     def create_tag(self, name: str, message: str, rev: str = "HEAD") -> Tag:
         """Create the annotated tag ``name`` at ``rev``; GitError when it already exists."""
+        import git
+
         if self._repo.git.tag("--list", name):
             raise GitError(f"tag '{name}' already exists", hint=f"see `git show {name}`")
         try:
@@ -171,6 +205,8 @@ class GitRepo:
     def commit_paths(self, folder_rel: str, message: str) -> str:
         """Commit every change under ``folder_rel`` and nothing else the user has staged;
         returns the commit holding the folder as it is now (the last one when unchanged)."""
+        import git
+
         driver = self._repo.git
         try:
             driver.add("-A", "--", folder_rel)
@@ -186,8 +222,12 @@ class GitRepo:
 
     def ref_tips(self) -> list[str]:
         """Commits at the tip of every local branch, remote-tracking branch and tag."""
-        output = self._repo.git.for_each_ref(
-            "--format=%(objectname)%00%(*objectname)", "refs/heads", "refs/remotes", "refs/tags"
+        output = self._git(
+            "for-each-ref",
+            "--format=%(objectname)%00%(*objectname)",
+            "refs/heads",
+            "refs/remotes",
+            "refs/tags",
         )
         tips = set()
         for line in output.splitlines():
@@ -199,7 +239,7 @@ class GitRepo:
         """Every commit reachable from any ref."""
         if not self.has_commits():
             return []
-        return self._repo.git.rev_list("--all").split()
+        return self._git("rev-list", "--all").split()
 
 
 def _tree_text(data: bytes) -> bytes:
