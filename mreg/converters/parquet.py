@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar, cast
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mreg.converters.base import FileFormat, ReadOptions, Target
 from mreg.errors import CorruptInput, one_line
@@ -19,6 +18,8 @@ class ParquetConverter(FileFormat):
     suffixes: ClassVar[tuple[str, ...]] = (".parquet", ".pq")
 
     def read(self, path: Path, options: ReadOptions) -> pa.RecordBatchReader:
+        import pyarrow.parquet as pq  # here: the converter registry imports every module
+
         try:
             parquet = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as error:
@@ -37,6 +38,8 @@ class ParquetConverter(FileFormat):
         return pa.RecordBatchReader.from_batches(schema, batches())
 
     def write(self, batches: pa.RecordBatchReader, target: Target) -> None:
+        import pyarrow.parquet as pq
+
         out = cast(BinaryIO, target)
         with pq.ParquetWriter(out, batches.schema) as writer:
             for batch in batches:

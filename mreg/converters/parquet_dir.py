@@ -12,15 +12,18 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from mreg.converters.base import FolderFormat, ReadOptions, Target
 from mreg.converters.parquet import ParquetConverter
 from mreg.errors import CorruptInput, UnsupportedFormat, one_line
+
+if TYPE_CHECKING:
+    # Imported where used: pyarrow.dataset brings pandas, 0.2 s that every command looking up
+    # a converter (checkout, pull, status) would pay.
+    import pyarrow.dataset as ds
 
 METADATA_KEY = b"mreg.parquet_dir"
 BATCH_ROWS = 65536
@@ -43,6 +46,8 @@ class ParquetDirConverter(FolderFormat):
             raise UnsupportedFormat(f"{path.name}/ holds files other than Parquet, or none")
         keys = _partition_keys(path, files)
         _check_same_columns(path, files)
+        import pyarrow.dataset as ds
+
         try:
             dataset = ds.dataset(
                 [str(f) for f in files],
@@ -57,6 +62,9 @@ class ParquetDirConverter(FolderFormat):
         return pa.RecordBatchReader.from_batches(schema, _batches(path, dataset))
 
     def write(self, batches: pa.RecordBatchReader, target: Target) -> None:
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
         folder = cast(Path, target)
         layout = json.loads((batches.schema.metadata or {}).get(METADATA_KEY, b"{}"))
         # The restore info is mreg's, not the data's: the files get the plain schema.
@@ -139,6 +147,8 @@ def _check_same_columns(root: Path, files: list[Path]) -> None:
 
 
 def _columns(root: Path, path: Path) -> list[tuple[str, pa.DataType]]:
+    import pyarrow.parquet as pq
+
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as error:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -103,6 +103,7 @@ class S3Store:
     def __init__(self, remote: RemoteConfig, jobs: int = 8) -> None:
         self.remote = remote
         self.jobs = jobs
+        self._parts = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="mreg-part")
         self.bucket, self.prefix = split_url(remote.url)
         where = f" at {remote.endpoint_url}" if remote.endpoint_url else ""
         self.description = f"remote '{remote.name}' ({remote.url}{where})"
@@ -154,8 +155,13 @@ class S3Store:
 
     def _download_in_parts(self, key: str, landing: Landing, advance: Advance) -> str:
         """Ranged GETs in parallel, each written to its place as it lands; each part is then
-        hashed in its turn from the memory it arrived in (parts are submitted in order, so
-        the part being waited for is always one in flight and nothing deadlocks)."""
+        hashed in its turn from the memory it arrived in.
+
+        Parts of every large file share one pool of ``jobs`` threads, so a fetch holds at most
+        ``jobs`` part buffers (and connections) however many large files it downloads at once.
+        The pool takes parts first in, first out and each file submits its parts in order, so
+        the part a waiting one needs is always running or done: nothing deadlocks.
+        """
         size = landing.size
         step = DOWNLOAD_PART_SIZE
         parts = [(start, min(step, size - start)) for start in range(0, size, step)]
@@ -169,13 +175,15 @@ class S3Store:
             with turn.of(index):
                 digest.update(buffer[:length])
 
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mreg-part")
+        futures = [self._parts.submit(get, index) for index in range(len(parts))]
         try:
-            for future in [pool.submit(get, index) for index in range(len(parts))]:
+            for future in futures:
                 future.result()
         finally:
             turn.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+            for future in futures:
+                future.cancel()
+            wait(futures)  # none may write into the landing once the caller closes it
         return digest.hexdigest()
 
     def _get_part(self, key: str, start: int, length: int, advance: Advance) -> memoryview:
