@@ -12,9 +12,10 @@ functions that use them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mreg.demo.options import TrainOptions
+from mreg.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from mreg.demo.pipeline import TrainReport, train
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["TrainOptions", "TrainReport", "train"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("TrainReport", "train"):
-        from mreg.demo import pipeline
-
-        return getattr(pipeline, name)
-    raise AttributeError(f"module 'mreg.demo' has no attribute '{name}'")
+__getattr__ = lazy_attributes(
+    __name__, {"TrainReport": "mreg.demo.pipeline", "train": "mreg.demo.pipeline"}
+)

@@ -16,8 +16,9 @@ The names load on first use (PEP 562), so ``mreg.torch.source`` and ``mreg.torch
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mreg.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from mreg.torch.dataset import LanceIterableDataset, LanceTorchDataset
@@ -32,10 +33,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'mreg.torch' has no attribute '{name}'")
-    return getattr(importlib.import_module(_HOMES[name]), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)
 
 
 __all__ = ["LanceIterableDataset", "LanceTorchDataset", "load_into", "loader"]
