@@ -270,6 +270,23 @@ def test_pull_gives_back_the_original_file_when_part_of_it_is_cached_already(
     assert "in sync" in run("status").stdout
 
 
+def test_pull_lands_one_download_in_every_tensor_it_holds(
+    repo, run, remote_dir, tmp_path, monkeypatch
+):
+    """Two tensors with the same bytes (tied or identically initialised weights) are held by
+    files with the same digest: one download may fill both places."""
+    same = np.random.default_rng(3).standard_normal(BIG, dtype=np.float32)
+    save_file({"a.weight": same, "b.weight": same.copy()}, str(repo / "m.safetensors"))
+    original = (repo / "m.safetensors").read_bytes()
+    clone = pushed_clone(repo, run, tmp_path, "m.safetensors")
+    monkeypatch.chdir(clone)
+
+    assert run("pull").exit_code == 0
+
+    assert (clone / "m.safetensors").read_bytes() == original
+    assert run("verify").exit_code == 0
+
+
 def test_pull_lands_the_shards_of_a_model_folder(repo, run, remote_dir, tmp_path, monkeypatch):
     original = tree_bytes(make_sharded_folder(repo / "model"))
     clone = pushed_clone(repo, run, tmp_path, "model")
