@@ -659,6 +659,8 @@ def test_a_pull_cut_off_by_the_server_dying_leaves_no_partial_file_and_a_re_run_
     assert_one_line_error(err, "remote 's3'")
     cache_matches_manifest(clone, files)
     assert not (clone / "big.safetensors").exists()
+    # Nor the temporary file the tensors were landing in.
+    assert not [p.name for p in clone.iterdir() if p.name.startswith(".big.safetensors")]
 
     server.restart()
     again = run("pull")
