@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import mmap
 import os
 import platform
 import resource
@@ -50,6 +51,7 @@ RAW_LARGE = TransferConfig(
 RAW_FILE_THREADS = 32
 WARMUP_KEY = "bench-warm-up"
 WARMUP_PAUSE = 1.0
+RECYCLE_BYTES = 2 << 30  # see settle(); core.py's --recycle-gib sets it
 SEAWEED_TRIES = 3
 GOAL_LARGE_RATIO = 1.3
 GOAL_DVC_SPEEDUP = 10.0
@@ -156,9 +158,23 @@ def run(command: list[str | Path], cwd: Path, env: dict[str, str]) -> str:
 
 
 def settle() -> None:
-    """Flush dirty pages first: otherwise a contender pays for writing back what the one
-    before it wrote (gigabytes here), and the order of contenders decides the ratios."""
+    """Make every timed step start from the same state of the machine.
+
+    First flush dirty pages: otherwise a contender pays for writing back what the one before it
+    wrote (gigabytes here), and the order of contenders decides the ratios. Then touch and free
+    RECYCLE_BYTES of memory: on a VM that hands free memory back to its host (virtio-balloon
+    free page reporting, as here), the first touch of a page costs a fault on the host. Writing
+    1 GiB took 0.35 s on pages freed moments before and 2.5-3.3 s otherwise, and the raw
+    download, timed right after its own upload had freed a gigabyte of buffers, found such
+    pages while mreg's pull, timed after a git clone, did not. With this, every step finds
+    recycled pages, as on a machine that is busy anyway.
+    """
     os.sync()
+    if RECYCLE_BYTES:
+        pages = mmap.mmap(-1, RECYCLE_BYTES)
+        for offset in range(0, RECYCLE_BYTES, mmap.PAGESIZE):
+            pages[offset] = 1
+        pages.close()
 
 
 def timed(command: list[str | Path], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
@@ -391,8 +407,29 @@ def raw_large(bench: Bench, case: str, artifact: Path) -> Timing:
     push_s = clock(lambda: client.upload_file(str(artifact), bucket, key, Config=RAW_LARGE))
     pull_s = clock(lambda: client.download_file(bucket, key, str(dest), Config=RAW_LARGE))
     check_same(artifact, dest)
+    dest.unlink()
+    command_s, _ = timed(raw_download_command(bench, bucket, key, dest), folder, bench.env)
+    check_same(artifact, dest)
     bench.done(folder)
-    return Timing(push_s, pull_s, stored_bytes=artifact.stat().st_size)
+    notes = {"command_pull_s": f"{command_s:.3f}"}
+    return Timing(push_s, pull_s, stored_bytes=artifact.stat().st_size, notes=notes)
+
+
+def raw_download_command(bench: Bench, bucket: str, key: str, dest: Path) -> list[str | Path]:
+    """The same raw download as a command of its own: a fresh Python that imports boto3, makes
+    a client and downloads (what an `aws s3 cp` user waits for; mreg pull is a command too)."""
+    code = (
+        "import sys, boto3\n"
+        "from boto3.s3.transfer import TransferConfig\n"
+        "from botocore.config import Config\n"
+        "client = boto3.client('s3', endpoint_url=sys.argv[1], config=Config("
+        f"max_pool_connections={RAW_FILE_THREADS}, s3={{'addressing_style': 'path'}}))\n"
+        "client.download_file(sys.argv[2], sys.argv[3], sys.argv[4], Config=TransferConfig("
+        f"multipart_threshold={RAW_LARGE.multipart_threshold}, "
+        f"multipart_chunksize={RAW_LARGE.multipart_chunksize}, "
+        f"max_concurrency={RAW_LARGE.max_concurrency}))\n"
+    )
+    return [sys.executable, "-c", code, bench.server.endpoint, bucket, key, dest]
 
 
 def raw_files(bench: Bench, case: str, source: Path) -> Timing:
@@ -655,6 +692,7 @@ def print_report(
     checks: Checks,
     met: list[dict[str, Any]],
     startup: float,
+    rounds: list[Results],
 ) -> None:
     header = (
         f"{'scenario':<26}{'mreg s':>9}{'raw s':>9}{'dvc s':>9}{'mreg/raw':>10}{'dvc/mreg':>10}"
@@ -682,6 +720,16 @@ def print_report(
             f"in the bucket ({check.share:.2%}); push said: {check.push_output!r}"
         )
     print(f"mreg start-up (fastest of 3 `mreg --help`): {startup:.2f} s in every mreg command")
+    large = results["large"]
+    command = note_s(large["raw"], "command_pull_s")
+    if command is not None:
+        print(
+            f"raw download as a command (fresh python, boto3 import, client, download): "
+            f"{command:.2f} s; mreg pull / that: {large['mreg'].pull_s / command:.2f}x"
+        )
+    if len(rounds) > 1:
+        each = [r["large"]["mreg"].pull_s / r["large"]["raw"].pull_s for r in rounds]
+        print(f"large pull mreg/raw in each round: {', '.join(f'{x:.2f}x' for x in each)}")
     print()
     for goal in met:
         value = goal["value"]
@@ -724,9 +772,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-raw-files", action="store_true", help="leave out the one-object-per-row baseline"
     )
+    parser.add_argument(
+        "--recycle-gib",
+        type=float,
+        default=2.0,
+        help="memory touched and freed before each timed step (see settle; 0: none)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep repos, inputs and bucket data")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "bench" / ".work")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    global RECYCLE_BYTES  # read by settle(), which formats.py shares
+    RECYCLE_BYTES = int(args.recycle_gib * (1 << 30)) // mmap.PAGESIZE * mmap.PAGESIZE
+    return args
 
 
 class CpuMeter:
@@ -816,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
     met = goals(results, checks)
     print(f"\nmreg {info['mreg']}, sources {info['mreg_source']}, on {info['cpus']} cores")
     print(f"CPU used by other work on the machine meanwhile: {info['other_cpu_share']}")
-    print_report(table, results, checks, met, startup)
+    print_report(table, results, checks, met, startup, rounds)
     write_json(
         work / "core-results.json",
         args,
