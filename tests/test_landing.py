@@ -21,7 +21,15 @@ from mreg.converters.base import ReadOptions
 from mreg.converters.safetensors import CONVERTER as SAFETENSORS
 from mreg.converters.transformers_folder import CONVERTER as TRANSFORMERS
 from mreg.repo.checkout import Restoration
-from mreg.storage.landing import ALIGN, Copy, Landing, Turns, TurnsCancelled, stream_into
+from mreg.storage.landing import (
+    ALIGN,
+    Copy,
+    Landing,
+    Turns,
+    TurnsCancelled,
+    chunk_buffer,
+    stream_into,
+)
 
 BIG = (512, 512)  # 1 MiB of float32: Lance keeps each such tensor in a blob file of its own
 
@@ -82,21 +90,25 @@ def test_a_landing_that_is_only_partly_copied_is_written_through_the_page_cache(
 
 def test_a_write_that_direct_io_refuses_goes_on_as_an_ordinary_write(tmp_path):
     """Some file systems take O_DIRECT at open and refuse the writes (EINVAL); a buffer that
-    is not block-aligned in memory is refused the same way everywhere."""
-    data = os.urandom(2 * ALIGN)
-    misaligned = memoryview(bytearray(len(data) + 1))[1:]
-    misaligned[:] = data
+    is not block-aligned in memory is refused the same way everywhere. Parts land in any order:
+    here the last one first (padded to a block by the direct write), then one that is refused."""
+    data = os.urandom(2 * ALIGN + 100)
+    tail = chunk_buffer()
+    tail[:100] = data[2 * ALIGN :]
+    misaligned = memoryview(bytearray(2 * ALIGN + 1))[1:]
+    misaligned[:] = data[: 2 * ALIGN]
     out = tmp_path / "restored"
     out.write_bytes(b"")
     fd = os.open(out, os.O_WRONLY)
     try:
         with Landing(tmp_path / "cached", len(data), [Copy(fd, 0)]) as landing:
             assert landing.direct
-            landing.write(0, misaligned, len(data))
+            landing.write(2 * ALIGN, tail, 100)
+            landing.write(0, misaligned, 2 * ALIGN)
             assert not landing.direct
     finally:
         os.close(fd)
-    assert (tmp_path / "cached").read_bytes() == data
+    assert (tmp_path / "cached").read_bytes() == data  # the padding cut off all the same
     assert out.read_bytes() == data
 
 

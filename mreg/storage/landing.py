@@ -78,6 +78,7 @@ class Landing:
         self.size = size
         self.copies = list(copies)
         self._fd: int | None = None
+        self._retired: list[int] = []  # descriptors given up on, closed with the landing
         self._direct = False
         if path is not None:
             self._direct = DIRECT_IO and size >= ALIGN and _covers(self.copies, size)
@@ -116,24 +117,27 @@ class Landing:
         _write_all(self._fd, buffer[:count], offset)
 
     def _give_up_direct(self) -> None:
-        """The file system took the open but not the write: go on with ordinary writes."""
+        """The file system took the open but not the write: go on with ordinary writes. The
+        direct descriptor stays open until close(): another thread may be writing through it,
+        and a closed number could meanwhile be reused for another file."""
         assert self.path is not None
         with self._lock:
             if self._direct:
-                fd = _open(self.path, direct=False, truncate=False)
                 assert self._fd is not None
-                os.close(self._fd)
-                self._fd, self._direct = fd, False
+                self._retired.append(self._fd)
+                self._fd = _open(self.path, direct=False, truncate=False)
+                self._direct = False
 
     def close(self) -> None:
         if self._fd is None:
             return
         try:
-            if self._direct:
-                os.ftruncate(self._fd, self.size)
+            # Direct writes pad the last block (even if ordinary writes took over later).
+            os.ftruncate(self._fd, self.size)
         finally:
-            os.close(self._fd)
-            self._fd = None
+            for fd in [self._fd, *self._retired]:
+                os.close(fd)
+            self._fd, self._retired = None, []
 
     def __enter__(self) -> Landing:
         return self
