@@ -94,10 +94,9 @@ class Cache:
                 entries.append(entry)
         return entries
 
-    def receive(self, entry: FileEntry, downloaded: Path, sha256: str | None = None) -> None:
-        """Move a downloaded file into the cache, only if its sha256 is the recorded one
-        (``sha256``: the digest computed while the file was written, when there is one)."""
-        actual = sha256 or sha256_file(downloaded)
+    def receive(self, entry: FileEntry, downloaded: Path, actual: str) -> None:
+        """Move a downloaded file into the cache, only if ``actual``, the sha256 computed while
+        it was written, is the recorded one."""
         if actual != entry.sha256:
             downloaded.unlink(missing_ok=True)
             raise IntegrityError(

@@ -81,11 +81,8 @@ class Landing:
         self._retired: list[int] = []  # descriptors given up on, closed with the landing
         self._direct = False
         if path is not None:
-            self._direct = DIRECT_IO and size >= ALIGN and _covers(self.copies, size)
-            self._fd = _open(path, self._direct)
-            self._direct = self._direct and self._fd >= 0
-            if self._fd < 0:
-                self._fd = _open(path, direct=False)
+            direct = DIRECT_IO and size >= ALIGN and _covers(self.copies, size)
+            self._fd, self._direct = _open(path, direct)
         self._lock = threading.Lock()
 
     @property
@@ -125,7 +122,7 @@ class Landing:
             if self._direct:
                 assert self._fd is not None
                 self._retired.append(self._fd)
-                self._fd = _open(self.path, direct=False, truncate=False)
+                self._fd, _ = _open(self.path, direct=False, truncate=False)
                 self._direct = False
 
     def close(self) -> None:
@@ -213,17 +210,17 @@ def _covers(copies: Sequence[Copy], size: int) -> bool:
     return position >= size
 
 
-def _open(path: Path, direct: bool, truncate: bool = True) -> int:
-    """A descriptor for writing ``path``; -1 when ``direct`` is asked and refused."""
+def _open(path: Path, direct: bool, truncate: bool = True) -> tuple[int, bool]:
+    """A descriptor for writing ``path``, and whether it is direct: O_DIRECT when asked for
+    and the file system takes it, else ordinary writes."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0)
     if direct:
         try:
-            return os.open(path, flags | os.O_DIRECT, 0o644)
+            return os.open(path, flags | os.O_DIRECT, 0o644), True
         except OSError as error:
-            if error.errno == errno.EINVAL:
-                return -1
-            raise
-    return os.open(path, flags, 0o644)
+            if error.errno != errno.EINVAL:
+                raise
+    return os.open(path, flags, 0o644), False
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
