@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, start_seaweed
+from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, seaweed_server
 
 from mreg.cli import main
 
@@ -187,12 +187,9 @@ class Marker:
 
 @pytest.fixture(scope="session")
 def seaweed() -> Iterator[Seaweed]:
-    """One real SeaweedFS S3 server for the whole session."""
-    server = start_seaweed()
-    try:
+    """One real SeaweedFS S3 server for the whole session; its data goes with it."""
+    with seaweed_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 _buckets = itertools.count()

@@ -131,11 +131,14 @@ def _start_once(base_dir: Path | None, timeout: float) -> Seaweed:
     ports = [free_port(taken) for _ in range(4)]
     s3_port = ports[3]
     log_path = base / "weed.log"
+    # Each bucket is a collection that grows 7 volumes at once. With -volume.max=0 the slots are
+    # free disk / volume size, so a machine with ~45 GB free ran out at the 25th bucket
+    # ("No writable volumes"). Volumes are not preallocated: a fixed count costs no disk.
     command = [
         weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={ports[0]}", f"-volume.port={ports[1]}", f"-filer.port={ports[2]}",
         "-s3", f"-s3.port={s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-volume.max=0", "-master.volumeSizeLimitMB=256", f"-s3.config={config}",
+        "-volume.max=1000", "-master.volumeSizeLimitMB=256", f"-s3.config={config}",
     ]  # fmt: skip
     log = open(log_path, "wb")  # noqa: SIM115 - the server writes to it for its whole life
     process = subprocess.Popen(
