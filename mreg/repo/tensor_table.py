@@ -9,6 +9,7 @@ tensor elsewhere changes. A re-added model reuses every fragment whose tensors a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import mmap
@@ -17,30 +18,36 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-
 from mreg.converters.base import TensorRecord
 from mreg.errors import IntegrityError
 from mreg.repo.manifest import FileEntry, Fragment, Manifest, TensorInfo
 
 if TYPE_CHECKING:
-    # Imported where used: importing Lance costs about 0.35 s (it pulls in pandas), and a
-    # checkout whose tensors all lie whole in cached files never needs it.
+    # Imported where used: Lance costs about 0.35 s to import (it pulls in pandas), pyarrow
+    # and numpy 0.1 s more, and a checkout or pull whose tensors all lie whole in data files
+    # (read by memory map, or landed as they downloaded) needs none of them.
     import lance
+    import pyarrow as pa
 
 GROUP_BYTES = 64 << 20
 NAME_CUT = 16
-SCHEMA = pa.schema(
-    [
-        pa.field("name", pa.string()),
-        pa.field("dtype", pa.string()),
-        pa.field("shape", pa.list_(pa.int64())),
-        pa.field("digest", pa.string()),
-        pa.field("data", pa.large_binary(), metadata={"lance-encoding:blob": "true"}),
-    ]
-)
 GroupKey = tuple[tuple[str, str, tuple[int, ...], str], ...]
+
+
+@functools.cache
+def schema() -> pa.Schema:
+    """The tensor table's Arrow schema: one row per tensor, its bytes blob-encoded."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("name", pa.string()),
+            pa.field("dtype", pa.string()),
+            pa.field("shape", pa.list_(pa.int64())),
+            pa.field("digest", pa.string()),
+            pa.field("data", pa.large_binary(), metadata={"lance-encoding:blob": "true"}),
+        ]
+    )
 
 
 def digests(tensors: Sequence[TensorRecord]) -> list[str]:
@@ -89,6 +96,9 @@ def reusable_fragments(previous: Manifest | None) -> dict[GroupKey, Fragment]:
 
 def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str]) -> str:
     """Write one fragment of tensors into the staging dataset; returns its metadata JSON."""
+    import pyarrow as pa
+    from lance.fragment import write_fragments
+
     table = pa.table(
         {
             "name": [t.name for t in tensors],
@@ -97,12 +107,10 @@ def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str
             "digest": list(sums),
             "data": _blob_array(tensors),
         },
-        schema=SCHEMA,
+        schema=schema(),
     )
-    from lance.fragment import write_fragments
-
     (metadata,) = write_fragments(
-        table, str(stage), schema=SCHEMA, mode="create", max_rows_per_file=1 << 30
+        table, str(stage), schema=schema(), mode="create", max_rows_per_file=1 << 30
     )
     return json.dumps(metadata.to_json(), sort_keys=True)
 
@@ -144,6 +152,9 @@ def _read_blob(blob: lance.BlobFile | None) -> bytes:
 def _blob_array(tensors: Sequence[TensorRecord]) -> pa.Array:
     """The tensors' bytes as one Arrow array, without a copy when they lie back to back in
     memory (a memory-mapped safetensors file), else copied once."""
+    import numpy as np
+    import pyarrow as pa
+
     views = [np.frombuffer(t.data, dtype=np.uint8) for t in tensors]
     addresses = [int(v.ctypes.data) for v in views]
     back_to_back = all(
@@ -169,7 +180,7 @@ def renumber(metadata: str, fragment_id: int) -> str:
 def schema_json() -> str:
     import lance
 
-    return json.dumps(lance.schema_to_json(SCHEMA), sort_keys=True)
+    return json.dumps(lance.schema_to_json(schema()), sort_keys=True)
 
 
 def read_tensors(
