@@ -52,6 +52,18 @@ def test_outside_a_git_work_tree_every_command_says_to_run_git_init(
     assert not (plain / ".mreg").exists()
 
 
+@pytest.mark.parametrize("inside", [".git", ".git/refs/heads"])
+def test_inside_the_git_folder_mreg_works_on_its_work_tree(repo, monkeypatch, run, inside):
+    make_safetensors(repo / "m.safetensors")
+    assert run("add", "m.safetensors").exit_code == 0
+    monkeypatch.chdir(repo / inside)
+
+    result = run("status")
+
+    assert result.exit_code == 0, result.stderr
+    assert "m (m.safetensors): in sync" in result.stdout
+
+
 def test_a_git_work_tree_without_mreg_init_says_to_run_mreg_init(tmp_path, monkeypatch, run):
     root = tmp_path / "work"
     root.mkdir()

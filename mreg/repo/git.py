@@ -68,9 +68,22 @@ def find_work_tree(start: Path) -> Path:
         return Path(done.stdout.decode("utf-8", "surrogateescape").splitlines()[1]).resolve()
     if done.stdout.startswith(b"true"):
         raise NotARepository(f"{start} is inside a bare git repository; mreg needs a work tree")
+    git_dir = _enclosing_git_dir(folder)
+    if git_dir is not None:  # inside .git/ itself: git has no top level, its parent is one
+        return find_work_tree(git_dir.parent)
     if b"not a git repository" in done.stderr:
         raise outside
     raise NotARepository(f"git refuses {start}: {_problem(done)}")
+
+
+def _enclosing_git_dir(folder: Path) -> Path | None:
+    """The ``.git`` folder that ``folder`` lies in, when it lies in one."""
+    done = _run(folder, "rev-parse", "--is-inside-git-dir", "--absolute-git-dir")
+    lines = done.stdout.decode("utf-8", "surrogateescape").splitlines()
+    if done.returncode != 0 or lines[:1] != ["true"] or len(lines) < 2:
+        return None
+    git_dir = Path(lines[1])
+    return git_dir if git_dir.name == ".git" else None
 
 
 class GitRepo:
