@@ -28,6 +28,10 @@ class NotARepository(MregError):
     """The path is not inside a git work tree, or mreg was not initialised there."""
 
 
+class UnsafeRepository(MregError):
+    """The repository commits what mreg never takes from git (local state, cache, links)."""
+
+
 class UsageError(MregError):
     """The arguments do not make sense together (bad name, path outside the repo, ...)."""
 

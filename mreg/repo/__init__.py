@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from mreg.config import Config, RemoteConfig
-from mreg.errors import ArtifactNotFound, NotARepository, UsageError
+from mreg.errors import ArtifactNotFound, NotARepository, UnsafeRepository, UsageError
 from mreg.repo import manifest as manifests
 from mreg.repo.cache import Cache
 from mreg.repo.git import GitRepo, find_work_tree
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 MREG_DIR = ".mreg"
 MREG_GITIGNORE = "/cache/\n/tmp/\n/config.local.toml\n/state.json\n/lock\n"
+# All that a repository may commit under .mreg/ (as regular files): the rest there is this
+# machine's own (cache, state, lock, secrets), so a clone must never get it from git.
+COMMITTED_MREG_FILES = (f"{MREG_DIR}/config.toml", f"{MREG_DIR}/.gitignore")
+_REGULAR_MODES = ("100644", "100755")
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,12 @@ class Repo:
     def __init__(self, path: str | Path = ".") -> None:
         self.root = find_work_tree(_resolve(path))
         self.dir = self.root / MREG_DIR
+        self.git = GitRepo(self.root)
+        refuse_committed_local_files(self.git)
         if not (self.dir / "config.toml").exists():
             raise NotARepository(
                 f"mreg is not initialised in {self.root}", hint="run `mreg init` there"
             )
-        self.git = GitRepo(self.root)
         self.state = State(self.dir, self.root)
         self.cache = Cache(self.dir, self.state)
         self.lock = RepoLock(self.dir / "lock")
@@ -69,6 +74,7 @@ class Repo:
     def init(cls, path: str | Path = ".") -> Repo:
         """Set up mreg in the git work tree holding ``path``; harmless when done already."""
         root = find_work_tree(_resolve(path))
+        refuse_committed_local_files(GitRepo(root))
         mreg_dir = root / MREG_DIR
         mreg_dir.mkdir(exist_ok=True)
         config = mreg_dir / "config.toml"
@@ -99,6 +105,20 @@ class Repo:
         if parts and parts[0] in (".git", MREG_DIR):
             raise UsageError(f"{path} is inside {parts[0]}/, which mreg does not track")
         return absolute
+
+    def write_target(self, relpath: str) -> Path:
+        """``root / relpath`` for a file mreg is about to write there, after checking that its
+        folder, every symbolic link in it followed, lies inside the work tree: a link that a
+        clone holds (``models -> ~/.ssh``) never makes mreg write outside it. The file itself
+        may be a link: writes replace it, they never write through it."""
+        path = self.root / relpath
+        if not path.parent.resolve().is_relative_to(self.root):
+            raise UnsafeRepository(
+                f"{relpath}: its folder is a symbolic link to {path.parent.resolve()}, outside "
+                f"the repository {self.root}; mreg does not write there",
+                hint="replace the link with a folder (`git rm` it if the repository commits it)",
+            )
+        return path
 
     def relpath(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -386,6 +406,22 @@ class Repo:
                 tensor = torch.empty(record.shape, dtype=dtype)
             result[record.name] = tensor
         return result
+
+
+def refuse_committed_local_files(git: GitRepo) -> None:
+    """UnsafeRepository when git tracks anything under ``.mreg/`` but its config and
+    .gitignore as regular files: a committed state.json would be trusted as this machine's
+    hashes, a committed ``cache/data`` link would make a pull write where it points. Links the
+    user made locally (a cache on another disk) are not in git, and are the user's own."""
+    for mode, path in git.tracked(MREG_DIR):
+        if path in COMMITTED_MREG_FILES and mode in _REGULAR_MODES:
+            continue
+        what = "a symbolic link " if mode == "120000" else ""
+        raise UnsafeRepository(
+            f"the repository commits {what}{path}; mreg takes nothing under {MREG_DIR}/ from "
+            f"git but config.toml and .gitignore (local state, cache and secrets live there)",
+            hint=f"`git rm -r --cached {path}` and commit; delete it too unless you made it",
+        )
 
 
 def _resolve(path: str | Path) -> Path:

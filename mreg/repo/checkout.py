@@ -46,7 +46,7 @@ class Restoration:
         self.repo = repo
         self.manifest = manifest
         self.artifact_rel = manifest_rel.removesuffix(manifests.SUFFIX)
-        self.target = repo.root / self.artifact_rel
+        self.target = repo.write_target(self.artifact_rel)
         self.converter = converters.get(manifest.source.format)
         # An exact model restore assembled from checked bytes is the original by construction;
         # anything else is hashed as it is written and compared with what the manifest records.
@@ -209,6 +209,7 @@ def checkout_targets(
     """``checkout`` of ``targets``; ``started``: restorations a pull opened before fetching
     (by manifest path), which this finishes instead of starting new ones."""
     for target in targets:
+        repo.write_target(target.manifest_rel)  # the artifact's folder: the same
         absent = repo.cache.missing(target.manifest.files)
         if absent:
             spec = target.manifest.name + (f"@{target.rev}" if target.rev else "")
@@ -222,7 +223,7 @@ def checkout_targets(
             if target.rev is not None:
                 text = repo.git.show(target.rev, target.manifest_rel)
                 assert text is not None
-                atomic_write_bytes(repo.root / target.manifest_rel, text)
+                atomic_write_bytes(repo.write_target(target.manifest_rel), text)
                 ignore_in_git(repo.root, target.artifact_rel)
             if target.manifest_rel in started:
                 started[target.manifest_rel].finish()

@@ -105,6 +105,16 @@ class GitRepo:
             raise GitError(f"git {args[0]} failed: {_problem(done)}")
         return done.stdout.decode("utf-8", "surrogateescape").removesuffix("\n")
 
+    def tracked(self, path: str) -> list[tuple[str, str]]:
+        """(mode, path) of every entry of git's index at or under ``path`` (mode ``120000``: a
+        symbolic link, ``160000``: a submodule)."""
+        found = []
+        for line in self._git("ls-files", "--stage", "-z", "--", path).split("\0"):
+            if line:
+                meta, name = line.split("\t", 1)
+                found.append((meta.split()[0], name))
+        return found
+
     def has_commits(self) -> bool:
         return _run(self.root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").returncode == 0
 

@@ -1,0 +1,263 @@
+"""A cloned repository and the files a user adds are untrusted input.
+
+A user who clones a repository and runs mreg in it must be as safe as with ``git clone`` alone:
+nothing written outside the work tree, nothing that git brought trusted as this machine's own
+knowledge, no escape sequence reaching the terminal. A hostile file given to ``mreg add`` is
+refused in one line, with nothing written to the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import (
+    added,
+    assert_refused,
+    commit_all,
+    git,
+    make_safetensors,
+    snapshot,
+)
+
+import mreg
+from mreg.errors import UnsafeRepository
+from mreg.hashing import sha256_path
+from mreg.repo import Repo
+
+# -- a hostile clone ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def home_stand_in(tmp_path: Path) -> Path:
+    """A folder outside every repository standing in for ``~/.ssh``."""
+    folder = tmp_path / "ssh"
+    folder.mkdir()
+    (folder / "authorized_keys").write_text("ssh-ed25519 AAAA... user@host\n")
+    return folder
+
+
+@pytest.fixture
+def upstream(repo: Path, remote_dir: Path, run) -> Path:  # type: ignore[no-untyped-def]
+    """A repository with a model pushed to a local remote and committed (config included)."""
+    make_safetensors(repo / "model.safetensors")
+    added(run, repo / "model.safetensors")
+    assert run("push").exit_code == 0
+    commit_all(repo, "model")
+    return repo
+
+
+def clone_of(upstream: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh clone of ``upstream`` (what a victim gets), as the current directory."""
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(upstream), str(clone))
+    monkeypatch.chdir(clone)
+    return clone
+
+
+def commit_link(root: Path, relpath: str, points_to: str | Path, message: str = "link") -> None:
+    """Commit a symbolic link at ``relpath`` (git forced past .gitignore)."""
+    link = root / relpath
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    os.symlink(points_to, link)
+    git(root, "add", "-f", relpath)
+    git(root, "commit", "-q", "-m", message)
+
+
+def outside_untouched(folder: Path, before: dict[str, str]) -> None:
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted(before)
+
+
+Plant = Callable[[Path, Path], str]  # (upstream, stand-in) -> the path the refusal names
+
+
+def plant_cache_link(upstream: Path, stand_in: Path) -> str:
+    commit_link(upstream, ".mreg/cache/data", stand_in)
+    return ".mreg/cache/data"
+
+
+def plant_cache_folder_link(upstream: Path, stand_in: Path) -> str:
+    commit_link(upstream, ".mreg/cache", stand_in)
+    return ".mreg/cache"
+
+
+def plant_tmp_link(upstream: Path, stand_in: Path) -> str:
+    commit_link(upstream, ".mreg/tmp", stand_in)
+    return ".mreg/tmp"
+
+
+def plant_state(upstream: Path, stand_in: Path) -> str:
+    state = upstream / ".mreg" / "state.json"
+    git(upstream, "add", "-f", ".mreg/state.json")  # whatever mreg remembered there
+    assert state.exists()
+    git(upstream, "commit", "-q", "-m", "state")
+    return ".mreg/state.json"
+
+
+def plant_local_config(upstream: Path, stand_in: Path) -> str:
+    (upstream / ".mreg" / "config.local.toml").write_text("# planted\n")
+    git(upstream, "add", "-f", ".mreg/config.local.toml")
+    git(upstream, "commit", "-q", "-m", "local config")
+    return ".mreg/config.local.toml"
+
+
+def plant_lock(upstream: Path, stand_in: Path) -> str:
+    commit_link(upstream, ".mreg/lock", stand_in / "authorized_keys")
+    return ".mreg/lock"
+
+
+def plant_config_link(upstream: Path, stand_in: Path) -> str:
+    (stand_in / "config.toml").write_bytes((upstream / ".mreg" / "config.toml").read_bytes())
+    commit_link(upstream, ".mreg/config.toml", stand_in / "config.toml")
+    return ".mreg/config.toml"
+
+
+PLANTS = [
+    plant_cache_link,
+    plant_cache_folder_link,
+    plant_tmp_link,
+    plant_state,
+    plant_local_config,
+    plant_lock,
+    plant_config_link,
+]
+
+
+@pytest.mark.parametrize("plant", PLANTS, ids=lambda p: p.__name__.removeprefix("plant_"))
+@pytest.mark.parametrize(
+    "command", [["pull"], ["status"], ["checkout", "--force"], ["validate"]], ids=" ".join
+)
+def test_a_clone_that_commits_local_mreg_content_is_refused_and_nothing_is_written_outside(
+    upstream, home_stand_in, tmp_path, monkeypatch, run, plant, command
+):
+    named = plant(upstream, home_stand_in)
+    clone = clone_of(upstream, tmp_path, monkeypatch)
+    before = snapshot(home_stand_in)
+
+    line = assert_refused(run(*command), named, "git rm -r --cached")
+
+    outside_untouched(home_stand_in, before)
+    assert not (clone / "model.safetensors").exists()
+    assert "commits" in line
+
+
+def test_a_clone_whose_mreg_folder_is_a_committed_link_is_refused_by_init(
+    upstream, home_stand_in, tmp_path, monkeypatch, run
+):
+    git(upstream, "rm", "-r", "-q", "--cached", ".mreg")
+    shutil.rmtree(upstream / ".mreg")
+    commit_link(upstream, ".mreg", home_stand_in)
+    clone = clone_of(upstream, tmp_path, monkeypatch)
+    before = snapshot(home_stand_in)
+
+    for command in (["init"], ["pull"], ["status"]):
+        assert_refused(run(*command), ".mreg")
+
+    outside_untouched(home_stand_in, before)
+    assert (clone / ".mreg").is_symlink()
+
+
+def test_the_python_api_refuses_a_hostile_clone_too(upstream, home_stand_in, tmp_path, monkeypatch):
+    plant_cache_link(upstream, home_stand_in)
+    clone_of(upstream, tmp_path, monkeypatch)
+    before = snapshot(home_stand_in)
+
+    with pytest.raises(UnsafeRepository, match=r"commits a symbolic link \.mreg/cache/data"):
+        mreg.load_state_dict("model")
+    with pytest.raises(UnsafeRepository, match=r"\.mreg/cache/data"):
+        mreg.ModelRegistry().load_model("model")
+
+    outside_untouched(home_stand_in, before)
+
+
+def test_planted_state_cannot_make_planted_weights_look_in_sync(
+    upstream, tmp_path, monkeypatch, run
+):
+    """The attacker commits weights of their own and a state.json recording them as restored."""
+    make_safetensors(upstream / "model.safetensors", seed=666)
+    assert run("status").exit_code == 0  # the planted file's hash enters the state
+    state = upstream / ".mreg" / "state.json"
+    data = json.loads(state.read_text())
+    data["restored"]["model.safetensors"] = {
+        "content": Repo(upstream).target("model").manifest.content_key(),
+        "sha256": sha256_path(upstream / "model.safetensors"),
+    }
+    state.write_text(json.dumps(data))
+    git(upstream, "add", "-f", "model.safetensors", ".mreg/state.json")
+    git(upstream, "commit", "-q", "-m", "planted")
+    clone_of(upstream, tmp_path, monkeypatch)
+
+    assert_refused(run("status"), ".mreg/state.json")
+    assert_refused(run("diff"), ".mreg/state.json")
+    assert_refused(run("pull"), ".mreg/state.json")
+
+
+def test_a_link_the_user_made_for_the_cache_is_the_users_own_choice(
+    upstream, tmp_path, monkeypatch, run
+):
+    clone = clone_of(upstream, tmp_path, monkeypatch)
+    other_disk = tmp_path / "other-disk"
+    other_disk.mkdir()
+    (clone / ".mreg").mkdir(exist_ok=True)
+    os.symlink(other_disk, clone / ".mreg" / "cache")
+
+    result = run("pull")
+
+    assert result.exit_code == 0, result.stderr
+    assert any((other_disk / "data").iterdir())
+    assert (clone / "model.safetensors").read_bytes() == (
+        upstream / "model.safetensors"
+    ).read_bytes()
+
+
+@pytest.mark.parametrize("command", [["pull", "model@v1.0.0"], ["checkout", "model@v1.0.0"]])
+def test_a_committed_folder_link_never_makes_a_rollback_write_outside(
+    upstream, home_stand_in, tmp_path, monkeypatch, run, command
+):
+    """v1.0.0 kept the model in models/; a later commit made models/ a link to ~/.ssh."""
+    (upstream / "models").mkdir()
+    make_safetensors(upstream / "models" / "model.safetensors", seed=1)
+    git(upstream, "rm", "-q", "model.safetensors.mreg.toml")
+    assert run("add", "models/model.safetensors", "--name", "model").exit_code == 0
+    assert run("push").exit_code == 0
+    commit_all(upstream, "moved")
+    assert run("tag", "model", "v1.0.0").exit_code == 0
+    git(upstream, "rm", "-r", "-q", "models")
+    shutil.rmtree(upstream / "models", ignore_errors=True)
+    commit_link(upstream, "models", home_stand_in)
+    clone = clone_of(upstream, tmp_path, monkeypatch)
+    if command[0] == "checkout":
+        assert run("fetch", "model@v1.0.0").exit_code == 0
+    before = snapshot(home_stand_in)
+
+    assert_refused(run(*command), "models", "symbolic link", "outside")
+
+    outside_untouched(home_stand_in, before)
+    assert (clone / "models").is_symlink()
+
+
+def test_a_committed_link_at_the_artifact_path_is_replaced_not_written_through(
+    upstream, home_stand_in, tmp_path, monkeypatch, run
+):
+    git(upstream, "rm", "-q", "--cached", "model.safetensors.mreg.toml")
+    (upstream / ".gitignore").write_text("")
+    git(upstream, "add", ".gitignore", "model.safetensors.mreg.toml")
+    commit_link(upstream, "model.safetensors", home_stand_in / "authorized_keys")
+    clone = clone_of(upstream, tmp_path, monkeypatch)
+    before = snapshot(home_stand_in)
+
+    result = run("pull")
+
+    assert result.exit_code == 0, result.stderr
+    outside_untouched(home_stand_in, before)
+    restored = clone / "model.safetensors"
+    assert not restored.is_symlink()
+    assert restored.read_bytes() == make_safetensors(tmp_path / "again.safetensors").read_bytes()
