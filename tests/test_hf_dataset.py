@@ -154,14 +154,14 @@ def test_images_are_stored_as_their_encoded_bytes_and_come_back(repo, run):
     assert [item and item["bytes"] for item in raw["image"]] == images
 
 
-def point_images_at_files(folder: Path, column: str, files: list[Path]) -> None:
+def point_images_at_files(folder: Path, column: str, paths: list[str]) -> None:
     """Rewrite a saved dataset's shard so each image is known by its file's path only
     (`save_to_disk` embeds local files, so such a folder comes from elsewhere)."""
     shard = next(folder.glob("*.arrow"))
     with pa.memory_map(str(shard)) as source:
         table = pa.ipc.open_stream(source).read_all()
     path_only = pa.StructArray.from_arrays(
-        [pa.nulls(len(files), pa.binary()), pa.array([str(p) for p in files])], ["bytes", "path"]
+        [pa.nulls(len(paths), pa.binary()), pa.array(paths)], ["bytes", "path"]
     )
     table = table.set_column(table.schema.get_field_index(column), column, path_only)
     with pa.OSFile(str(shard), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
@@ -169,16 +169,18 @@ def point_images_at_files(folder: Path, column: str, files: list[Path]) -> None:
 
 
 def saved_images_by_path(repo: Path, tmp_path: Path) -> list[Path]:
+    """A dataset folder ``pics`` whose images are files in its ``images/`` folder."""
     pytest.importorskip("PIL")
+    features = datasets.Features({"image": datasets.Image()})
+    rows = {"image": [{"bytes": png("white"), "path": None}] * 2}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(repo / "pics"))
+    (repo / "pics" / "images").mkdir()
     files = []
     for i, colour in enumerate(["red", "blue"]):
-        path = tmp_path / f"img{i}.png"
+        path = repo / "pics" / "images" / f"img{i}.png"
         path.write_bytes(png(colour))
         files.append(path)
-    features = datasets.Features({"image": datasets.Image()})
-    rows = {"image": [{"bytes": None, "path": str(p)} for p in files]}
-    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(repo / "pics"))
-    point_images_at_files(repo / "pics", "image", files)
+    point_images_at_files(repo / "pics", "image", [f"images/img{i}.png" for i in range(2)])
     return files
 
 

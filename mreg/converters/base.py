@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal, Protocol
 
-from mreg.errors import ManifestError
+from mreg.errors import CorruptInput, ManifestError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -111,6 +111,27 @@ def inside(folder: Path, relpath: str) -> Path:
     if not parts or relpath.startswith("/") or ".." in parts or "\\" in relpath:
         raise ManifestError(f"the manifest names '{relpath}', outside the model folder")
     return folder.joinpath(*parts)
+
+
+def contained(folder: Path, relpath: str, what: str) -> Path:
+    """``folder / relpath`` for a path that a file in ``folder`` names (a shard list, a split,
+    an image path): CorruptInput when it would leave the folder, by its name or through a
+    symbolic link on the way. Open it with ``O_NOFOLLOW`` where a link could be swapped in."""
+    try:
+        path = inside(folder, relpath)
+    except ManifestError:
+        raise CorruptInput(
+            f"{folder.name}/: {what} '{relpath}' lies outside the folder: refused"
+        ) from None
+    current = folder
+    for part in PurePosixPath(relpath).parts:
+        current = current / part
+        if current.is_symlink():
+            raise CorruptInput(
+                f"{folder.name}/: {what} '{relpath}' is a symbolic link: refused "
+                "(mreg does not follow links out of a folder it reads)"
+            )
+    return path
 
 
 def file_record(relpath: str, data: bytes) -> TensorRecord:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mreg.converters.base import FolderFormat, ReadOptions, Target
+from mreg.converters.base import FolderFormat, ReadOptions, Target, contained
 from mreg.errors import CorruptInput, UnsupportedFormat, one_line
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ def _load(path: Path) -> tuple[list[tuple[str | None, Dataset]], str]:
     """The folder's splits in order, and its layout."""
     import datasets
 
+    _check_contained(path)
     try:
         with _quiet():
             loaded = datasets.load_from_disk(str(path))
@@ -135,6 +137,48 @@ def _load(path: Path) -> tuple[list[tuple[str | None, Dataset]], str]:
         return list(loaded.items()), "dataset_dict"
     split = str(loaded.split) if loaded.split is not None else None
     return [(split, loaded)], "dataset"
+
+
+def _check_contained(path: Path) -> None:
+    """Every file `load_from_disk` will open lies inside ``path``: the split folders that
+    dataset_dict.json names, the arrow files that each state.json names, none through a link
+    (a hostile folder naming ``../secret.arrow`` would have its rows read into the cache)."""
+    if (path / DICT_MARKER).is_file():
+        document = _json(path, DICT_MARKER)
+        splits = document.get("splits") if isinstance(document, dict) else None
+        if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+            raise _unreadable(path, f"{DICT_MARKER} has no valid list of splits")
+        for split in splits:
+            folder = contained(path, split, "split folder")
+            if not folder.is_dir():
+                raise _unreadable(path, f"split folder '{split}' is missing")
+            _check_dataset_files(folder)
+        return
+    _check_dataset_files(path)
+
+
+def _check_dataset_files(folder: Path) -> None:
+    for marker in DATASET_MARKERS:
+        contained(folder, marker, "file")
+    state = _json(folder, "state.json")
+    files = state.get("_data_files") if isinstance(state, dict) else None
+    if not isinstance(files, list):
+        raise _unreadable(folder, "state.json has no valid list of data files")
+    for entry in files:
+        name = entry.get("filename") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not contained(folder, name, "arrow file").is_file():
+            raise _unreadable(folder, f"state.json names a missing arrow file {name!r}")
+
+
+def _json(folder: Path, name: str) -> Any:
+    try:
+        return json.loads(contained(folder, name, "file").read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _unreadable(folder, f"{name}: {one_line(error)}") from None
+
+
+def _unreadable(folder: Path, why: str) -> CorruptInput:
+    return CorruptInput(f"{folder.name}/ is not a readable `datasets` folder: {why}")
 
 
 def _common_features(path: Path, splits: list[tuple[str | None, Dataset]]) -> Features:
@@ -237,11 +281,15 @@ def _image_bytes(
 
 
 def _read_image_file(folder: Path, path: str | None) -> bytes | None:
+    """The bytes of an image file the row names, only inside the dataset's folder: a path
+    from elsewhere (``/home/user/.ssh/id_rsa``) is refused, never read into the cache."""
     if not path:
         return None
-    for candidate in (Path(path).expanduser(), folder / path):
-        with contextlib.suppress(OSError):
-            return candidate.read_bytes()
+    candidate = contained(folder, path, "image")
+    with contextlib.suppress(OSError):
+        descriptor = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with open(descriptor, "rb") as handle:
+            return handle.read()
     return None
 
 

@@ -261,3 +261,115 @@ def test_a_committed_link_at_the_artifact_path_is_replaced_not_written_through(
     restored = clone / "model.safetensors"
     assert not restored.is_symlink()
     assert restored.read_bytes() == make_safetensors(tmp_path / "again.safetensors").read_bytes()
+
+
+# -- folders whose files name paths outside them ------------------------------------------------
+
+
+def saved_dataset(folder: Path, rows: list[str]) -> Path:
+    import datasets
+
+    datasets.Dataset.from_dict({"text": rows}).save_to_disk(str(folder))
+    return folder
+
+
+def arrow_file(folder: Path) -> Path:
+    return next(folder.glob("*.arrow"))
+
+
+def name_in_state(folder: Path, filename: str) -> None:
+    state = json.loads((folder / "state.json").read_text())
+    state["_data_files"] = [{"filename": filename}]
+    (folder / "state.json").write_text(json.dumps(state))
+
+
+def secret_by_relative_name(ds: Path, secret: Path) -> None:
+    name_in_state(ds, os.path.relpath(arrow_file(secret), ds))
+
+
+def secret_by_absolute_name(ds: Path, secret: Path) -> None:
+    name_in_state(ds, str(arrow_file(secret)))
+
+
+def secret_by_link(ds: Path, secret: Path) -> None:
+    own = arrow_file(ds)
+    own.unlink()
+    os.symlink(arrow_file(secret), own)
+
+
+def secret_split(ds: Path, secret: Path) -> None:
+    shutil.rmtree(ds)
+    train = saved_dataset(ds / "train", ["public"])
+    assert train.is_dir()
+    (ds / "dataset_dict.json").write_text(
+        json.dumps({"splits": ["train", os.path.relpath(secret, ds)]})
+    )
+
+
+def secret_split_by_link(ds: Path, secret: Path) -> None:
+    shutil.rmtree(ds)
+    saved_dataset(ds / "train", ["public"])
+    os.symlink(secret, ds / "test")
+    (ds / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+
+
+def cache_data(root: Path) -> list[Path]:
+    data = root / ".mreg" / "cache" / "data"
+    return sorted(p for p in data.rglob("*") if p.is_file()) if data.exists() else []
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        secret_by_relative_name,
+        secret_by_absolute_name,
+        secret_by_link,
+        secret_split,
+        secret_split_by_link,
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_a_datasets_folder_naming_an_arrow_file_outside_it_is_refused(repo, run, tmp_path, point):
+    pytest.importorskip("datasets")
+    secret = saved_dataset(tmp_path / "secret", ["password=hunter2"])
+    ds = saved_dataset(repo / "ds", ["public"])
+    point(ds, secret)
+    before = snapshot(repo)
+
+    line = assert_refused(run("add", "ds"))
+
+    assert "outside the folder" in line or "symbolic link" in line, line
+    assert snapshot(repo) == before
+    assert cache_data(repo) == []
+
+
+@pytest.mark.parametrize("where", ["absolute", "relative"])
+def test_a_datasets_image_known_by_a_path_outside_its_folder_is_refused(
+    repo, run, tmp_path, home_stand_in, where
+):
+    pytest.importorskip("datasets")
+    pytest.importorskip("PIL")
+    import datasets
+    import pyarrow as pa
+
+    key = home_stand_in / "id_rsa"
+    key.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    named = str(key) if where == "absolute" else os.path.relpath(key, repo / "pics")
+    features = datasets.Features({"image": datasets.Image()})
+    rows = {"image": [{"bytes": b"", "path": None}]}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(repo / "pics"))
+    shard = arrow_file(repo / "pics")
+    with pa.memory_map(str(shard)) as source:
+        table = pa.ipc.open_stream(source).read_all()
+    path_only = pa.StructArray.from_arrays(
+        [pa.nulls(1, pa.binary()), pa.array([named])], ["bytes", "path"]
+    )
+    table = table.set_column(0, "image", path_only)
+    with pa.OSFile(str(shard), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    before = snapshot(repo)
+
+    assert_refused(run("add", "pics", "--skip-bad"), "image", "outside the folder")
+
+    assert snapshot(repo) == before
+    assert cache_data(repo) == []
