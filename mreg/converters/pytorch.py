@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import threading
+import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -38,10 +39,17 @@ def _weights_only_enforced() -> Iterator[None]:
 
 
 def safe_torch_load(path: Path) -> Any:
-    """``torch.load(path, weights_only=True)``, refusing anything else whatever the environment."""
+    """``torch.load(path, weights_only=True)``, refusing anything else whatever the environment.
+
+    Any file that is not a checkpoint of tensors and plain values is one CorruptInput line:
+    torch's parsers raise many types on arbitrary bytes (IndexError, KeyError, struct.error),
+    and warn on stderr about what they then refuse; both stay behind this border.
+    """
     import torch
 
-    with _weights_only_enforced():
+    _refuse_torchscript(path)
+    with _weights_only_enforced(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
             try:
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -50,14 +58,43 @@ def safe_torch_load(path: Path) -> Any:
                     raise
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            raise CorruptInput(
-                f"{path.name}: refused: it holds pickled objects that are not tensors or plain "
-                f"values, and mreg loads only with weights_only=True ({one_line(error, 160)})"
-            ) from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
-            raise CorruptInput(
-                f"{path.name} is truncated or not a PyTorch checkpoint: {one_line(error, 160)}"
-            ) from None
+            reason = _unpickler_reason(error)
+            if "global" in reason or "class" in reason:
+                raise CorruptInput(
+                    f"{path.name}: refused: it holds pickled objects that are not tensors or "
+                    f"plain values, and mreg loads only with weights_only=True ({reason})"
+                ) from None
+            raise _not_a_checkpoint(path, reason) from None
+        except Exception as error:  # the border with torch's parsers: any type on bad bytes
+            raise _not_a_checkpoint(path, one_line(error, 160)) from None
+
+
+def _refuse_torchscript(path: Path) -> None:
+    """A TorchScript archive (``torch.jit.save``) holds code, not a state dict: refused before
+    torch sees it (torch.load would warn and dispatch it to torch.jit.load)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            scripted = any(n.endswith("constants.pkl") for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return
+    if scripted:
+        raise UnsupportedFormat(
+            f"{path.name} is a TorchScript archive (torch.jit.save), not a checkpoint of "
+            "tensors: mreg does not load TorchScript",
+            hint="save the weights with torch.save(model.state_dict(), PATH) and add that file",
+        )
+
+
+def _unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """The line of torch's long weights_only message that says what was refused."""
+    text = str(error)
+    _, found, rest = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if found else text).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:160]
+
+
+def _not_a_checkpoint(path: Path, reason: str) -> CorruptInput:
+    return CorruptInput(f"{path.name} is truncated or not a PyTorch checkpoint: {reason}")
 
 
 class PytorchConverter(FileFormat):

@@ -141,8 +141,16 @@ def _tensors(
         if end > len(data):
             raise CorruptInput(f"{path.name} is truncated: tensor '{name}' ends past the file")
         entries.append((begin, TensorRecord(name, dtype, shape, data[begin:end])))
-    entries.sort(key=lambda e: e[0])
-    last = max((b + len(t.data) for b, t in entries), default=0)
+    entries.sort(key=lambda e: (e[0], len(e[1].data)))
+    last = 0
+    for begin, tensor in entries:
+        # Aliased bytes would be stored once per tensor (40 views of 2 MiB became 80 MiB);
+        # the safetensors library refuses such offsets too.
+        if begin < last:
+            raise CorruptInput(
+                f"{path.name}: tensor '{tensor.name}' overlaps the bytes of another tensor"
+            )
+        last = begin + len(tensor.data)
     return [t for _, t in entries], last
 
 

@@ -373,3 +373,117 @@ def test_a_datasets_image_known_by_a_path_outside_its_folder_is_refused(
 
     assert snapshot(repo) == before
     assert cache_data(repo) == []
+
+
+# -- hostile model files ----------------------------------------------------------------------
+
+
+def safetensors_bytes(header: dict[str, object], data: bytes, length: int | None = None) -> bytes:
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return (len(text) if length is None else length).to_bytes(8, "little") + text + data
+
+
+def f32(offsets: tuple[int, int], count: int) -> dict[str, object]:
+    return {"dtype": "F32", "shape": [count], "data_offsets": list(offsets)}
+
+
+def aliased_safetensors(path: Path) -> None:
+    """40 tensors viewing the same 64 KiB: 2.5 MiB once stored tensor by tensor."""
+    size = 64 << 10
+    header = {f"t{i}": f32((0, size), size // 4) for i in range(40)}
+    path.write_bytes(safetensors_bytes(header, b"\1" * size))
+
+
+def overlapping_safetensors(path: Path) -> None:
+    header = {"a": f32((0, 64), 16), "b": f32((32, 96), 16)}
+    path.write_bytes(safetensors_bytes(header, b"\1" * 96))
+
+
+def empty_tensor_inside_another(path: Path) -> None:
+    header = {"a": f32((0, 64), 16), "b": f32((32, 32), 0)}
+    path.write_bytes(safetensors_bytes(header, b"\1" * 64))
+
+
+def offsets_past_the_end(path: Path) -> None:
+    header = {"a": f32((0, 64), 16), "b": f32((64, 128), 16)}
+    path.write_bytes(safetensors_bytes(header, b"\1" * 64))
+
+
+def size_not_shape_times_dtype(path: Path) -> None:
+    header = {"a": f32((0, 64), 8)}
+    path.write_bytes(safetensors_bytes(header, b"\1" * 64))
+
+
+def header_longer_than_the_file(path: Path) -> None:
+    path.write_bytes(safetensors_bytes({"a": f32((0, 4), 1)}, b"\1" * 4, length=1 << 20))
+
+
+def huge_header_length(path: Path) -> None:
+    path.write_bytes(safetensors_bytes({"a": f32((0, 4), 1)}, b"\1" * 4, length=(1 << 64) - 1))
+
+
+def truncated_safetensors(path: Path) -> None:
+    make_safetensors(path)
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def torchscript_archive(path: Path) -> None:
+    import torch
+
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
+
+
+def pickle_bytes(data: bytes) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        path.write_bytes(data)
+
+    write.__name__ = f"garbage_{data.hex()}"
+    return write
+
+
+def pickled_object(path: Path) -> None:
+    import torch
+    from conftest import Marker
+
+    marker = path.parent.parent / "pwned"
+    torch.save({"weight": torch.zeros(3), "payload": Marker(marker)}, path)
+
+
+HOSTILE_FILES = [
+    ("model.safetensors", aliased_safetensors, "overlaps"),
+    ("model.safetensors", overlapping_safetensors, "overlaps"),
+    ("model.safetensors", empty_tensor_inside_another, "overlaps"),
+    ("model.safetensors", offsets_past_the_end, "truncated"),
+    ("model.safetensors", size_not_shape_times_dtype, "inconsistent offsets"),
+    ("model.safetensors", header_longer_than_the_file, "truncated"),
+    ("model.safetensors", huge_header_length, "truncated"),
+    ("model.safetensors", truncated_safetensors, "truncated"),
+    ("model.pt", torchscript_archive, "TorchScript"),
+    ("model.pth", pickle_bytes(b"\x80\x02K\x01K\x02s."), "not a PyTorch checkpoint"),  # IndexError
+    ("model.pth", pickle_bytes(b"\x80\x02h\x05."), "not a PyTorch checkpoint"),  # KeyError
+    ("model.pth", pickle_bytes(b"\x80\x02J\x01"), "not a PyTorch checkpoint"),  # struct.error
+    ("model.pth", pickle_bytes(b"\x80\x020"), "not a PyTorch checkpoint"),
+    ("model.pth", pickle_bytes(b""), "not a PyTorch checkpoint"),
+    ("model.pth", pickled_object, "weights_only"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "words"), HOSTILE_FILES, ids=[m.__name__ for _, m, _ in HOSTILE_FILES]
+)
+def test_a_hostile_model_file_is_refused_in_one_line_and_nothing_enters_the_cache(
+    repo, run, tmp_path, recwarn, name, make, words
+):
+    pytest.importorskip("torch")
+    make(repo / name)
+    before = snapshot(repo)
+    recwarn.clear()
+
+    result = run("add", name)
+
+    assert_refused(result, name, words)
+    assert [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)] == []
+    assert snapshot(repo) == before
+    assert cache_data(repo) == []
+    assert not (tmp_path / "pwned").exists()
