@@ -7,9 +7,9 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 
-from rich.console import Console
+from mreg.terminal import SafeConsole, printable
 
-stderr = Console(stderr=True)
+stderr = SafeConsole(stderr=True)
 
 Advance = Callable[[int], None]
 
@@ -47,7 +47,7 @@ def bar(description: str, total: int, unit: str = "bytes") -> Iterator[Advance]:
     columns.append(TimeRemainingColumn())
     lock = threading.Lock()
     with Progress(*columns, console=stderr, transient=False) as progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(printable(description), total=total)
 
         def advance(amount: int) -> None:
             with lock:

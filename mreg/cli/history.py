@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from mreg.cli import app
-from mreg.cli.options import Json, human_size, open_repo, print_json, stdout
+from mreg.cli.options import Json, human_size, open_repo, print_json, shown, stdout
+from mreg.terminal import printable
 
 
 @app.command()
@@ -31,10 +31,10 @@ def log(name: Annotated[str, typer.Argument(help="Artifact name.")], json: Json 
         return
     for e in entries:
         size = f"{e.rows:,} rows" if e.parameters == 0 else f"{e.parameters:,} parameters"
-        tags = f" ({', '.join(e.tags)})" if e.tags else ""
+        tags = f" ({shown(', '.join(e.tags))})" if e.tags else ""
         stdout.print(
             f"[yellow]{e.commit[:10]}[/yellow]{tags} {e.date[:10]}  {size}, "
-            f"{human_size(e.data_size)}  {escape(e.subject)}"
+            f"{human_size(e.data_size)}  {shown(e.subject)}"
         )
 
 
@@ -52,6 +52,6 @@ def diff(
     if not result.changes:
         stdout.print(f"no changes between {result.old} and {result.new}")
     for change in result.changes:
-        stdout.print(f"[bold]{change.change} {change.kind} {change.name}[/bold]")
+        stdout.print(f"[bold]{change.change} {change.kind} {shown(change.name)}[/bold]")
         for line in change.details:
-            stdout.print(f"  {line}", markup=False)
+            stdout.print(f"  {printable(line)}", markup=False)

@@ -11,13 +11,15 @@ from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
+
+from mreg.terminal import SafeConsole, printable
 
 if TYPE_CHECKING:
     from mreg.registry import ModelRegistry
     from mreg.repo import Repo
 
-stdout = Console(soft_wrap=True, highlight=False)
+stdout = SafeConsole(soft_wrap=True, highlight=False)
 
 Targets = Annotated[
     list[str] | None,
@@ -26,6 +28,12 @@ Targets = Annotated[
 Remote = Annotated[str | None, typer.Option("--remote", "-r", help="Remote name.")]
 Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, max=128, help="Parallel transfers.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def shown(value: object) -> str:
+    """A value from a repository (a name, a path, metadata), ready to put in a printed line:
+    control characters and newlines escaped, rich markup (``[link=...]``) made literal."""
+    return escape(printable(str(value)))
 
 
 def open_repo() -> Repo:

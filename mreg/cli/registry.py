@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from mreg.cli import app
-from mreg.cli.options import Json, human_size, open_registry, print_json, stdout
+from mreg.cli.options import Json, human_size, open_registry, print_json, shown, stdout
 from mreg.cli.track import parse_meta
 from mreg.errors import UsageError, VerificationFailed
 
@@ -62,7 +61,7 @@ def models(json: Json = False) -> None:
         metrics = ", ".join(f"{k}={v:g}" for k, v in s.metrics.items())
         name = s.name + (" (deprecated)" if s.deprecated else "")
         table.add_row(
-            escape(name), s.latest or "", str(len(s.versions)), escape(stages), escape(metrics)
+            shown(name), shown(s.latest or ""), str(len(s.versions)), shown(stages), shown(metrics)
         )
     stdout.print(table)
 
@@ -89,12 +88,12 @@ def search(
     for e in entries:
         metrics = ", ".join(f"{k}={v:g}" for k, v in e.metadata.performance_metrics.items())
         table.add_row(
-            escape(e.name),
-            e.version,
+            shown(e.name),
+            shown(e.version),
             e.model_type.value,
             e.model_format.value,
-            escape(", ".join(e.stages)),
-            escape(metrics),
+            shown(", ".join(e.stages)),
+            shown(metrics),
         )
     stdout.print(table)
 
@@ -145,7 +144,7 @@ def export(
 
     name, version = split_spec(spec)
     path = open_registry().export_model(name, version, output, format)
-    stdout.print(f"exported {escape(spec)} to {escape(str(path))}")
+    stdout.print(f"exported {shown(spec)} to {shown(str(path))}")
 
 
 @app.command()
@@ -161,7 +160,7 @@ def validate(
         print_json({**_fields(report), "ok": report.ok})
     else:
         for e in report.errors:
-            stdout.print(f"{escape(e.name)}@{e.version}: {escape(e.problem)}")
+            stdout.print(f"{shown(e.name)}@{shown(e.version)}: {shown(e.problem)}")
         stdout.print(
             f"{report.valid_versions}/{report.versions} versions of {report.models} models valid, "
             f"{report.files} files, {human_size(report.bytes_checked)} checked"
@@ -192,7 +191,7 @@ def stats(json: Json = False) -> None:
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return escape(", ".join(f"{k}={v}" for k, v in counts.items()) or "-")
+    return shown(", ".join(f"{k}={v}" for k, v in counts.items()) or "-")
 
 
 def _fields(value: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mreg.cli import app
-from mreg.cli.options import Json, open_repo, print_json, stdout
+from mreg.cli.options import Json, open_repo, print_json, shown, stdout
 
 remote_app = typer.Typer(
     help="Manage remotes (S3 buckets or local directories).", no_args_is_help=True
@@ -73,8 +73,8 @@ def list_(json: Json = False) -> None:
         return
     for r in remotes.values():
         mark = "*" if r.name == default else " "
-        extra = f" (endpoint {r.endpoint_url})" if r.endpoint_url else ""
-        stdout.print(f"{mark} {r.name}\t{r.url}{extra}")
+        extra = f" (endpoint {shown(r.endpoint_url)})" if r.endpoint_url else ""
+        stdout.print(f"{mark} {shown(r.name)}\t{shown(r.url)}{extra}")
 
 
 @remote_app.command("remove")

@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 
 from mreg.cli import app
-from mreg.cli.options import Jobs, Json, Remote, Targets, human_size, open_repo, print_json, stdout
+from mreg.cli.options import (
+    Jobs,
+    Json,
+    Remote,
+    Targets,
+    human_size,
+    open_repo,
+    print_json,
+    shown,
+    stdout,
+)
 from mreg.errors import VerificationFailed
 from mreg.progress import stderr
 
@@ -51,7 +61,7 @@ def checkout(
     done = open_repo().checkout(targets, force=force)
     for target in done:
         at = f" at {target.rev}" if target.rev else ""
-        stdout.print(f"{target.manifest.name}{at} -> {target.artifact_rel}")
+        stdout.print(f"{shown(target.manifest.name)}{shown(at)} -> {shown(target.artifact_rel)}")
 
 
 @app.command()
@@ -62,7 +72,7 @@ def verify(targets: Targets = None, remote: Remote = None, json: Json = False) -
         print_json(problems)
     else:
         for problem in problems:
-            stdout.print(str(problem))
+            stdout.print(shown(problem))
     if problems:
         raise VerificationFailed(f"{len(problems)} file(s) missing or corrupt")
     if not json:
@@ -84,7 +94,7 @@ def gc(
         print_json(report)
         return
     for path in report.unused:
-        stdout.print(path)
+        stdout.print(shown(path))
     verb = "deleted" if report.deleted else "unused (run with --force to delete)"
     stdout.print(
         f"{len(report.unused)} file(s), {human_size(report.bytes)} {verb} in {report.where}"

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from mreg.cli import app
-from mreg.cli.options import Json, Remote, human_size, open_registry, open_repo, print_json, stdout
+from mreg.cli.options import (
+    Json,
+    Remote,
+    human_size,
+    open_registry,
+    open_repo,
+    print_json,
+    shown,
+    stdout,
+)
 from mreg.errors import UsageError
 from mreg.progress import stderr
 
@@ -61,11 +70,11 @@ def add(
         )
     m = result.manifest
     if not result.changed:
-        stdout.print(f"{m.name}: unchanged ({result.manifest_path})")
+        stdout.print(f"{shown(m.name)}: unchanged ({shown(result.manifest_path)})")
         return
     size = f"{m.rows:,} rows" if m.kind == "dataset" else f"{m.parameters:,} parameters"
     stdout.print(
-        f"{m.name}: {m.kind} from {m.source.format}, {size}, "
+        f"{shown(m.name)}: {m.kind} from {m.source.format}, {size}, "
         f"{human_size(result.new_bytes)} new data -> {result.manifest_path}"
     )
     stdout.print(f"next: git add {result.manifest_path} && git commit", style="dim")
@@ -105,10 +114,10 @@ def ls(json: Json = False) -> None:
     table = Table("name", "kind", "format", "path", "rows", "size")
     for row in rows:
         table.add_row(
-            str(row["name"]),
-            str(row["kind"]),
-            str(row["format"]),
-            str(row["path"]),
+            shown(row["name"]),
+            shown(row["kind"]),
+            shown(row["format"]),
+            shown(row["path"]),
             f"{row['rows']:,}",
             human_size(int(row["data_size"])),  # type: ignore[call-overload]
         )
@@ -135,12 +144,12 @@ def show(
         print_json({"manifest_path": target.manifest_rel, "rev": target.rev, **vars(m)})
         return
     stdout.print(
-        f"[bold]{m.name}[/bold] ({m.kind}) {target.artifact_rel}"
-        + (f" at {target.rev}" if target.rev else "")
+        f"[bold]{shown(m.name)}[/bold] ({m.kind}) {shown(target.artifact_rel)}"
+        + (f" at {shown(target.rev)}" if target.rev else "")
     )
     stdout.print(
-        f"source: {m.source.format}, {human_size(m.source.size)}, sha256 {m.source.sha256}, "
-        f"restore {m.source.restore}"
+        f"source: {shown(m.source.format)}, {human_size(m.source.size)}, "
+        f"sha256 {shown(m.source.sha256)}, restore {m.source.restore}"
     )
     stdout.print(
         f"lance: {len(m.fragments)} fragment(s), {len(m.files)} file(s), "
@@ -153,11 +162,11 @@ def show(
             f"dtypes {', '.join(m.dtypes)}"
         )
     else:
-        stdout.print("columns: " + ", ".join(f"{c.name}:{c.type}" for c in m.columns))
+        stdout.print("columns: " + ", ".join(f"{shown(c.name)}:{shown(c.type)}" for c in m.columns))
     for key, value in m.info.items():
-        stdout.print(f"info {key} = {value}", markup=False)
+        stdout.print(f"info {shown(key)} = {shown(value)}")
     for key, value in m.meta.items():
-        stdout.print(f"meta {key} = {value}", markup=False)
+        stdout.print(f"meta {shown(key)} = {shown(value)}")
 
 
 @app.command()
@@ -172,5 +181,6 @@ def status(remote: Remote = None, json: Json = False) -> None:
     for result in results:
         style = "green" if result.in_sync else "yellow"
         stdout.print(
-            f"{result.name} ({result.path}): [{style}]{', '.join(result.states)}[/{style}]"
+            f"{shown(result.name)} ({shown(result.path)}): "
+            f"[{style}]{', '.join(result.states)}[/{style}]"
         )

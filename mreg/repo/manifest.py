@@ -30,9 +30,15 @@ _DATA_PATH = re.compile(r"^data/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def valid_name(name: str) -> bool:
+    """Whether ``name`` can be an artifact name (it becomes part of git tags: no @ # / spaces
+    or control characters)."""
+    return bool(_NAME.fullmatch(name)) and ".." not in name and not name.endswith((".", ".lock"))
+
+
 def check_name(name: str) -> str:
-    """``name`` if it can be an artifact name (it becomes part of git tags: no @ # / or spaces)."""
-    if not _NAME.match(name) or ".." in name or name.endswith((".", ".lock")):
+    """``name`` if it can be an artifact name; UsageError otherwise."""
+    if not valid_name(name):
         raise UsageError(
             f"'{name}' is not a valid artifact name",
             hint="use letters, digits, '.', '_' and '-', starting with a letter or digit",
@@ -284,8 +290,14 @@ def _validate(manifest: Manifest, origin: str) -> None:
             f"this mreg reads up to {FORMAT_VERSION}",
             hint="upgrade mreg",
         )
+    if not valid_name(manifest.name):
+        # The same rule as at add: a cloned manifest's name reaches terminals and git tags.
+        raise ManifestError(
+            f"manifest {origin} has an invalid artifact name {manifest.name!r}",
+            hint="names are letters, digits, '.', '_' and '-'; fix the manifest or remove it",
+        )
     if manifest.kind not in ("model", "dataset"):
-        raise ManifestError(f"manifest {origin} has unknown kind '{manifest.kind}'")
+        raise ManifestError(f"manifest {origin} has unknown kind {manifest.kind!r}")
     if manifest.source.restore not in ("exact", "equivalent"):
         raise ManifestError(f"manifest {origin} has unknown restore '{manifest.source.restore}'")
     if PurePosixPath(manifest.path).name != manifest.path or manifest.path in ("", ".", ".."):

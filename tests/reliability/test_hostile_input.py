@@ -487,3 +487,117 @@ def test_a_hostile_model_file_is_refused_in_one_line_and_nothing_enters_the_cach
     assert snapshot(repo) == before
     assert cache_data(repo) == []
     assert not (tmp_path / "pwned").exists()
+
+
+# -- escape sequences from a repository never reach the terminal raw ---------------------------
+
+SEQUENCES = {
+    "csi": ("\x1b[2J\x1b[1;1H", "\\x1b[2J"),
+    "osc": ("\x1b]0;pwned\x07", "\\x1b]0;pwned\\x07"),
+    "c1": ("\x9b31m", "\\x9b31m"),
+    "bidi": ("\u202egnp.exe", "\\u202egnp.exe"),
+    "newline": ("\nmodel (model.safetensors): in sync", "\\nmodel (model.safetensors): in sync"),
+}
+BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def assert_nothing_raw(*texts: str) -> None:
+    """No control character but newlines, and no bidirectional mark, in what was printed."""
+    for text in texts:
+        raw = [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0)]
+        raw += [c for c in text if ord(c) in BIDI]
+        assert raw == [], text
+
+
+def rewrite_manifest(root: Path, rel: str, **changes: object) -> None:
+    import dataclasses
+
+    from mreg.repo import manifest as manifests
+
+    manifest = manifests.read(root / rel)
+    manifests.write(root / rel, dataclasses.replace(manifest, **changes))
+
+
+@pytest.fixture
+def model_repo(repo: Path, run) -> Path:  # type: ignore[no-untyped-def]
+    make_safetensors(repo / "model.safetensors")
+    added(run, repo / "model.safetensors", "--meta", "owner=alice")
+    commit_all(repo, "model")
+    return repo
+
+
+@pytest.mark.parametrize("sequence", SEQUENCES, ids=str)
+@pytest.mark.parametrize(
+    "command", [["show", "model"], ["log", "model"], ["diff", "HEAD~1", "HEAD"]], ids=" ".join
+)
+def test_escape_sequences_in_committed_metadata_and_subjects_are_printed_escaped(
+    model_repo, run, sequence, command
+):
+    raw, escaped = SEQUENCES[sequence]
+    rewrite_manifest(model_repo, "model.safetensors.mreg.toml", meta={"owner": raw, f"k{raw}": "v"})
+    commit_all(model_repo, f"subject {raw}")
+
+    result = run(*command)
+
+    assert result.exit_code == 0, result.stderr
+    assert_nothing_raw(result.stdout, result.stderr)
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if line.startswith("model (model.safetensors)")]
+    if not (command[0] == "log" and sequence == "newline"):  # git joins a subject's lines
+        assert escaped in result.stdout
+
+
+@pytest.mark.parametrize("sequence", ["csi", "osc", "c1", "bidi"])
+@pytest.mark.parametrize("command", [["ls"], ["status"], ["checkout", "--force"]], ids=" ".join)
+def test_a_file_name_with_escape_sequences_is_printed_escaped(repo, run, sequence, command):
+    raw, escaped = SEQUENCES[sequence]
+    make_safetensors(repo / f"m{raw}.safetensors")
+    assert run("add", f"m{raw}.safetensors", "--name", "evil").exit_code == 0
+
+    result = run(*command)
+
+    assert result.exit_code == 0, result.stderr
+    assert_nothing_raw(result.stdout, result.stderr)
+    assert escaped.replace("[", "\\[") in result.stdout.replace("[", "\\[")
+
+
+@pytest.mark.parametrize("sequence", SEQUENCES, ids=str)
+@pytest.mark.parametrize("command", [["ls"], ["status"], ["show", "model"], ["pull"]], ids=" ".join)
+def test_a_committed_manifest_whose_name_is_not_a_valid_name_is_refused_in_one_line(
+    model_repo, run, sequence, command
+):
+    raw, escaped = SEQUENCES[sequence]
+    rewrite_manifest(model_repo, "model.safetensors.mreg.toml", name=f"model{raw}")
+    commit_all(model_repo, "renamed")
+
+    result = run(*command)
+
+    line = assert_refused(result, "model.safetensors.mreg.toml", "invalid artifact name")
+    assert_nothing_raw(result.stdout, result.stderr)
+    assert escaped in line
+
+
+@pytest.mark.parametrize("sequence", ["csi", "osc", "c1", "bidi"])
+@pytest.mark.parametrize("command", [["models"], ["search", "clf"]], ids=" ".join)
+def test_escape_sequences_in_registry_metrics_are_printed_escaped(repo, run, sequence, command):
+    raw, escaped = SEQUENCES[sequence]
+    make_safetensors(repo / "clf.safetensors")
+    registered = run("register", "clf.safetensors", "--name", "clf", "--metric", f"acc{raw}=0.9")
+    assert registered.exit_code == 0, registered.stderr
+
+    result = run(*command)
+
+    assert result.exit_code == 0, result.stderr
+    assert_nothing_raw(result.stdout, result.stderr)
+    assert f"acc{escaped}" in result.stdout
+
+
+def test_json_output_carries_escape_sequences_json_escaped(model_repo, run):
+    raw, _ = SEQUENCES["osc"]
+    rewrite_manifest(model_repo, "model.safetensors.mreg.toml", meta={"owner": raw})
+
+    result = run("show", "model", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert_nothing_raw(result.stdout)
+    assert json.loads(result.stdout)["meta"] == {"owner": raw}
