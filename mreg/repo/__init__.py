@@ -112,10 +112,14 @@ class Repo:
         clone holds (``models -> ~/.ssh``) never makes mreg write outside it. The file itself
         may be a link: writes replace it, they never write through it."""
         path = self.root / relpath
-        if not path.parent.resolve().is_relative_to(self.root):
+        folder = path.parent.resolve()
+        inside = folder.is_relative_to(self.root)
+        parts = folder.relative_to(self.root).parts if inside else ()
+        if not inside or parts[:1] in ((".git",), (MREG_DIR,)):
+            where = f"inside {parts[0]}/" if inside else "outside the repository"
             raise UnsafeRepository(
-                f"{relpath}: its folder is a symbolic link to {path.parent.resolve()}, outside "
-                f"the repository {self.root}; mreg does not write there",
+                f"{relpath}: its folder is a symbolic link to {folder}, {where}; "
+                "mreg does not write there",
                 hint="replace the link with a folder (`git rm` it if the repository commits it)",
             )
         return path

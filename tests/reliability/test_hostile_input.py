@@ -218,11 +218,13 @@ def test_a_link_the_user_made_for_the_cache_is_the_users_own_choice(
     ).read_bytes()
 
 
+@pytest.mark.parametrize("into", ["outside", ".git", ".mreg"])
 @pytest.mark.parametrize("command", [["pull", "model@v1.0.0"], ["checkout", "model@v1.0.0"]])
 def test_a_committed_folder_link_never_makes_a_rollback_write_outside(
-    upstream, home_stand_in, tmp_path, monkeypatch, run, command
+    upstream, home_stand_in, tmp_path, monkeypatch, run, command, into
 ):
-    """v1.0.0 kept the model in models/; a later commit made models/ a link to ~/.ssh."""
+    """v1.0.0 kept the model in models/; a later commit made models/ a link to ~/.ssh (or to
+    .git/, where a restored file named `config` would be git's own)."""
     (upstream / "models").mkdir()
     make_safetensors(upstream / "models" / "model.safetensors", seed=1)
     git(upstream, "rm", "-q", "model.safetensors.mreg.toml")
@@ -232,15 +234,18 @@ def test_a_committed_folder_link_never_makes_a_rollback_write_outside(
     assert run("tag", "model", "v1.0.0").exit_code == 0
     git(upstream, "rm", "-r", "-q", "models")
     shutil.rmtree(upstream / "models", ignore_errors=True)
-    commit_link(upstream, "models", home_stand_in)
+    commit_link(upstream, "models", home_stand_in if into == "outside" else into)
     clone = clone_of(upstream, tmp_path, monkeypatch)
     if command[0] == "checkout":
         assert run("fetch", "model@v1.0.0").exit_code == 0
     before = snapshot(home_stand_in)
+    git_files = sorted(p.name for p in (clone / ".git").iterdir())
 
-    assert_refused(run(*command), "models", "symbolic link", "outside")
+    assert_refused(run(*command), "models", "symbolic link", into)
 
     outside_untouched(home_stand_in, before)
+    assert sorted(p.name for p in (clone / ".git").iterdir()) == git_files
+    assert not list((clone / ".mreg").glob("model.safetensors*"))
     assert (clone / "models").is_symlink()
 
 
