@@ -7,15 +7,25 @@ worktrees) and 18 (secrets in remote URLs)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from conftest import (
     added,
+    assert_refused,
     commit_all,
     git,
     make_safetensors,
+    make_table,
+    manifest_path,
 )
+
+from mreg import Repo
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -133,3 +143,159 @@ def test_gc_still_deletes_data_nothing_references(repo, run):
 
     assert cached(repo, v1)
     assert not any((repo / ".mreg" / "cache" / p).exists() for p in v2)
+
+
+# -- remote gc: a clone that has not fetched loses nothing of its teammates' -----------------
+
+
+@dataclass
+class Team:
+    """Clone ``a`` (the ``repo`` fixture) and teammate ``b`` share a bare git remote ``bare``
+    and the mreg remote ``remote``; ``m`` v1 is committed, pushed and in both."""
+
+    a: Path
+    b: Path
+    bare: Path
+    remote: str
+    v1: set[str]
+
+
+@pytest.fixture(params=["local", "s3"])
+def team(request, repo, run, tmp_path, monkeypatch) -> Team:  # type: ignore[no-untyped-def]
+    remote = "origin" if request.param == "local" else "s3"
+    request.getfixturevalue("remote_dir" if request.param == "local" else "s3_remote")
+    v1 = data_files(added(run, make_safetensors(repo / "m.safetensors", seed=1)))
+    commit_all(repo, "m v1")
+    ok(run("push"))
+    bare = tmp_path / "shared.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    teammate = tmp_path / "teammate"
+    git(tmp_path, "clone", "-q", str(bare), str(teammate))
+    return Team(repo, teammate, bare, remote, v1)
+
+
+def remote_files(team: Team) -> set[str]:
+    return set(Repo(team.a).store(team.remote).list_files())
+
+
+def teammate_pushes_v2(team: Team, run, monkeypatch, publish: str | None) -> set[str]:  # type: ignore[no-untyped-def]
+    """In clone ``b``: ``m`` v2 on branch ``feature``, committed and its data pushed; then
+    ``git push`` of it to ``publish`` (a ref of the bare remote; None: not pushed to git)."""
+    monkeypatch.chdir(team.b)
+    git(team.b, "checkout", "-q", "-b", "feature")
+    manifest = added(run, make_safetensors(team.b / "m.safetensors", seed=2))
+    commit_all(team.b, "m v2")
+    ok(run("push"))
+    if publish:
+        git(team.b, "push", "-q", "origin", f"HEAD:{publish}")
+    monkeypatch.chdir(team.a)
+    return data_files(manifest) - team.v1
+
+
+def teammate_pulls_again(team: Team, run, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Clone ``b`` with an empty cache pulls v2 from the remote, byte for byte."""
+    monkeypatch.chdir(team.b)
+    shutil.rmtree(team.b / ".mreg" / "cache")
+    (team.b / "m.safetensors").unlink()
+    ok(run("pull"))
+    assert (team.b / "m.safetensors").read_bytes() == model_bytes(tmp_path, 2)
+    monkeypatch.chdir(team.a)
+
+
+def refs(root: Path) -> str:
+    return git(root, "for-each-ref")
+
+
+@pytest.mark.parametrize(
+    "publish", ["refs/heads/feature", "refs/tags/m@v2.0.0", "refs/pull/7/head"]
+)
+def test_remote_gc_from_a_clone_that_has_not_fetched_keeps_a_teammates_pushed_ref(
+    team, run, monkeypatch, tmp_path, publish
+):
+    v2 = teammate_pushes_v2(team, run, monkeypatch, publish)
+    local_refs = refs(team.a)
+
+    # Grace period waived: only the fetch of the git remote's refs can save v2.
+    result = ok(run("gc", "-r", team.remote, "--force", "--older-than", "0s"))
+
+    assert "0 file(s)" in result.stdout
+    assert v2 | team.v1 <= remote_files(team)
+    assert refs(team.a) == local_refs  # counted, without moving this clone's refs
+    teammate_pulls_again(team, run, monkeypatch, tmp_path)
+
+
+def test_remote_gc_keeps_data_pushed_before_its_git_push_for_the_grace_period(
+    team, run, monkeypatch, tmp_path
+):
+    v2 = teammate_pushes_v2(team, run, monkeypatch, publish=None)  # `git push` still to come
+
+    result = ok(run("gc", "-r", team.remote, "--force", "--json"))
+
+    report = json.loads(result.stdout)
+    assert report["unused"] == [] and set(report["too_young"]) == v2
+    assert v2 <= remote_files(team)
+    teammate_pulls_again(team, run, monkeypatch, tmp_path)
+
+
+@pytest.mark.parametrize("team", ["local"], indirect=True)
+def test_remote_gc_deletes_unreferenced_objects_older_than_the_grace_period(team, run, remote_dir):
+    scratch = data_files(added(run, make_table(team.a / "scratch.parquet")))
+    ok(run("push", "scratch"))
+    manifest_path(team.a / "scratch.parquet").unlink()  # never committed: garbage
+    week_ago = time.time() - 8 * 86400
+    for path in scratch:
+        os.utime(remote_dir / path, (week_ago, week_ago))
+    # Referenced data as old as that stay.
+    for path in team.v1:
+        os.utime(remote_dir / path, (week_ago, week_ago))
+
+    result = ok(run("gc", "-r", team.remote, "--force"))
+
+    assert f"{len(scratch)} file(s)" in result.stdout
+    assert remote_files(team) == team.v1
+
+
+def test_remote_gc_is_refused_in_one_line_when_a_git_remote_cannot_be_reached(
+    team, run, monkeypatch, tmp_path
+):
+    v2 = teammate_pushes_v2(team, run, monkeypatch, "refs/heads/feature")
+    shutil.move(team.bare, tmp_path / "gone.git")
+    before = remote_files(team)
+
+    assert_refused(
+        run("gc", "-r", team.remote, "--force", "--older-than", "0s"), "git remote 'origin'",
+        "--no-fetch",
+    )  # fmt: skip
+
+    assert remote_files(team) == before
+    # The user may go on without the fetch; v2 then keeps the grace period only.
+    report = json.loads(ok(run("gc", "-r", team.remote, "--no-fetch", "--json")).stdout)
+    assert report["unused"] == [] and set(report["too_young"]) == v2
+
+
+def test_remote_gc_keeps_the_work_in_progress_of_a_linked_worktree(
+    team, run, monkeypatch, tmp_path
+):
+    side = tmp_path / "side"
+    git(team.a, "worktree", "add", "-q", "-b", "side", str(side))
+    monkeypatch.chdir(side)
+    ok(run("init"))
+    v2 = data_files(added(run, make_safetensors(side / "m.safetensors", seed=2))) - team.v1
+    ok(run("push"))  # pushed, never committed
+    monkeypatch.chdir(team.a)
+
+    ok(run("gc", "-r", team.remote, "--force", "--older-than", "0s"))
+
+    assert v2 <= remote_files(team)
+
+
+@pytest.mark.parametrize("team", ["local"], indirect=True)
+@pytest.mark.parametrize("duration", ["7", "soon", "-1d", "1y"])
+def test_a_bad_grace_period_is_refused_before_anything_is_listed(team, run, duration):
+    before = remote_files(team)
+
+    assert_refused(run("gc", "-r", team.remote, "--force", "--older-than", duration), "duration")
+
+    assert remote_files(team) == before
