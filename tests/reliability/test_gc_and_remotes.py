@@ -23,6 +23,7 @@ from conftest import (
     make_safetensors,
     make_table,
     manifest_path,
+    snapshot,
 )
 
 from mreg import Repo
@@ -299,3 +300,89 @@ def test_a_bad_grace_period_is_refused_before_anything_is_listed(team, run, dura
     assert_refused(run("gc", "-r", team.remote, "--force", "--older-than", duration), "duration")
 
     assert remote_files(team) == before
+
+
+# -- secrets never enter the committed config, nor the terminal ------------------------------
+
+SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYSECRET"
+
+SECRET_URLS = {
+    "key and secret in an s3 URL": ("s3://AKIAEXAMPLE:{s}@bucket/models", None),
+    "a token alone in an s3 URL": ("s3://{s}@bucket/models", None),
+    "key and secret in the endpoint": (
+        "s3://bucket/models",
+        "http://AKIAEXAMPLE:{s}@127.0.0.1:9000",
+    ),
+    "user and password in a file URL": ("file://user:{s}@host/srv/models", None),
+}
+
+
+def secret_free(*texts: str) -> bool:
+    return all(SECRET not in text for text in texts)
+
+
+@pytest.mark.parametrize("url, endpoint", SECRET_URLS.values(), ids=SECRET_URLS.keys())
+def test_remote_add_refuses_credentials_in_a_url_and_writes_nothing(repo, run, url, endpoint):
+    before = snapshot(repo)
+    args = ["--endpoint-url", endpoint.format(s=SECRET)] if endpoint else []
+
+    result = run("remote", "add", "team", url.format(s=SECRET), *args)
+
+    assert_refused(result, "credentials", "--access-key-id", "--secret-access-key")
+    assert secret_free(result.stdout, result.stderr)
+    assert snapshot(repo) == before
+
+
+def cloned_config_with_a_secret(repo: Path, url: str, endpoint: str | None) -> None:
+    """What a cloned repository may commit: a remote whose URL holds a key."""
+    lines = ["[core]", 'remote = "team"', "", "[remote.team]", f'url = "{url.format(s=SECRET)}"']
+    if endpoint:
+        lines.append(f'endpoint_url = "{endpoint.format(s=SECRET)}"')
+    (repo / ".mreg" / "config.toml").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("url, endpoint", SECRET_URLS.values(), ids=SECRET_URLS.keys())
+def test_remote_list_masks_a_secret_in_a_committed_url(repo, run, url, endpoint):
+    cloned_config_with_a_secret(repo, url, endpoint)
+
+    listed, as_json = ok(run("remote", "list")), ok(run("remote", "list", "--json"))
+
+    assert secret_free(listed.stdout, listed.stderr, as_json.stdout, as_json.stderr)
+    assert "team" in listed.stdout and "***@" in listed.stdout
+    assert json.loads(as_json.stdout)[0]["name"] == "team"
+
+
+@pytest.mark.parametrize("command", [["push"], ["status", "-r", "team"], ["gc", "-r", "team"]])
+def test_a_committed_url_with_a_secret_is_refused_when_used(repo, run, command):
+    added(run, make_safetensors(repo / "m.safetensors"))
+    cloned_config_with_a_secret(repo, *SECRET_URLS["key and secret in the endpoint"])
+    before = snapshot(repo)
+
+    result = run(*command)
+
+    assert_refused(result, "remote 'team'", "credentials")
+    assert secret_free(result.stdout, result.stderr)
+    assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize("source", ["config.local.toml", "environment"])
+def test_no_message_or_listing_prints_a_secret_key(
+    repo, run, seaweed, s3_bucket, monkeypatch, source
+):
+    keys = ["--access-key-id", "minioadmin", "--secret-access-key", SECRET]
+    if source == "environment":
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "minioadmin")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        keys = []
+    url = f"s3://{s3_bucket}/models"
+    added_remote = ok(
+        run("remote", "add", "s3", url, "--default", "--endpoint-url", seaweed.endpoint, *keys)
+    )
+    added(run, make_safetensors(repo / "m.safetensors"))
+
+    outputs = [added_remote, run("remote", "list"), run("remote", "list", "--json")]
+    outputs += [run("push"), run("status", "-r", "s3"), run("gc", "-r", "s3", "--no-fetch")]
+
+    assert outputs[3].exit_code != 0 and "rejected the credentials" in outputs[3].stderr
+    assert secret_free(*(o.stdout + o.stderr for o in outputs))
+    assert SECRET not in (repo / ".mreg" / "config.toml").read_text()
