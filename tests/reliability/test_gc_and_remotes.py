@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 import tomllib
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    Result,
     added,
     assert_refused,
     commit_all,
@@ -386,3 +388,80 @@ def test_no_message_or_listing_prints_a_secret_key(
     assert outputs[3].exit_code != 0 and "rejected the credentials" in outputs[3].stderr
     assert secret_free(*(o.stdout + o.stderr for o in outputs))
     assert SECRET not in (repo / ".mreg" / "config.toml").read_text()
+
+
+# -- concurrent commands on one shared remote --------------------------------------------------
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """``mreg ARGS`` as its own process in ``cwd``, as a user or a CI job starts it."""
+    script = shutil.which("mreg")
+    assert script is not None, "the mreg console script is not installed"
+    return subprocess.Popen(
+        [script, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finished(process: subprocess.Popen[str]) -> Result:
+    out, err = process.communicate(timeout=300)
+    return Result(process.returncode, out, err)
+
+
+def clone_with_the_cache_of(team: Team, name: str) -> Path:
+    """Another clone of ``a`` holding the same commits and the same cached data."""
+    clone = team.a.parent / name
+    git(team.a.parent, "clone", "-q", str(team.a), str(clone))
+    shutil.copytree(team.a / ".mreg" / "cache", clone / ".mreg" / "cache")
+    return clone
+
+
+def test_two_clones_pushing_the_same_version_at_once_both_succeed(team, run, monkeypatch, tmp_path):
+    v2 = data_files(added(run, make_safetensors(team.a / "m.safetensors", seed=2))) - team.v1
+    commit_all(team.a, "m v2")
+    other = clone_with_the_cache_of(team, "ci-job")
+
+    results = [finished(p) for p in [start(team.a, "push"), start(other, "push")]]
+
+    assert [r.exit_code for r in results] == [0, 0], [r.stderr for r in results]
+    assert v2 <= remote_files(team)
+    for clone in (team.a, other):
+        monkeypatch.chdir(clone)
+        assert "pushed 0 file(s)" in ok(run("push")).stdout  # a re-run converges
+        ok(run("verify", "-r", team.remote))
+    fresh = tmp_path / "fresh"
+    git(tmp_path, "clone", "-q", str(team.a), str(fresh))
+    monkeypatch.chdir(fresh)
+    ok(run("pull"))
+    assert (fresh / "m.safetensors").read_bytes() == model_bytes(tmp_path, 2)
+
+
+@pytest.mark.parametrize(
+    "published, older_than",
+    [(False, "7d"), (True, "0s")],
+    ids=["data pushed before the git push, in the grace period", "git push first, no grace"],
+)
+def test_a_push_racing_a_remote_gc_loses_nothing_and_a_rerun_converges(
+    team, run, monkeypatch, tmp_path, published, older_than
+):
+    monkeypatch.chdir(team.b)
+    git(team.b, "checkout", "-q", "-b", "feature")
+    manifest = added(run, make_table(team.b / "t.parquet", rows=20_000))
+    commit_all(team.b, "t")
+    if published:
+        git(team.b, "push", "-q", "origin", "feature")
+    monkeypatch.chdir(team.a)
+    garbage = data_files(added(run, make_table(team.a / "scratch.parquet")))
+    ok(run("push", "scratch"))
+    manifest_path(team.a / "scratch.parquet").unlink()  # never committed: garbage
+
+    push = start(team.b, "push", "t")
+    gc = start(team.a, "gc", "-r", team.remote, "--force", "--older-than", older_than)
+    pushed, collected = finished(push), finished(gc)
+
+    assert pushed.exit_code == 0, pushed.stderr
+    assert collected.exit_code == 0, collected.stderr
+    assert data_files(manifest) | team.v1 <= remote_files(team)
+    assert bool(garbage & remote_files(team)) == (older_than != "0s")  # gc did its work
+    monkeypatch.chdir(team.b)
+    assert "pushed 0 file(s)" in ok(run("push", "t")).stdout  # a re-run converges
+    ok(run("verify", "t", "-r", team.remote))
