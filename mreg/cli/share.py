@@ -69,7 +69,20 @@ def verify(targets: Targets = None, remote: Remote = None, json: Json = False) -
         stdout.print("all files verified")
 
 
-@app.command()
+_GC_HELP = (
+    "List (or delete with --force) data that no manifest references.\n\n"
+    "Kept: the manifests in every work tree (`git worktree list`) and its index, and at every "
+    "commit that HEAD, any ref under refs/ (branches, remote-tracking branches, tags, "
+    "refs/stash, refs/notes, ...) or any reflog entry points at, with each stash entry's index "
+    "(--all-commits: every commit reachable from those).\n\n"
+    "A remote gc first fetches every ref of every git remote (branches, tags, pull requests), "
+    "without moving local refs, and counts them too; it never deletes an object younger than "
+    "--older-than. It cannot know a commit that was never pushed to a git remote: its data "
+    "survive only the grace period."
+)
+
+
+@app.command(help=_GC_HELP)
 def gc(
     remote: Remote = None,
     force: Annotated[bool, typer.Option("--force", help="Delete; without it, only list.")] = False,
@@ -93,15 +106,7 @@ def gc(
     ] = False,
     json: Json = False,
 ) -> None:
-    """List (or delete with --force) data that no manifest references.
-
-    Kept: the manifests in every work tree (`git worktree list`) and index, and at every commit
-    that HEAD, any ref under refs/ (branches, remote-tracking branches, tags, refs/stash,
-    refs/notes, ...) or any reflog entry points at, with every stash entry's index
-    (--all-commits: every commit reachable from those). A remote gc first fetches every ref of
-    every git remote (branches, tags, pull requests) without changing local refs, counts them
-    too, and spares objects younger than --older-than.
-    """
+    """List (or delete) unreferenced data of the cache or a remote (what counts: _GC_HELP)."""
     report = open_repo().gc(
         remote=remote,
         force=force,

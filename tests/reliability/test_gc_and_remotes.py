@@ -465,3 +465,12 @@ def test_a_push_racing_a_remote_gc_loses_nothing_and_a_rerun_converges(
     monkeypatch.chdir(team.b)
     assert "pushed 0 file(s)" in ok(run("push", "t")).stdout  # a re-run converges
     ok(run("verify", "t", "-r", team.remote))
+
+
+def test_gc_help_says_which_refs_keep_data_and_what_a_remote_gc_cannot_know(run):
+    result = ok(run("gc", "--help"))
+
+    text = " ".join(result.stdout.split())
+    for words in ["worktree", "index", "refs/stash", "refs/notes", "reflog", "remote-tracking"]:
+        assert words in text
+    assert "--older-than" in text and "never pushed to a git remote" in text
