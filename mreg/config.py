@@ -1,7 +1,9 @@
 """Configuration: ``.mreg/config.toml`` (committed) overlaid by ``.mreg/config.local.toml``
 (git-ignored, for credentials) and by environment variables.
 
-Credentials never enter the committed file: ``add_remote`` writes them to the local file only.
+Credentials never enter the committed file: ``add_remote`` writes them to the local file only,
+and refuses a URL that carries them (``s3://KEY:SECRET@bucket``); a URL that does anyway (a
+cloned repository's config) is refused when used and masked when listed.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,8 @@ class RemoteConfig:
     region: str | None = None
     profile: str | None = None
     access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
 
     @property
     def is_s3(self) -> bool:
@@ -49,8 +51,9 @@ class Config:
         self.local = _read(mreg_dir / LOCAL_CONFIG)
 
     def remotes(self) -> dict[str, RemoteConfig]:
+        """Every remote as configured, unchecked: ``remote(name)`` is the one to use."""
         names = {**self.shared.get("remote", {}), **self.local.get("remote", {})}
-        return {name: self.remote(name) for name in sorted(names)}
+        return {name: self._configured(name) for name in sorted(names)}
 
     def default_remote_name(self) -> str | None:
         env = os.environ.get("MREG_REMOTE")
@@ -68,6 +71,19 @@ class Config:
                 "no remote given and no default remote set",
                 hint="run `mreg remote add NAME URL --default` or pass -r NAME",
             )
+        remote = self._configured(chosen)
+        for what, url in (("URL", remote.url), ("endpoint URL", remote.endpoint_url)):
+            if url and has_credentials(url):
+                raise RemoteError(
+                    f"remote '{chosen}' has credentials in its {what} ({mask_url(url)}) in "
+                    ".mreg/config.toml; mreg does not use them",
+                    hint=f"rotate that key, then `mreg remote remove {chosen}` and add it again "
+                    "with --access-key-id/--secret-access-key (kept in git-ignored "
+                    ".mreg/config.local.toml)",
+                )
+        return remote
+
+    def _configured(self, chosen: str) -> RemoteConfig:
         fields = {
             **self.shared.get("remote", {}).get(chosen, {}),
             **self.local.get("remote", {}).get(chosen, {}),
@@ -79,6 +95,14 @@ class Config:
 
     def add_remote(self, remote: RemoteConfig, default: bool) -> None:
         check_remote_name(remote.name)
+        for what, url in (("URL", remote.url), ("endpoint URL", remote.endpoint_url)):
+            if url and has_credentials(url):
+                raise UsageError(
+                    f"the {what} of remote '{remote.name}' holds credentials "
+                    f"({mask_url(url)}): .mreg/config.toml is committed",
+                    hint="give the URL without them and pass --access-key-id/"
+                    "--secret-access-key, which go to the git-ignored .mreg/config.local.toml",
+                )
         if remote.is_s3 and not remote.url.removeprefix("s3://").split("/")[0]:
             raise UsageError(f"'{remote.url}' names no bucket", hint="use s3://BUCKET/PREFIX")
         if remote.name in self.shared.get("remote", {}):
@@ -117,6 +141,24 @@ def check_remote_name(name: str) -> None:
             f"'{name}' is not a valid remote name",
             hint="use letters, digits, '.', '_' and '-'",
         )
+
+
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a ``user[:password]@`` part (``s3://KEY:SECRET@bucket``)."""
+    return mask_url(url) != url
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its ``user[:password]@`` part, if any, shown as ``***@``."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not sep:  # a local path: scp-like ``user:password@host:...`` in its first part
+        authority, slash, path = url.partition("/")
+        if not re.match(r"^[^@]*:[^@]*@", authority):
+            return url
+    if "@" not in authority:
+        return url
+    return f"{scheme}{sep}***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def _read(path: Path) -> dict[str, Any]:

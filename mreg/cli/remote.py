@@ -54,6 +54,8 @@ def add(
 @remote_app.command("list")
 def list_(json: Json = False) -> None:
     """List remotes (the default one is marked with *)."""
+    from mreg.config import mask_url
+
     config = open_repo().config
     default = config.default_remote_name()
     remotes = config.remotes()
@@ -62,8 +64,8 @@ def list_(json: Json = False) -> None:
             [
                 {
                     "name": r.name,
-                    "url": r.url,
-                    "endpoint_url": r.endpoint_url,
+                    "url": mask_url(r.url),
+                    "endpoint_url": r.endpoint_url and mask_url(r.endpoint_url),
                     "region": r.region,
                     "default": r.name == default,
                 }
@@ -73,8 +75,8 @@ def list_(json: Json = False) -> None:
         return
     for r in remotes.values():
         mark = "*" if r.name == default else " "
-        extra = f" (endpoint {shown(r.endpoint_url)})" if r.endpoint_url else ""
-        stdout.print(f"{mark} {shown(r.name)}\t{shown(r.url)}{extra}")
+        extra = f" (endpoint {shown(mask_url(r.endpoint_url))})" if r.endpoint_url else ""
+        stdout.print(f"{mark} {shown(r.name)}\t{shown(mask_url(r.url))}{extra}")
 
 
 @remote_app.command("remove")

@@ -79,17 +79,51 @@ def verify(targets: Targets = None, remote: Remote = None, json: Json = False) -
         stdout.print("all files verified")
 
 
-@app.command()
+_GC_HELP = (
+    "List (or delete with --force) data that no manifest references.\n\n"
+    "Kept: the manifests in every work tree (`git worktree list`) and its index, and at every "
+    "commit that HEAD, any ref under refs/ (branches, remote-tracking branches, tags, "
+    "refs/stash, refs/notes, ...) or any reflog entry points at, with each stash entry's index "
+    "(--all-commits: every commit reachable from those).\n\n"
+    "A remote gc first fetches every ref of every git remote (branches, tags, pull requests), "
+    "without moving local refs, and counts them too; it never deletes an object younger than "
+    "--older-than. It cannot know a commit that was never pushed to a git remote: its data "
+    "survive only the grace period."
+)
+
+
+@app.command(help=_GC_HELP)
 def gc(
     remote: Remote = None,
     force: Annotated[bool, typer.Option("--force", help="Delete; without it, only list.")] = False,
     all_commits: Annotated[
         bool, typer.Option("--all-commits", help="Keep data of every commit, not only tips.")
     ] = False,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            help="Remote only: never delete an object younger than this (30m, 12h, 7d, 0s): "
+            "`mreg push` uploads data before the `git push` that references it."
+        ),
+    ] = "7d",
+    no_fetch: Annotated[
+        bool,
+        typer.Option(
+            "--no-fetch",
+            help="Remote only: do not fetch the refs of the git remotes first (when one cannot "
+            "be reached); a teammate's unfetched work then keeps only --older-than.",
+        ),
+    ] = False,
     json: Json = False,
 ) -> None:
-    """List (or delete with --force) data no manifest on any branch or tag references."""
-    report = open_repo().gc(remote=remote, force=force, all_commits=all_commits)
+    """List (or delete) unreferenced data of the cache or a remote (what counts: _GC_HELP)."""
+    report = open_repo().gc(
+        remote=remote,
+        force=force,
+        all_commits=all_commits,
+        older_than=older_than,
+        fetch=not no_fetch,
+    )
     if json:
         print_json(report)
         return
@@ -99,3 +133,5 @@ def gc(
     stdout.print(
         f"{len(report.unused)} file(s), {human_size(report.bytes)} {verb} in {report.where}"
     )
+    if report.too_young:
+        stderr.print(f"{len(report.too_young)} unreferenced file(s) younger than {older_than} kept")

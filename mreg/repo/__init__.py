@@ -348,12 +348,17 @@ class Repo:
         return verify(self, targets, remote=remote)
 
     def gc(
-        self, remote: str | None = None, force: bool = False, all_commits: bool = False
+        self,
+        remote: str | None = None,
+        force: bool = False,
+        all_commits: bool = False,
+        older_than: str = "7d",
+        fetch: bool = True,
     ) -> GcReport:
         from mreg.repo.gc import gc
 
         with self.lock.held():
-            return gc(self, remote=remote, force=force, all_commits=all_commits)
+            return gc(self, remote, force, all_commits, older_than=older_than, fetch=fetch)
 
     def tag(self, name: str, version: str, message: str | None = None) -> str:
         from mreg.repo.versions import tag

@@ -41,14 +41,16 @@ class Tag:
     date: str
 
 
-def _run(cwd: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def _run(
+    cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         ["git", *args],
         cwd=cwd,
         input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
         capture_output=True,
-        env={**os.environ, **_GIT_ENV},
+        env={**os.environ, **_GIT_ENV, **(env or {})},
         check=False,
     )
 
@@ -166,13 +168,21 @@ class GitRepo:
         """Contents of many objects (``REV:path`` or a sha) through one ``git cat-file --batch``;
         specs git cannot find are left out. A tree comes back as text, one ``NAME\\tSHA`` line per
         entry, so callers never parse git's binary tree format."""
+        return {
+            spec: _tree_text(data) if kind == b"tree" else data
+            for spec, (kind, data) in self._cat_file(specs).items()
+        }
+
+    def _cat_file(self, specs: list[str]) -> dict[str, tuple[bytes, bytes]]:
+        """(type, raw bytes) of each object ``specs`` name, through one ``git cat-file --batch``;
+        specs git cannot find are left out."""
         if not specs:
             return {}
         lines = "".join(f"{spec}\n" for spec in specs)
         done = _run(self.root, "cat-file", "--batch", input=lines.encode())
         if done.returncode != 0:
             raise GitError(f"git cat-file failed: {_problem(done)}")
-        found: dict[str, bytes] = {}
+        found: dict[str, tuple[bytes, bytes]] = {}
         out, pos = done.stdout, 0
         for spec in specs:
             end = out.index(b"\n", pos)
@@ -181,9 +191,8 @@ class GitRepo:
             if len(header) != 3:
                 continue  # "<spec> missing" or "<spec> ambiguous"
             size = int(header[2])
-            data = out[pos : pos + size]
+            found[spec] = (header[1], out[pos : pos + size])
             pos += size + 1
-            found[spec] = _tree_text(data) if header[1] == b"tree" else data
         return found
 
     def log(self, path: str) -> list[Commit]:
@@ -264,16 +273,126 @@ class GitRepo:
             return []
         return self._git("rev-list", "--all").split()
 
+    def kept_commits(self, walk: bool = False, also: list[str] | None = None) -> list[str]:
+        """The commits whose data ``gc`` keeps: HEAD of every work tree, every ref under
+        ``refs/`` (branches, remote-tracking branches, tags, ``refs/stash``, ``refs/notes``, ...),
+        every reflog entry of those (git keeps them 30 to 90 days), the index and
+        untracked-files commits of every stash entry, and the commits ``also`` names (objects
+        that are not commits are left out); with ``walk``, every commit reachable from them."""
+        peeled = self._commits_among(also or [])
+        walking = [] if walk else ["--no-walk"]
+        listing = _run(
+            self.root,
+            *("rev-list", *walking, "--all", "--reflog", "--stdin"),
+            input="".join(f"{sha}\n" for sha in peeled).encode(),
+        )
+        if listing.returncode != 0:
+            raise GitError(f"git rev-list failed: {_problem(listing)}")
+        commits = set(listing.stdout.decode().split())
+        if _run(self.root, "rev-parse", "--verify", "--quiet", "refs/stash").returncode == 0:
+            for parents in self._git("log", "-g", "--format=%P", "refs/stash").splitlines():
+                commits.update(parents.split()[1:])  # [0] is the commit the stash was made on
+        return sorted(commits)
+
+    def _commits_among(self, objects: list[str]) -> list[str]:
+        """The commit each of ``objects`` is or (a tag) points at; others are left out."""
+        if not objects:
+            return []
+        lines = "".join(f"{sha}^{{commit}}\n" for sha in objects).encode()
+        done = _run(self.root, "cat-file", "--batch-check=%(objectname) %(objecttype)", input=lines)
+        found = (line.split() for line in done.stdout.decode().splitlines())
+        return sorted({fields[0] for fields in found if fields[1:] == ["commit"]})
+
+    def blobs_named(self, revisions: list[str], suffix: str) -> set[str]:
+        """Blob shas of the files whose name ends in ``suffix`` in the trees of ``revisions``
+        (commits, tags or trees). Each tree is read once, however many revisions share it, in a
+        few ``git cat-file --batch`` calls (one per level of folders)."""
+        level = [f"{rev}^{{tree}}" for rev in revisions]
+        seen: set[str] = set()
+        found: set[str] = set()
+        while level:
+            subtrees = []
+            for kind, data in self._cat_file(level).values():
+                for mode, name, sha in _tree_entries(data) if kind == b"tree" else []:
+                    if mode == b"40000" and sha not in seen:
+                        seen.add(sha)
+                        subtrees.append(sha)
+                    elif mode.startswith(b"100") and name.endswith(suffix.encode()):
+                        found.add(sha)
+            level = subtrees
+        return found
+
+    def index_blobs(self, suffix: str) -> set[str]:
+        """Blob shas of the files ending in ``suffix`` in this work tree's index (staged)."""
+        output = self._git("ls-files", "--stage", "-z", "--", f"*{suffix}")
+        return {line.split()[1] for line in output.split("\0") if line}
+
+    def work_trees(self) -> list[Path]:
+        """Every work tree of this repository that exists on disk (``git worktree list``)."""
+        output = self._git("worktree", "list", "--porcelain", "-z")
+        found = []
+        for field in output.split("\0"):
+            if field.startswith("worktree "):
+                path = Path(field.removeprefix("worktree "))
+                if (path / ".git").exists():
+                    found.append(path)
+        return found
+
+    def git_remotes(self) -> list[str]:
+        """Names of the git remotes this clone has configured."""
+        return self._git("remote").split()
+
+    def fetch_every_ref(self, remote: str) -> list[str]:
+        """Fetch the objects of every ref the git remote has (branches, tags, and any other ref:
+        pull requests, notes, ...) without writing any ref; returns the object ids of those refs.
+
+        GitError when the remote cannot be reached or refuses."""
+        listing = _run(self.root, "ls-remote", remote, env={"GIT_TERMINAL_PROMPT": "0"})
+        if listing.returncode != 0:
+            raise GitError(f"cannot list the refs of git remote '{remote}': {_problem(listing)}")
+        tips = sorted(
+            {
+                line.split("\t")[0]
+                for line in listing.stdout.decode().splitlines()
+                if line and not line.endswith("^{}")
+            }
+        )
+        missing = [sha for sha in tips if sha not in self._cat_file_check(tips)]
+        if missing:
+            done = _run(
+                self.root,
+                *("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--stdin", remote),
+                input="".join(f"{sha}\n" for sha in missing).encode(),
+                env={"GIT_TERMINAL_PROMPT": "0"},
+            )
+            if done.returncode != 0:
+                raise GitError(f"cannot fetch from git remote '{remote}': {_problem(done)}")
+        return tips
+
+    def _cat_file_check(self, shas: list[str]) -> set[str]:
+        """Those of ``shas`` that this repository holds."""
+        if not shas:
+            return set()
+        lines = "".join(f"{sha}\n" for sha in shas).encode()
+        done = _run(self.root, "cat-file", "--batch-check=%(objectname) %(objecttype)", input=lines)
+        found = (line.split() for line in done.stdout.decode().splitlines())
+        return {fields[0] for fields in found if fields[1:] and fields[1] != "missing"}
+
 
 def _tree_text(data: bytes) -> bytes:
     """Git's binary tree entries (``MODE NAME\\0<20-byte sha>``) as ``NAME\\tSHA`` lines."""
-    lines, pos = [], 0
+    return b"\n".join(name + b"\t" + sha.encode() for _, name, sha in _tree_entries(data))
+
+
+def _tree_entries(data: bytes) -> list[tuple[bytes, bytes, str]]:
+    """(mode, name, sha) of each entry of a tree in git's binary format."""
+    entries, pos = [], 0
     while pos < len(data):
         nul = data.index(b"\0", pos)
-        name = data[pos:nul].split(b" ", 1)[1]
-        lines.append(name + b"\t" + data[nul + 1 : nul + 21].hex().encode())
+        mode, name = data[pos:nul].split(b" ", 1)
+        entries.append((mode, name, data[nul + 1 : nul + 21].hex()))
         pos = nul + 21
-    return b"\n".join(lines)
+    return entries
 
 
 def ignore_in_git(root: Path, relpath: str) -> None:

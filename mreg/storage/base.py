@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from mreg.progress import Advance
 from mreg.storage.landing import Landing
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file on a remote: its size, and when the store last wrote it (seconds since the epoch,
+    by the store's clock: S3's LastModified, a local file's mtime)."""
+
+    size: int
+    modified: float
 
 
 class Store(Protocol):
@@ -16,6 +26,10 @@ class Store(Protocol):
 
     def list_files(self) -> dict[str, int]:
         """Every file under ``data/`` with its size."""
+        ...
+
+    def listing(self) -> dict[str, StoredFile]:
+        """Every file under ``data/`` with its size and age."""
         ...
 
     def upload(self, source: Path, relpath: str, advance: Advance) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mreg.errors import RemoteError
 from mreg.progress import Advance
+from mreg.storage.base import StoredFile
 from mreg.storage.landing import Landing, stream_into
 
 
@@ -21,13 +22,19 @@ class LocalStore:
         self.description = f"remote '{name}' ({root})"
 
     def list_files(self) -> dict[str, int]:
+        return {relpath: stored.size for relpath, stored in self.listing().items()}
+
+    def listing(self) -> dict[str, StoredFile]:
         data = self.root / "data"
         if not data.exists():
             return {}
         files = {}
         for path in data.rglob("*"):
             if path.is_file() and not path.name.startswith("."):
-                files[path.relative_to(self.root).as_posix()] = path.stat().st_size
+                stat = path.stat()
+                files[path.relative_to(self.root).as_posix()] = StoredFile(
+                    stat.st_size, stat.st_mtime
+                )
         return files
 
     def upload(self, source: Path, relpath: str, advance: Advance) -> None:

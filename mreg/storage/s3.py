@@ -21,6 +21,7 @@ from botocore.config import Config as BotoConfig
 from mreg.config import RemoteConfig
 from mreg.errors import RemoteError
 from mreg.progress import Advance
+from mreg.storage.base import StoredFile
 from mreg.storage.landing import Landing, Turns, chunk_buffer, stream_into
 
 PART_SIZE = 16 << 20
@@ -127,12 +128,16 @@ class S3Store:
         )
 
     def list_files(self) -> dict[str, int]:
+        return {relpath: stored.size for relpath, stored in self.listing().items()}
+
+    def listing(self) -> dict[str, StoredFile]:
         files = {}
         with self._errors("list"):
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + "data/"):
                 for item in page.get("Contents", []):
-                    files[item["Key"][len(self.prefix) :]] = int(item["Size"])
+                    modified = item["LastModified"].timestamp()
+                    files[item["Key"][len(self.prefix) :]] = StoredFile(int(item["Size"]), modified)
         return files
 
     def upload(self, source: Path, relpath: str, advance: Advance) -> None:
