@@ -1,0 +1,227 @@
+"""``mreg add`` and ``mreg register`` under interruption and concurrency, and git hygiene.
+
+Kills are real signals sent to the ``mreg`` console script of this work tree, at moments the test
+sees from outside (the conversion started, the manifest changed) and at random delays; after the
+re-run that the interrupted command asks for, the repository must hold every row exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from conftest import commit_all, init_work_tree, snapshot
+
+import mreg
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_ROWS = 2_000_000
+BATCH_ROWS = 1_000
+
+
+def mreg_process(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """The ``mreg`` console script, running this work tree's code."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MREG_NO_PROGRESS": "1"}
+    command = shutil.which("mreg") or "mreg"
+    return subprocess.Popen(
+        [command, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def mreg_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    process = mreg_process(*args, cwd=cwd)
+    out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def table(start: int, rows: int) -> pa.Table:
+    ids = pa.array(range(start, start + rows), pa.int64())
+    labels = pc.binary_join_element_wise("item-", pc.cast(ids, pa.string()), "")
+    scores = pc.divide(pc.cast(ids, pa.float64()), 10)
+    return pa.table({"id": ids, "label": labels, "score": scores})
+
+
+# -- item 5: an interrupted append is invisible or complete, and its re-run idempotent -------
+
+
+@pytest.fixture(scope="module")
+def dataset_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A committed repository with ``t.parquet`` (2,000,000 rows) added, copied by each trial."""
+    root = init_work_tree(tmp_path_factory.mktemp("template") / "work")
+    assert mreg_run("init", cwd=root).returncode == 0
+    pq.write_table(table(0, BASE_ROWS), root / "t.parquet")
+    added = mreg_run("add", "t.parquet", cwd=root)
+    assert added.returncode == 0, added.stderr
+    commit_all(root, "base")
+    return root
+
+
+@pytest.fixture
+def dataset_repo(dataset_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "work"
+    shutil.copytree(dataset_template, root, symlinks=True)
+    monkeypatch.chdir(root)
+    return root
+
+
+def wait_for(process: subprocess.Popen[str], seen: Callable[[], bool]) -> None:
+    """Poll until ``seen()`` (or the process ends)."""
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and not seen():
+        time.sleep(0.002)
+
+
+def converting(root: Path) -> Callable[[], bool]:
+    tmp = root / ".mreg" / "tmp"
+    return lambda: tmp.exists() and any(tmp.rglob("*.lance"))
+
+
+def manifest_changed(root: Path) -> Callable[[], bool]:
+    manifest = root / "t.parquet.mreg.toml"
+    before = manifest.read_bytes()
+    return lambda: manifest.read_bytes() != before
+
+
+def after_random_delay(seconds: float) -> Callable[[], bool]:
+    deadline = time.monotonic() + seconds
+    return lambda: time.monotonic() >= deadline
+
+
+def assert_every_row_once(root: Path, appended: int) -> None:
+    """The dataset, the work-tree file and ``mreg status`` agree: old rows plus ``appended``."""
+    expected = BASE_ROWS + appended
+    ids = mreg.open("t").to_table(columns=["id"]).column("id")
+    assert len(ids) == expected
+    assert pc.count_distinct(ids).as_py() == expected
+    on_disk = pq.read_table(root / "t.parquet", columns=["id"]).column("id")
+    assert len(on_disk) == expected and pc.count_distinct(on_disk).as_py() == expected
+    status = mreg_run("status", cwd=root)
+    assert status.stdout.strip() == "t (t.parquet): in sync", status.stdout + status.stderr
+
+
+MOMENTS = {
+    "while converting": converting,
+    "as the manifest changes": manifest_changed,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_an_interrupted_append_rerun_as_asked_holds_every_row_exactly_once(
+    dataset_repo: Path, sig: signal.Signals, moment: str
+) -> None:
+    pq.write_table(table(BASE_ROWS, BATCH_ROWS), dataset_repo / "more.parquet")
+    command = ("add", "more.parquet", "--name", "t", "--mode", "append")
+    process = mreg_process(*command, cwd=dataset_repo)
+    wait_for(process, MOMENTS[moment](dataset_repo))
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode != 0:
+        assert process.returncode in (130, -signal.SIGKILL), stderr
+        rerun = mreg_run(*command, cwd=dataset_repo)
+        assert rerun.returncode == 0, rerun.stderr
+    assert_every_row_once(dataset_repo, BATCH_ROWS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(4))
+def test_an_append_killed_at_a_random_moment_then_rerun_holds_every_row_exactly_once(
+    dataset_repo: Path, trial: int
+) -> None:
+    rng = random.Random(trial)
+    pq.write_table(table(BASE_ROWS, BATCH_ROWS), dataset_repo / "more.parquet")
+    command = ("add", "more.parquet", "--name", "t", "--mode", "append")
+    process = mreg_process(*command, cwd=dataset_repo)
+    wait_for(process, after_random_delay(rng.uniform(0.5, 2.0)))
+    process.send_signal(rng.choice([signal.SIGINT, signal.SIGKILL]))
+    process.communicate(timeout=120)
+    rerun = mreg_run(*command, cwd=dataset_repo)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_every_row_once(dataset_repo, BATCH_ROWS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_an_interrupted_append_of_the_artifact_file_itself_rerun_holds_every_row_once(
+    dataset_repo: Path, sig: signal.Signals
+) -> None:
+    # The artifact's own file now holds only the new rows: `mreg add t.parquet --mode append`.
+    pq.write_table(table(BASE_ROWS, BATCH_ROWS), dataset_repo / "t.parquet")
+    command = ("add", "t.parquet", "--mode", "append")
+    process = mreg_process(*command, cwd=dataset_repo)
+    wait_for(process, manifest_changed(dataset_repo))
+    process.send_signal(sig)
+    process.communicate(timeout=120)
+    rerun = mreg_run(*command, cwd=dataset_repo)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_every_row_once(dataset_repo, BATCH_ROWS)
+
+
+def test_rerunning_a_completed_append_adds_nothing(repo, run):
+    pq.write_table(table(0, 100), repo / "t.parquet")
+    assert run("add", "t.parquet").exit_code == 0
+    pq.write_table(table(100, 10), repo / "more.parquet")
+    assert run("add", "more.parquet", "--name", "t", "--mode", "append").exit_code == 0
+    before = snapshot(repo)
+
+    again = run("add", "more.parquet", "--name", "t", "--mode", "append")
+
+    assert again.exit_code == 0, again.stderr
+    assert "unchanged" in again.stdout
+    assert snapshot(repo) == before
+    assert mreg.open("t").count_rows() == 110
+    # A new batch is appended as usual.
+    pq.write_table(table(110, 5), repo / "more.parquet")
+    assert run("add", "more.parquet", "--name", "t", "--mode", "append").exit_code == 0
+    assert mreg.open("t").to_table().column("id").to_pylist() == list(range(115))
+
+
+def test_appending_the_artifact_file_to_itself_after_an_append_adds_nothing(repo, run):
+    pq.write_table(table(0, 100), repo / "t.parquet")
+    assert run("add", "t.parquet").exit_code == 0
+    pq.write_table(table(100, 10), repo / "t.parquet")
+    assert run("add", "t.parquet", "--mode", "append").exit_code == 0
+    assert pq.read_table(repo / "t.parquet").num_rows == 110
+
+    again = run("add", "t.parquet", "--mode", "append")
+
+    assert again.exit_code == 0, again.stderr
+    assert mreg.open("t").to_table().column("id").to_pylist() == list(range(110))
+    assert pq.read_table(repo / "t.parquet").num_rows == 110
+
+
+@pytest.mark.parametrize("form", ["another file", "the artifact file itself"])
+def test_an_append_killed_between_its_manifest_and_its_file_is_finished_by_the_rerun(
+    repo, run, form
+):
+    # What a kill after the manifest was written and before the rewritten file replaced the old
+    # one leaves: the new manifest beside the file as it was before the append.
+    pq.write_table(table(0, 100), repo / "t.parquet")
+    assert run("add", "t.parquet").exit_code == 0
+    batch = repo / ("more.parquet" if form == "another file" else "t.parquet")
+    before_append = (repo / "t.parquet").read_bytes()
+    pq.write_table(table(100, 10), batch)
+    left_behind = batch.read_bytes() if form != "another file" else before_append
+    command = ("add", batch.name, "--mode", "append", "--name", "t")
+    assert run(*command).exit_code == 0
+    (repo / "t.parquet").write_bytes(left_behind)
+    assert "changed in workspace" in run("status").stdout
+
+    rerun = run(*command)
+
+    assert rerun.exit_code == 0, rerun.stderr
+    assert mreg.open("t").to_table().column("id").to_pylist() == list(range(110))
+    assert pq.read_table(repo / "t.parquet").column("id").to_pylist() == list(range(110))
+    assert "in sync" in run("status").stdout
