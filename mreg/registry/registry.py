@@ -79,26 +79,29 @@ class ModelRegistry:
         ``PreTrainedModel`` (kept with ``tokenizer``, if given, in one ``save_pretrained``
         folder), or a path to weights or to a model folder. Without ``version``, the last
         version's patch is bumped (``v0.1.0`` first). RegistryError (a ValueError) for a
-        duplicate or invalid version.
+        duplicate or invalid version. Registrations in one repository run one at a time
+        (the repository lock is held from choosing the version to the tag), so concurrent ones
+        get versions of their own, or wait and then fail in one line.
         """
-        history = self._history(name, must_exist=False)
-        request = registering.check_request(
-            self.repo, history, name, model, model_format, model_type, version,
-            init_kwargs, model_class, metadata, tokenizer,
-        )  # fmt: skip
-        loader = self._loader(request.format)
-        found = self.repo.lookup(name)
-        if found is not None and found[1].kind != catalog.MODEL:
-            raise catalog.not_a_model(name, found[1].kind)
-        folder = self.folder / name
-        if found is not None and Path(found[0]).parent != Path("."):
-            folder = self.repo.root / Path(found[0]).parent
-        commit = registering.register(self.repo, request, loader, folder)
-        self.repo.git.create_tag(
-            f"{name}@{request.version}",
-            f"Registering artifact {name} version {request.version}",
-            rev=commit,
-        )
+        with self.repo.lock.held():
+            history = self._history(name, must_exist=False)
+            request = registering.check_request(
+                self.repo, history, name, model, model_format, model_type, version,
+                init_kwargs, model_class, metadata, tokenizer,
+            )  # fmt: skip
+            loader = self._loader(request.format)
+            found = self.repo.lookup(name)
+            if found is not None and found[1].kind != catalog.MODEL:
+                raise catalog.not_a_model(name, found[1].kind)
+            folder = self.folder / name
+            if found is not None and Path(found[0]).parent != Path("."):
+                folder = self.repo.root / Path(found[0]).parent
+            commit = registering.register(self.repo, request, loader, folder)
+            self.repo.git.create_tag(
+                f"{name}@{request.version}",
+                f"Registering artifact {name} version {request.version}",
+                rev=commit,
+            )
         return self.get_model_info(name, request.version)
 
     def register_pytorch_model(self, name: str, model: Any, **kwargs: Any) -> ModelEntry:

@@ -16,11 +16,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import commit_all, init_work_tree, snapshot
+from conftest import (
+    assert_one_line_error,
+    commit_all,
+    git,
+    init_work_tree,
+    make_safetensors,
+    make_tensors,
+    snapshot,
+)
 
 import mreg
 
@@ -225,3 +234,46 @@ def test_an_append_killed_between_its_manifest_and_its_file_is_finished_by_the_r
     assert mreg.open("t").to_table().column("id").to_pylist() == list(range(110))
     assert pq.read_table(repo / "t.parquet").column("id").to_pylist() == list(range(110))
     assert "in sync" in run("status").stdout
+
+
+# -- item 7: concurrent registrations of one model --------------------------------------------
+
+
+def registered_versions(root: Path, name: str) -> list[str]:
+    tags = git(root, "tag", "--list", f"{name}@v*").split()
+    return sorted(tag.split("@", 1)[1] for tag in tags)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(3))
+def test_two_registrations_at_once_get_their_own_versions_weights_and_metrics(
+    repo, tmp_path, trial
+):
+    seeds = (10 * trial, 10 * trial + 1)
+    paths = [make_safetensors(tmp_path / f"w{seed}.safetensors", seed=seed) for seed in seeds]
+    commit_all(repo, "start")  # .mreg/ committed, as a team's repository is
+
+    processes = [
+        mreg_process("register", str(path), "--name", "clf", "--metric", f"seed={seed}", cwd=repo)
+        for path, seed in zip(paths, seeds, strict=True)
+    ]
+    results = [process.communicate(timeout=300) for process in processes]
+
+    for process, (_, stderr) in zip(processes, results, strict=True):
+        if process.returncode != 0:  # a clear conflict is the one other acceptable outcome
+            assert_one_line_error(stderr, "another mreg command")
+    succeeded = sum(process.returncode == 0 for process in processes)
+    versions = registered_versions(repo, "clf")
+    assert len(versions) == succeeded >= 1
+    registry = mreg.ModelRegistry(repo)
+    seen_seeds = set()
+    for version in versions:
+        seed = int(registry.get_model_info("clf", version).metadata.performance_metrics["seed"])
+        weights, _ = registry.load_model("clf", version)
+        expected = make_tensors(seed)
+        assert sorted(weights) == sorted(expected)
+        for key, value in expected.items():
+            assert np.array_equal(weights[key].numpy(), value), (version, seed, key)
+        seen_seeds.add(seed)
+    assert len(seen_seeds) == len(versions)
+    assert git(repo, "status", "--porcelain") == ""
