@@ -21,7 +21,7 @@ from mreg.hashing import sha256_tree, tree_files
 from mreg.progress import bar
 from mreg.repo import manifest as manifests
 from mreg.repo import tensor_table
-from mreg.repo.git import ignore_in_git
+from mreg.repo.git import ignore_in_git, ignore_line
 from mreg.repo.manifest import ColumnInfo, FileEntry, Fragment, Manifest, Source, TensorInfo
 
 if TYPE_CHECKING:
@@ -112,6 +112,9 @@ def _overwrite(
     manifests.check_name(name)
     _check_name_free(tracked, name, manifest_rel)
     companions = tuple(converter.companions(source_path))
+    folder = PurePosixPath(relpath).parent
+    for rel in (relpath, *((folder / c).as_posix() for c in companions)):
+        _check_git_can_ignore(repo, rel)
     size = _size(source_path) + sum((source_path.parent / c).stat().st_size for c in companions)
     sha: str | None = None
     if previous and previous.source.size == size and previous.source.format == converter.format:
@@ -403,6 +406,20 @@ def _check_same_schema(name: str, batch: str, actual: pa.Schema, expected: pa.Sc
     raise UsageError(
         f"cannot append {batch} to '{name}': its columns ({describe(actual)}) "
         f"differ from the dataset's ({describe(expected)})"
+    )
+
+
+def _check_git_can_ignore(repo: Repo, relpath: str) -> None:
+    """Refuse a path that git tracks: ignoring it would not take it out of git's index, and
+    every commit would go on carrying its bytes. Or one no .gitignore line can name."""
+    ignore_line(PurePosixPath(relpath).name)
+    if not repo.git.tracked(relpath):
+        return
+    recursive = "-r " if (repo.root / relpath).is_dir() else ""
+    raise UsageError(
+        f"{relpath} is tracked by git; mreg keeps its bytes out of git",
+        hint=f"run `git rm {recursive}--cached {relpath}` (the file stays on disk), "
+        f"then `mreg add {relpath}`",
     )
 
 

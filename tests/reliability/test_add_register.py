@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import (
     assert_one_line_error,
+    assert_refused,
     commit_all,
     git,
     init_work_tree,
@@ -277,3 +278,91 @@ def test_two_registrations_at_once_get_their_own_versions_weights_and_metrics(
         seen_seeds.add(seed)
     assert len(seen_seeds) == len(versions)
     assert git(repo, "status", "--porcelain") == ""
+
+
+# -- item 8: git hygiene ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["committed", "staged"])
+def test_adding_a_file_git_tracks_is_refused_with_the_git_rm_cached_hint(repo, run, state):
+    pq.write_table(table(0, 10), repo / "t.parquet")
+    git(repo, "add", "t.parquet")
+    if state == "committed":
+        git(repo, "commit", "-q", "-m", "data in git")
+    before = snapshot(repo)
+
+    line = assert_refused(run("add", "t.parquet"), "t.parquet", "git rm --cached t.parquet")
+
+    assert "tracked by git" in line
+    assert snapshot(repo) == before
+    assert git(repo, "ls-files", "t.parquet").strip() == "t.parquet"
+
+
+def test_adding_a_folder_that_holds_a_file_git_tracks_is_refused(repo, run):
+    folder = repo / "sales"
+    folder.mkdir()
+    pq.write_table(table(0, 10), folder / "part-0.parquet")
+    pq.write_table(table(10, 10), folder / "part-1.parquet")
+    commit_all(repo, "a folder in git")
+    before = snapshot(repo)
+
+    assert_refused(run("add", "sales"), "sales", "git rm -r --cached sales")
+
+    assert snapshot(repo) == before
+
+
+def test_after_git_rm_cached_the_add_goes_through_and_git_forgets_the_file(repo, run):
+    pq.write_table(table(0, 10), repo / "t.parquet")
+    commit_all(repo, "data in git")
+    git(repo, "rm", "-q", "--cached", "t.parquet")
+
+    assert run("add", "t.parquet").exit_code == 0
+
+    commit_all(repo, "tracked by mreg")
+    assert git(repo, "ls-files", "t.parquet") == ""
+
+
+# A file name with characters that mean something in a .gitignore line, and a name that such a
+# line would wrongly match too.
+GLOB_NAMES = {
+    "bang": ("!keep.parquet", "keep.parquet"),
+    "hash": ("#notes.parquet", "notes.parquet"),
+    "star": ("*.parquet", "other.parquet"),
+    "question mark": ("what?.parquet", "whatX.parquet"),
+    "brackets": ("data[1].parquet", "data1.parquet"),
+    "backslash": ("back\\slash.parquet", "backslash.parquet"),
+    "trailing space": ("spaced.parquet ", "spaced.parquet"),
+}
+
+
+def git_ignores(root: Path, name: str) -> bool:
+    done = subprocess.run(["git", "check-ignore", "-q", "--", name], cwd=root, check=False)
+    assert done.returncode in (0, 1), done
+    return done.returncode == 0
+
+
+def untracked(root: Path) -> set[str]:
+    output = git(root, "status", "--porcelain", "-z", "--untracked-files=all")
+    return {entry[3:] for entry in output.split("\0") if entry.startswith("?? ")}
+
+
+@pytest.mark.parametrize("kind", list(GLOB_NAMES))
+def test_a_file_name_with_gitignore_metacharacters_is_ignored_exactly(repo, run, kind):
+    name, similar = GLOB_NAMES[kind]
+    pq.write_table(table(0, 10), repo / name)
+    pq.write_table(table(0, 10), repo / similar)
+
+    result = run("add", name, "--format", "parquet")
+
+    assert result.exit_code == 0, result.stderr
+    assert git_ignores(repo, name)
+    assert not git_ignores(repo, similar)
+    assert not git_ignores(repo, name + ".mreg.toml")
+    left = untracked(repo)
+    assert name not in left
+    assert {similar, name + ".mreg.toml", ".gitignore"} <= left
+    # Once written, the line is not written again.
+    gitignore = (repo / ".gitignore").read_text()
+    pq.write_table(table(0, 11), repo / name)
+    assert run("add", name, "--format", "parquet").exit_code == 0
+    assert (repo / ".gitignore").read_text() == gitignore
