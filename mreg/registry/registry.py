@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import RegistryError
-from mreg.registry import catalog, loading, resolution
+from mreg.registry import catalog, loading, resolution, trust
 from mreg.registry import export as exporting
 from mreg.registry import metadata as fields
 from mreg.registry import register as registering
@@ -42,10 +42,14 @@ class ModelRegistry:
 
     ``path`` defaults to ``$MODEL_REGISTRY_PATH``, then the current directory. A path inside the
     repository (``ModelRegistry("./my_models")``) is where new models are written; otherwise
-    ``[registry] path`` in ``.mreg/config.toml``, or ``models/``.
+    ``[registry] path`` in ``.mreg/config.toml``, or ``models/``. Loading builds model classes
+    of ``torch.nn``, ``transformers`` and of ``trusted_modules`` only (with those of
+    ``$MREG_TRUSTED_MODULES`` and of ``.mreg/config.local.toml``; see ``mreg.registry.trust``).
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None = None, trusted_modules: list[str] | None = None
+    ) -> None:
         chosen = Path(path or os.environ.get(ENV_PATH) or ".").resolve()
         existing = chosen
         while not existing.exists():
@@ -56,6 +60,8 @@ class ModelRegistry:
         inside = explicit and chosen != self.repo.root
         self.folder = chosen if inside else self.repo.root / configured
         self.loaders: dict[ModelFormat, Any] = loading.default_loaders()
+        # Loading builds classes of these modules only (mreg.registry.trust).
+        self.trusted_modules = trust.trusted_modules(self.repo, trusted_modules)
 
     # -- registering ----------------------------------------------------------------------
 
@@ -141,7 +147,8 @@ class ModelRegistry:
         (None when none was registered)."""
         label, commit = self._resolve(name, version)
         _, manifest = self._manifest(name, commit)
-        stored = StoredModel(self.repo, commit, manifest, fields.from_manifest(manifest, label))
+        metadata = fields.from_manifest(manifest, label)
+        stored = StoredModel(self.repo, commit, manifest, metadata, self.trusted_modules)
         loader = self._loader(stored.metadata.format)
         return loading.load(stored, loader, device, **kwargs)
 

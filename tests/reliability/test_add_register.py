@@ -7,11 +7,14 @@ re-run that the interrupted command asks for, the repository must hold every row
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import torch
 from conftest import (
     assert_one_line_error,
     assert_refused,
@@ -33,6 +37,7 @@ from conftest import (
 )
 
 import mreg
+from mreg.registry import ModelClassError
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_ROWS = 2_000_000
@@ -366,3 +371,171 @@ def test_a_file_name_with_gitignore_metacharacters_is_ignored_exactly(repo, run,
     pq.write_table(table(0, 11), repo / name)
     assert run("add", name, "--format", "parquet").exit_code == 0
     assert (repo / ".gitignore").read_text() == gitignore
+
+
+# -- item 14: loading constructs only classes the user allows ----------------------------------
+
+
+def tagged_model(repo, run, *meta: str, name: str = "m") -> None:  # type: ignore[no-untyped-def]
+    """A model version as a cloned repository can hold it: a manifest whose metadata name a
+    class and its arguments, committed and tagged."""
+    make_safetensors(repo / f"{name}.safetensors")
+    args = [arg for pair in meta for arg in ("--meta", pair)]
+    assert run("add", f"{name}.safetensors", *args).exit_code == 0
+    commit_all(repo, "a model")
+    assert run("tag", name, "v0.1.0").exit_code == 0
+
+
+HOSTILE_CLASSES = {
+    "subprocess.Popen": lambda marker: {"args": ["touch", str(marker)]},
+    "os.system": lambda marker: {"command": f"touch {marker}"},
+}
+
+
+@pytest.mark.parametrize("class_path", list(HOSTILE_CLASSES))
+def test_a_manifest_naming_a_callable_outside_the_allow_list_runs_nothing(
+    repo, run, tmp_path, class_path
+):
+    marker = tmp_path / "ran"
+    kwargs = json.dumps(HOSTILE_CLASSES[class_path](marker))
+    tagged_model(repo, run, f"model_class={class_path}", f"init_kwargs={kwargs}")
+
+    with pytest.raises(ModelClassError, match=f"{re.escape(class_path)} is not trusted"):
+        mreg.ModelRegistry(repo).load_model("m")
+    validated = run("validate")
+
+    assert validated.exit_code == 1
+    assert f"{class_path} is not trusted" in validated.stdout + validated.stderr
+    assert not marker.exists()
+
+
+def test_a_module_named_by_a_manifest_is_not_imported_unless_trusted(
+    repo, run, tmp_path, monkeypatch
+):
+    marker = tmp_path / "imported"
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "planted_models.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "import torch\n\n\nclass Net(torch.nn.Module):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(code))
+    tagged_model(repo, run, "model_class=planted_models.Net")
+
+    registry = mreg.ModelRegistry(repo)
+    with pytest.raises(ModelClassError) as refused, registry.temporary_model("m"):
+        pass
+
+    assert not marker.exists()
+    assert "planted_models" not in sys.modules
+    message = str(refused.value)
+    assert "\n" not in message and "planted_models.Net is not trusted" in message
+    assert "trusted_modules" in (refused.value.hint or "")
+
+
+def test_the_one_line_error_says_how_to_trust_a_module(repo, run):
+    tagged_model(repo, run, "model_class=registry_models.TinyClassifier")
+
+    line = assert_refused(run("export", "m", "--format", "pth", "-o", "out.pth"), "not trusted")
+
+    assert "registry_models" in line and "MREG_TRUSTED_MODULES" in line
+
+
+def test_a_torch_nn_class_loads_without_opting_in(repo):
+    net = torch.nn.Linear(4, 3)
+    registry = mreg.ModelRegistry(repo)
+    registry.register_pytorch_model("lin", net, init_kwargs={"in_features": 4, "out_features": 3})
+
+    loaded, _ = mreg.ModelRegistry(repo).load_model("lin")
+
+    assert type(loaded) is torch.nn.Linear
+    assert torch.equal(loaded.weight, net.weight)
+
+
+def test_a_name_in_torch_nn_that_is_not_a_module_class_is_not_called(repo, run):
+    tagged_model(repo, run, "model_class=torch.nn.functional.relu", "init_kwargs={}")
+
+    with pytest.raises(ModelClassError, match=r"not a torch\.nn\.Module class"):
+        mreg.ModelRegistry(repo).load_model("m")
+
+
+def trust_by_argument(repo: Path, monkeypatch: pytest.MonkeyPatch) -> mreg.ModelRegistry:
+    return mreg.ModelRegistry(repo, trusted_modules=["registry_models"])
+
+
+def trust_by_environment(repo: Path, monkeypatch: pytest.MonkeyPatch) -> mreg.ModelRegistry:
+    monkeypatch.setenv("MREG_TRUSTED_MODULES", "numpy, registry_models")
+    return mreg.ModelRegistry(repo)
+
+
+def trust_by_local_config(repo: Path, monkeypatch: pytest.MonkeyPatch) -> mreg.ModelRegistry:
+    (repo / ".mreg" / "config.local.toml").write_text(
+        '[registry]\ntrusted_modules = ["registry_models"]\n'
+    )
+    return mreg.ModelRegistry(repo)
+
+
+@pytest.mark.parametrize(
+    "trusting", [trust_by_argument, trust_by_environment, trust_by_local_config]
+)
+def test_a_class_of_a_module_the_user_trusts_loads(repo, monkeypatch, trusting):
+    from registry_models import TinyClassifier
+
+    mreg.ModelRegistry(repo).register_pytorch_model(
+        "clf", TinyClassifier(hidden=5), init_kwargs={"hidden": 5}
+    )
+
+    loaded, _ = trusting(repo, monkeypatch).load_model("clf")
+
+    assert isinstance(loaded, TinyClassifier)
+
+
+def test_a_committed_config_cannot_trust_modules_for_the_user(repo, run):
+    from registry_models import TinyClassifier
+
+    (repo / ".mreg" / "config.toml").write_text(
+        '[registry]\ntrusted_modules = ["registry_models"]\n'
+    )
+    registry = mreg.ModelRegistry(repo)
+    registry.register_pytorch_model("clf", TinyClassifier(), init_kwargs={})
+
+    with pytest.raises(ModelClassError, match=r"registry_models\.TinyClassifier is not trusted"):
+        mreg.ModelRegistry(repo).load_model("clf")
+
+
+def test_register_with_init_kwargs_that_are_not_json_is_one_line_and_writes_nothing(
+    repo, run, tmp_path
+):
+    weights = make_safetensors(tmp_path / "w.safetensors")
+    commit_all(repo, "start")
+    before = snapshot(repo), git(repo, "log", "--oneline"), git(repo, "tag", "--list")
+
+    assert_refused(
+        run("register", str(weights), "--name", "m", "--meta", "init_kwargs=not-json"),
+        "init_kwargs",
+    )
+    assert_refused(
+        run("register", str(weights), "--name", "m", "--meta", "init_kwargs=[1, 2]"),
+        "init_kwargs",
+    )
+
+    assert (snapshot(repo), git(repo, "log", "--oneline"), git(repo, "tag", "--list")) == before
+
+
+def test_add_with_registry_metadata_that_does_not_parse_is_one_line_and_writes_nothing(repo, run):
+    make_safetensors(repo / "m.safetensors")
+    before = snapshot(repo)
+
+    assert_refused(run("add", "m.safetensors", "--meta", "init_kwargs=not-json"), "init_kwargs")
+
+    assert snapshot(repo) == before
+
+
+def test_a_committed_manifest_with_malformed_registry_metadata_is_a_one_line_error(repo, run):
+    tagged_model(repo, run)
+    manifest = repo / "m.safetensors.mreg.toml"
+    manifest.write_text(manifest.read_text() + '\n[meta]\ninit_kwargs = "not-json"\n')
+    commit_all(repo, "planted")
+    git(repo, "tag", "-f", "-a", "m@v0.1.0", "-m", "again")
+
+    assert_refused(run("models"), "init_kwargs")
