@@ -246,34 +246,39 @@ class ModelRegistry:
     def remove_model(self, name: str, version: str | None = None) -> list[str]:
         """Deregister one version (every version without ``version``): GTO's ``NAME@vX.Y.Z!``
         tags. The data stay in the cache and on remotes until ``mreg gc``. Returns the tags."""
-        history = self._history(name)
-        if version is None:
-            chosen = history.versions()
-        else:
-            chosen = [normalize_version(version)]
-            resolution.check_active(history, chosen[0])
-        tags = []
-        for v in chosen:
-            tag = f"{name}@{v}!"
-            message = f"Deregistering artifact {name} version {v}"
-            self.repo.git.create_tag(tag, message, rev=history.registered[v].commit)
-            tags.append(tag)
+        with self.repo.lock.held():
+            history = self._history(name)
+            if version is None:
+                chosen = history.versions()
+            else:
+                chosen = [normalize_version(version)]
+                resolution.check_active(history, chosen[0])
+            tags = []
+            for v in chosen:
+                tag = f"{name}@{v}!"
+                message = f"Deregistering artifact {name} version {v}"
+                self.repo.git.create_tag(tag, message, rev=history.registered[v].commit)
+                tags.append(tag)
         return tags
 
     def stage(self, name: str, version: str, stage: str) -> str:
-        """Put ``version`` in ``stage`` (tag ``NAME#STAGE#N``); returns the tag."""
-        history = self._history(name)
-        chosen = normalize_version(version)
-        resolution.check_active(history, chosen)
-        return staging.assign(self.repo, history, chosen, stage)
+        """Put ``version`` in ``stage`` (tag ``NAME#STAGE#N``); returns the tag. Stage moves
+        hold the repository lock from reading N to the tag, so concurrent ones number apart."""
+        with self.repo.lock.held():
+            history = self._history(name)
+            chosen = normalize_version(version)
+            resolution.check_active(history, chosen)
+            return staging.assign(self.repo, history, chosen, stage)
 
     def unstage(self, name: str, stage: str) -> str:
         """Take the version now in ``stage`` out of it (tag ``NAME#STAGE!#N``)."""
-        return staging.unassign(self.repo, self._history(name), stage)
+        with self.repo.lock.held():
+            return staging.unassign(self.repo, self._history(name), stage)
 
     def deprecate(self, name: str) -> str:
         """Mark the whole model deprecated (tag ``NAME@deprecated``)."""
-        return staging.deprecate(self.repo, self._history(name))
+        with self.repo.lock.held():
+            return staging.deprecate(self.repo, self._history(name))
 
     def stages(self, name: str) -> dict[str, str]:
         """Stage -> the version now in it."""

@@ -539,3 +539,23 @@ def test_a_committed_manifest_with_malformed_registry_metadata_is_a_one_line_err
     git(repo, "tag", "-f", "-a", "m@v0.1.0", "-m", "again")
 
     assert_refused(run("models"), "init_kwargs")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(3))
+def test_two_stage_moves_at_once_get_distinct_event_numbers(repo, run, tmp_path, trial):
+    for seed in (0, 1):
+        weights = make_safetensors(tmp_path / f"w{seed}.safetensors", seed=seed)
+        assert run("register", str(weights), "--name", "clf").exit_code == 0
+
+    processes = [
+        mreg_process("stage", "clf", version, stage, cwd=repo)
+        for version, stage in (("v0.1.0", "prod"), ("v0.1.1", "staging"))
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+
+    events = git(repo, "tag", "--list", "clf#*").split()
+    assert sorted(int(tag.rsplit("#", 1)[1]) for tag in events) == [1, 2]
+    assert mreg.ModelRegistry(repo).stages("clf") == {"prod": "v0.1.0", "staging": "v0.1.1"}
