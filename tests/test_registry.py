@@ -20,6 +20,12 @@ from mreg.registry import ModelClassError, RegistryError
 X, _ = toy_data(seed=1)
 
 
+@pytest.fixture(autouse=True)
+def trusted_test_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading builds classes of trusted modules only: these tests trust their own models."""
+    monkeypatch.setenv("MREG_TRUSTED_MODULES", "registry_models")
+
+
 def tags(root: Path) -> list[str]:
     return git(root, "tag", "--list").split()
 
@@ -255,8 +261,9 @@ def test_a_class_path_that_does_not_import_is_a_clear_import_error(repo: Path) -
     registry.register_model(
         "clf", train(3)[0].state_dict(), "pytorch", model_class="nowhere.Missing"
     )
+    trusting = ModelRegistry(trusted_modules=["nowhere"])
     with pytest.raises(ImportError, match=r"model class nowhere\.Missing does not import"):
-        registry.load_model("clf")
+        trusting.load_model("clf")
     registry.register_model(
         "clf", train(3)[0], "pytorch", init_kwargs={"hidden": 8, "colour": "red"}
     )

@@ -14,6 +14,13 @@ from registry_models import logits, predict, tiny_bert, tiny_tokenizer, token_id
 
 from mreg import ModelFormat, ModelRegistry, ModelType
 
+
+@pytest.fixture(autouse=True)
+def trusted_test_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading builds classes of trusted modules only: these tests trust their own models."""
+    monkeypatch.setenv("MREG_TRUSTED_MODULES", "registry_models")
+
+
 X, _ = toy_data(seed=1)
 
 

@@ -17,6 +17,8 @@ from mreg.cli.track import parse_meta
 from mreg.errors import UsageError, VerificationFailed
 
 Name = Annotated[str, typer.Argument(help="Model name.")]
+# register_model's own parameters, which --meta cannot set.
+_ARGUMENTS = {"name", "model", "model_format", "model_type", "version", "tokenizer"}
 
 
 @app.command()
@@ -36,7 +38,14 @@ def register(
     meta: Annotated[list[str] | None, typer.Option(help="Metadata KEY=VALUE (repeatable).")] = None,
 ) -> None:
     """Register PATH as a new version of model NAME: commit it and tag NAME@vX.Y.Z."""
-    fields: dict[str, Any] = {**parse_meta(meta), "performance_metrics": _metrics(metric)}
+    # The registry turns these into their stored form (tags=a,b into a JSON list...).
+    given = parse_meta(meta, stored=False)
+    taken = sorted(given.keys() & _ARGUMENTS)
+    if taken:
+        raise UsageError(
+            f"--meta {taken[0]}=... is not metadata", hint="see `mreg register --help`"
+        )
+    fields: dict[str, Any] = {**given, "performance_metrics": _metrics(metric)}
     entry = open_registry().register_model(
         name, Path(path), model_format=format, model_type=type_, version=version, **fields
     )
@@ -202,7 +211,7 @@ def _fields(value: Any) -> dict[str, Any]:
 
 def _metrics(pairs: list[str] | None) -> dict[str, float]:
     metrics = {}
-    for key, value in parse_meta(pairs).items():
+    for key, value in parse_meta(pairs, stored=False).items():
         try:
             metrics[key] = float(value)
         except ValueError:

@@ -80,13 +80,20 @@ def add(
     stdout.print(f"next: git add {result.manifest_path} && git commit", style="dim")
 
 
-def parse_meta(pairs: list[str] | None) -> dict[str, str]:
+def parse_meta(pairs: list[str] | None, stored: bool = True) -> dict[str, str]:
+    """``--meta KEY=VALUE`` pairs. ``stored`` (add, import: the text goes into the manifest as
+    it is): the fields the registry reads (``init_kwargs``, metrics, shapes...) must parse in
+    that form, or no model version could be read back."""
     meta = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--meta expects KEY=VALUE, got '{pair}'")
         meta[key.strip()] = value
+    if stored:
+        from mreg.registry.metadata import check_meta
+
+        check_meta(meta)
     return meta
 
 

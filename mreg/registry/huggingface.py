@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mreg.errors import ModelClassError, RegistryError, one_line
-from mreg.registry.loaders import StoredModel, import_class
+from mreg.registry import trust
+from mreg.registry.loaders import StoredModel
 from mreg.registry.types import ModelFormat
 
 AUTO_CLASS = "transformers.AutoModel"
@@ -72,7 +73,7 @@ class TransformersLoader:
         its config names, else ``AutoModel``), on ``device``, in eval mode."""
         folder = Path(model_path)
         class_path = kwargs.get("model_class") or configured_class(folder) or AUTO_CLASS
-        model_class = _pretrained_class(class_path)
+        model_class = _pretrained_class(class_path, kwargs.get("trusted", trust.BUILT_IN))
         try:
             model = model_class.from_pretrained(
                 folder, use_safetensors=_has_safetensors(folder), local_files_only=True
@@ -90,7 +91,12 @@ class TransformersLoader:
         """``(model, tokenizer)``; the tokenizer is None when none was saved with the model."""
         with stored.repo.cache.staging() as staging:
             folder = stored.restore_into(staging)
-            model = self.load(str(folder), device=device, model_class=stored.metadata.model_class)
+            model = self.load(
+                str(folder),
+                device=device,
+                model_class=stored.metadata.model_class,
+                trusted=stored.trusted,
+            )
             return model, load_tokenizer(folder)
 
 
@@ -133,8 +139,8 @@ def configured_class(folder: Path) -> str | None:
     return f"transformers.{architectures[0]}"
 
 
-def _pretrained_class(class_path: str) -> Any:
-    model_class = import_class(class_path)
+def _pretrained_class(class_path: str, trusted: tuple[str, ...]) -> Any:
+    model_class = trust.model_class(class_path, trusted)
     if not hasattr(model_class, "from_pretrained"):
         raise ModelClassError(
             f"{class_path} is not a Transformers model class (it has no from_pretrained)",

@@ -14,7 +14,6 @@ the work tree, Transformers folders are restored into a temporary folder only.
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 from mreg import converters
 from mreg.converters.base import ModelConverter
 from mreg.errors import CorruptInput, ModelClassError, RegistryError, one_line
+from mreg.registry import trust
 from mreg.registry.types import ModelFormat
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ class StoredModel:
     rev: str
     manifest: Manifest
     metadata: ModelMetadata
+    # Modules whose classes loading may build (mreg.registry.trust).
+    trusted: tuple[str, ...] = trust.BUILT_IN
 
     def state_dict(self) -> dict[str, Any]:
         return self.repo.load_state_dict(self.manifest.name, self.rev)
@@ -154,7 +156,9 @@ class PytorchLoader:
         state = stored.state_dict()
         if stored.metadata.model_class is None:
             return {k: v.to(device) for k, v in state.items()}
-        model = build_module(stored.metadata.model_class, stored.metadata.init_kwargs)
+        model = build_module(
+            stored.metadata.model_class, stored.metadata.init_kwargs, stored.trusted
+        )
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as error:
@@ -222,24 +226,12 @@ class OnnxLoader:
         return _session(data), None
 
 
-def import_class(class_path: str) -> Any:
-    """The class ``module.Class`` names; ModelClassError (an ImportError) if it does not import."""
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in class_name.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ModelClassError(
-            f"model class {class_path} does not import: {one_line(error)}",
-            hint="install or put on sys.path the package that defines it",
-        ) from None
-    return target
-
-
-def build_module(class_path: str, init_kwargs: dict[str, Any]) -> Any:
-    """An instance of ``module.Class`` built with ``init_kwargs``; ModelClassError if not."""
-    target = import_class(class_path)
+def build_module(
+    class_path: str, init_kwargs: dict[str, Any], trusted: tuple[str, ...] = trust.BUILT_IN
+) -> Any:
+    """An instance of ``module.Class`` built with ``init_kwargs``, when the class is a module
+    class of a trusted module (see ``mreg.registry.trust``); ModelClassError if not."""
+    target = trust.model_class(class_path, trusted)
     try:
         return target(**init_kwargs)
     except TypeError as error:

@@ -9,11 +9,11 @@ comes from the manifest's own tables.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from mreg.errors import RegistryError
+from mreg.errors import RegistryError, one_line
 from mreg.registry.types import CompressionType, ModelFormat, ModelType
 from mreg.repo.manifest import Manifest
 
@@ -38,6 +38,7 @@ TYPE_KEY = "model_type"
 CLASS_KEY = "model_class"
 KWARGS_KEY = "init_kwargs"
 RECORDED = ("framework", "framework_version", "code_commit", "training_dataset_version")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -158,36 +159,75 @@ def from_manifest(manifest: Manifest, version: str) -> ModelMetadata:
 
 
 def from_facts(facts: ManifestFacts, version: str) -> ModelMetadata:
-    """The metadata a manifest (seen through its ``facts``) records for ``version``."""
+    """The metadata a manifest (seen through its ``facts``) records for ``version``.
+
+    RegistryError names a field whose text does not parse (``init_kwargs`` that is not a JSON
+    object, a metric that is not a number...): manifests come from anyone with push access."""
     meta = facts.meta
     texts = {key: meta[key] for key in (*TEXT_FIELDS, *RECORDED) if key in meta}
+    field_of = _Fields(meta, f"{facts.name} {version}")
     return ModelMetadata(
         name=facts.name,
         version=version,
         format=ModelFormat.parse(meta.get(FORMAT_KEY, _format_of(facts.source_format))),
         model_type=ModelType.parse(meta.get(TYPE_KEY, "custom")),
-        training_epochs=int(meta["training_epochs"]) if "training_epochs" in meta else None,
+        training_epochs=field_of("training_epochs", int),
         performance_metrics={
-            k.removeprefix(METRIC): float(v) for k, v in meta.items() if k.startswith(METRIC)
+            k.removeprefix(METRIC): value
+            for k in meta
+            if k.startswith(METRIC) and (value := field_of(k, float)) is not None
         },
-        tags=tuple(_json_list(meta.get("tags"))),
-        dependencies=tuple(_json_list(meta.get("dependencies"))),
-        input_shape=_json_shape(meta.get("input_shape")),
-        output_shape=_json_shape(meta.get("output_shape")),
-        compression_type=(
-            CompressionType.parse(meta["compression_type"]) if "compression_type" in meta else None
-        ),
-        compression_ratio=_float(meta.get("compression_ratio")),
-        original_size_mb=_float(meta.get("original_size_mb")),
+        tags=tuple(field_of("tags", _json_list) or ()),
+        dependencies=tuple(field_of("dependencies", _json_list) or ()),
+        input_shape=field_of("input_shape", _json_shape),
+        output_shape=field_of("output_shape", _json_shape),
+        compression_type=field_of("compression_type", CompressionType.parse),
+        compression_ratio=field_of("compression_ratio", float),
+        original_size_mb=field_of("original_size_mb", float),
         extra={k.removeprefix(EXTRA): v for k, v in meta.items() if k.startswith(EXTRA)},
         parameters_count=facts.parameters,
         model_size_mb=round(facts.size / 2**20, 3),
         dtypes=facts.dtypes,
         model_class=meta.get(CLASS_KEY) or None,
-        init_kwargs=json.loads(meta[KWARGS_KEY]) if meta.get(KWARGS_KEY) else {},
+        init_kwargs=field_of(KWARGS_KEY, _json_object) or {},
         info=dict(facts.info),
         **texts,
     )
+
+
+def check_meta(meta: Mapping[str, str]) -> None:
+    """RegistryError when a ``[meta]`` field the registry reads does not parse."""
+    from_facts(
+        ManifestFacts("artifact", "model", dict(meta), 0, 0, (), {}, "safetensors"), "metadata"
+    )
+
+
+class _Fields:
+    """Parses one ``[meta]`` field at a time, naming it when it does not parse."""
+
+    def __init__(self, meta: Mapping[str, str], origin: str) -> None:
+        self.meta = meta
+        self.origin = origin
+
+    def __call__(self, key: str, parse: Callable[[str], T]) -> T | None:
+        text = self.meta.get(key)
+        if not text:
+            return None
+        try:
+            return parse(text)
+        except (ValueError, TypeError) as error:
+            raise RegistryError(
+                f"{self.origin}: metadata {key} = {text[:60]!r} does not parse: "
+                f"{one_line(error, 80)}",
+                hint=f"give {key} in the form the registry writes (see `mreg show`)",
+            ) from None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON object is expected, not {type(value).__name__}")
+    return value
 
 
 def _format_of(source_format: str) -> str:
@@ -224,13 +264,15 @@ def _shape(name: str, value: Any) -> list[int]:
         raise RegistryError(f"{name} must be a list of integers, not {value!r}") from None
 
 
-def _json_list(text: str | None) -> list[str]:
-    return [str(v) for v in json.loads(text)] if text else []
+def _json_list(text: str) -> list[str]:
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError(f"a JSON list is expected, not {type(value).__name__}")
+    return [str(v) for v in value]
 
 
-def _json_shape(text: str | None) -> tuple[int, ...] | None:
-    return tuple(int(v) for v in json.loads(text)) if text else None
-
-
-def _float(text: str | None) -> float | None:
-    return float(text) if text else None
+def _json_shape(text: str) -> tuple[int, ...]:
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError(f"a JSON list is expected, not {type(value).__name__}")
+    return tuple(int(v) for v in value)

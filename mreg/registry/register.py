@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import ModelFileNotFound, RegistryError, UsageError
+from mreg.errors import ModelFileNotFound, RegistryError, UsageError, one_line
 from mreg.registry import metadata as fields
 from mreg.registry.tags import ModelHistory, bump_patch, normalize_version
 from mreg.registry.types import ModelFormat, ModelType
@@ -56,7 +56,7 @@ def check_request(
     model_format: ModelFormat | str | None,
     model_type: ModelType | str | None,
     version: str | None,
-    init_kwargs: Mapping[str, Any] | None,
+    init_kwargs: Mapping[str, Any] | str | None,
     model_class: str | None,
     metadata: Mapping[str, Any],
     tokenizer: Any = None,
@@ -216,9 +216,25 @@ def _infer_format(model: Any) -> ModelFormat:
     )
 
 
-def _kwargs_json(init_kwargs: Mapping[str, Any] | None) -> str:
+def _kwargs_json(init_kwargs: Mapping[str, Any] | str | None) -> str:
+    """``init_kwargs`` (a mapping, or its JSON text as ``--meta init_kwargs=...`` gives it) as
+    JSON; RegistryError for anything that is not a JSON object."""
     if init_kwargs is None:
         return "{}"
+    if isinstance(init_kwargs, str):
+        try:
+            init_kwargs = json.loads(init_kwargs)
+        except ValueError as error:
+            raise RegistryError(
+                f"init_kwargs is not JSON: {one_line(error)}",
+                hint="give a JSON object, for example init_kwargs='{\"hidden\": 8}'",
+            ) from None
+    if not isinstance(init_kwargs, Mapping):
+        raise RegistryError(
+            f"init_kwargs must be a JSON object of constructor arguments, "
+            f"not {type(init_kwargs).__name__}",
+            hint="for example init_kwargs='{\"hidden\": 8}'",
+        )
     try:
         return json.dumps(dict(init_kwargs), sort_keys=True)
     except TypeError as error:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import RegistryError
-from mreg.registry import catalog, loading, resolution
+from mreg.registry import catalog, loading, resolution, trust
 from mreg.registry import export as exporting
 from mreg.registry import metadata as fields
 from mreg.registry import register as registering
@@ -42,10 +42,14 @@ class ModelRegistry:
 
     ``path`` defaults to ``$MODEL_REGISTRY_PATH``, then the current directory. A path inside the
     repository (``ModelRegistry("./my_models")``) is where new models are written; otherwise
-    ``[registry] path`` in ``.mreg/config.toml``, or ``models/``.
+    ``[registry] path`` in ``.mreg/config.toml``, or ``models/``. Loading builds model classes
+    of ``torch.nn``, ``transformers`` and of ``trusted_modules`` only (with those of
+    ``$MREG_TRUSTED_MODULES`` and of ``.mreg/config.local.toml``; see ``mreg.registry.trust``).
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None = None, trusted_modules: list[str] | None = None
+    ) -> None:
         chosen = Path(path or os.environ.get(ENV_PATH) or ".").resolve()
         existing = chosen
         while not existing.exists():
@@ -56,6 +60,8 @@ class ModelRegistry:
         inside = explicit and chosen != self.repo.root
         self.folder = chosen if inside else self.repo.root / configured
         self.loaders: dict[ModelFormat, Any] = loading.default_loaders()
+        # Loading builds classes of these modules only (mreg.registry.trust).
+        self.trusted_modules = trust.trusted_modules(self.repo, trusted_modules)
 
     # -- registering ----------------------------------------------------------------------
 
@@ -79,26 +85,29 @@ class ModelRegistry:
         ``PreTrainedModel`` (kept with ``tokenizer``, if given, in one ``save_pretrained``
         folder), or a path to weights or to a model folder. Without ``version``, the last
         version's patch is bumped (``v0.1.0`` first). RegistryError (a ValueError) for a
-        duplicate or invalid version.
+        duplicate or invalid version. Registrations in one repository run one at a time
+        (the repository lock is held from choosing the version to the tag), so concurrent ones
+        get versions of their own, or wait and then fail in one line.
         """
-        history = self._history(name, must_exist=False)
-        request = registering.check_request(
-            self.repo, history, name, model, model_format, model_type, version,
-            init_kwargs, model_class, metadata, tokenizer,
-        )  # fmt: skip
-        loader = self._loader(request.format)
-        found = self.repo.lookup(name)
-        if found is not None and found[1].kind != catalog.MODEL:
-            raise catalog.not_a_model(name, found[1].kind)
-        folder = self.folder / name
-        if found is not None and Path(found[0]).parent != Path("."):
-            folder = self.repo.root / Path(found[0]).parent
-        commit = registering.register(self.repo, request, loader, folder)
-        self.repo.git.create_tag(
-            f"{name}@{request.version}",
-            f"Registering artifact {name} version {request.version}",
-            rev=commit,
-        )
+        with self.repo.lock.held():
+            history = self._history(name, must_exist=False)
+            request = registering.check_request(
+                self.repo, history, name, model, model_format, model_type, version,
+                init_kwargs, model_class, metadata, tokenizer,
+            )  # fmt: skip
+            loader = self._loader(request.format)
+            found = self.repo.lookup(name)
+            if found is not None and found[1].kind != catalog.MODEL:
+                raise catalog.not_a_model(name, found[1].kind)
+            folder = self.folder / name
+            if found is not None and Path(found[0]).parent != Path("."):
+                folder = self.repo.root / Path(found[0]).parent
+            commit = registering.register(self.repo, request, loader, folder)
+            self.repo.git.create_tag(
+                f"{name}@{request.version}",
+                f"Registering artifact {name} version {request.version}",
+                rev=commit,
+            )
         return self.get_model_info(name, request.version)
 
     def register_pytorch_model(self, name: str, model: Any, **kwargs: Any) -> ModelEntry:
@@ -138,7 +147,8 @@ class ModelRegistry:
         (None when none was registered)."""
         label, commit = self._resolve(name, version)
         _, manifest = self._manifest(name, commit)
-        stored = StoredModel(self.repo, commit, manifest, fields.from_manifest(manifest, label))
+        metadata = fields.from_manifest(manifest, label)
+        stored = StoredModel(self.repo, commit, manifest, metadata, self.trusted_modules)
         loader = self._loader(stored.metadata.format)
         return loading.load(stored, loader, device, **kwargs)
 
@@ -236,34 +246,39 @@ class ModelRegistry:
     def remove_model(self, name: str, version: str | None = None) -> list[str]:
         """Deregister one version (every version without ``version``): GTO's ``NAME@vX.Y.Z!``
         tags. The data stay in the cache and on remotes until ``mreg gc``. Returns the tags."""
-        history = self._history(name)
-        if version is None:
-            chosen = history.versions()
-        else:
-            chosen = [normalize_version(version)]
-            resolution.check_active(history, chosen[0])
-        tags = []
-        for v in chosen:
-            tag = f"{name}@{v}!"
-            message = f"Deregistering artifact {name} version {v}"
-            self.repo.git.create_tag(tag, message, rev=history.registered[v].commit)
-            tags.append(tag)
+        with self.repo.lock.held():
+            history = self._history(name)
+            if version is None:
+                chosen = history.versions()
+            else:
+                chosen = [normalize_version(version)]
+                resolution.check_active(history, chosen[0])
+            tags = []
+            for v in chosen:
+                tag = f"{name}@{v}!"
+                message = f"Deregistering artifact {name} version {v}"
+                self.repo.git.create_tag(tag, message, rev=history.registered[v].commit)
+                tags.append(tag)
         return tags
 
     def stage(self, name: str, version: str, stage: str) -> str:
-        """Put ``version`` in ``stage`` (tag ``NAME#STAGE#N``); returns the tag."""
-        history = self._history(name)
-        chosen = normalize_version(version)
-        resolution.check_active(history, chosen)
-        return staging.assign(self.repo, history, chosen, stage)
+        """Put ``version`` in ``stage`` (tag ``NAME#STAGE#N``); returns the tag. Stage moves
+        hold the repository lock from reading N to the tag, so concurrent ones number apart."""
+        with self.repo.lock.held():
+            history = self._history(name)
+            chosen = normalize_version(version)
+            resolution.check_active(history, chosen)
+            return staging.assign(self.repo, history, chosen, stage)
 
     def unstage(self, name: str, stage: str) -> str:
         """Take the version now in ``stage`` out of it (tag ``NAME#STAGE!#N``)."""
-        return staging.unassign(self.repo, self._history(name), stage)
+        with self.repo.lock.held():
+            return staging.unassign(self.repo, self._history(name), stage)
 
     def deprecate(self, name: str) -> str:
         """Mark the whole model deprecated (tag ``NAME@deprecated``)."""
-        return staging.deprecate(self.repo, self._history(name))
+        with self.repo.lock.held():
+            return staging.deprecate(self.repo, self._history(name))
 
     def stages(self, name: str) -> dict[str, str]:
         """Stage -> the version now in it."""

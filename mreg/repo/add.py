@@ -17,11 +17,11 @@ from lance.fragment import write_fragments
 from mreg import converters
 from mreg.converters.base import DatasetConverter, ModelConverter, ReadOptions
 from mreg.errors import MregError, NameConflict, UsageError
-from mreg.hashing import sha256_path, sha256_tree, tree_files
+from mreg.hashing import sha256_tree, tree_files
 from mreg.progress import bar
 from mreg.repo import manifest as manifests
 from mreg.repo import tensor_table
-from mreg.repo.git import ignore_in_git
+from mreg.repo.git import ignore_in_git, ignore_line
 from mreg.repo.manifest import ColumnInfo, FileEntry, Fragment, Manifest, Source, TensorInfo
 
 if TYPE_CHECKING:
@@ -112,6 +112,9 @@ def _overwrite(
     manifests.check_name(name)
     _check_name_free(tracked, name, manifest_rel)
     companions = tuple(converter.companions(source_path))
+    folder = PurePosixPath(relpath).parent
+    for rel in (relpath, *((folder / c).as_posix() for c in companions)):
+        _check_git_can_ignore(repo, rel)
     size = _size(source_path) + sum((source_path.parent / c).stat().st_size for c in companions)
     sha: str | None = None
     if previous and previous.source.size == size and previous.source.format == converter.format:
@@ -199,32 +202,59 @@ def _append(
     manifest_rel, previous = target
     if previous.kind != "dataset":
         raise UsageError(f"'{previous.name}' is a model; --mode append adds rows to datasets")
+    batch_sha = repo.workspace_digest(repo.relpath(batch_path)) or ""
+    if batch_sha in (previous.source.sha256, previous.source.appended):
+        # The artifact itself, or the batch appended last: its rows are in already (a re-run
+        # of an append that was interrupted after its manifest was written finishes it here).
+        return _appended_already(repo, manifest_rel, previous, meta)
     reader = cast(DatasetConverter, converter).read(batch_path, options)
     expected = lance.json_to_schema(json.loads(previous.schema))
     _check_same_schema(previous.name, batch_path.name, reader.schema, expected)
     added = _write_table(repo, reader, expected, first_id=_next_fragment_id(previous))
-    manifest = replace(
+    grown = replace(
         previous,
         rows=previous.rows + sum(f.rows for f in added.fragments),
         fragments=previous.fragments + added.fragments,
         files=tuple(sorted(previous.files + added.files, key=lambda f: f.path)),
-        # The recorded digest is the old artifact's; the rewrite below gives the new one.
-        source=replace(previous.source, restore="equivalent"),
+        source=replace(previous.source, appended=batch_sha),
     ).with_meta(meta)
-    result = _commit(repo, manifest, manifest_rel, added.new_bytes)
-    # The work-tree file now stands for every row, so it is rewritten to match the manifest.
-    restored = repo.checkout_manifest(manifest_rel, result.manifest, force=True)
-    final = replace(
-        result.manifest,
-        source=replace(
-            result.manifest.source,
-            size=_size(restored),
-            sha256=sha256_path(restored),
-            restore=previous.source.restore,
-        ),
-    )
-    manifests.write(repo.root / manifest_rel, final)
+    final = _rewrite_artifact(repo, manifest_rel, grown)
     return AddResult(final, manifest_rel, changed=True, new_bytes=added.new_bytes)
+
+
+def _rewrite_artifact(repo: Repo, manifest_rel: str, grown: Manifest) -> Manifest:
+    """Rewrite the artifact's work-tree file with every row of ``grown``, and write ``grown``
+    with that file's digest. The manifest is written once, after the new file is complete and
+    before it replaces the old one: a kill leaves both old, or the new manifest (whose
+    ``appended`` digest makes the re-run finish the rewrite instead of appending again)."""
+    from mreg.repo.checkout import Restoration
+
+    ignore_in_git(repo.root, manifest_rel.removesuffix(manifests.SUFFIX))
+    recorded: list[Manifest] = []
+
+    def record(built: Path, digest: str) -> None:
+        source = replace(grown.source, size=_size(built), sha256=digest)
+        recorded.append(replace(grown, source=source))
+        manifests.write(repo.root / manifest_rel, recorded[0])
+
+    # The digest recorded so far is the old file's: nothing to compare the new file with.
+    rewriting = replace(grown, source=replace(grown.source, restore="equivalent"))
+    with Restoration(repo, manifest_rel, rewriting) as restoration:
+        restoration.finish(before_swap=record)
+    return recorded[0]
+
+
+def _appended_already(
+    repo: Repo, manifest_rel: str, previous: Manifest, meta: dict[str, str]
+) -> AddResult:
+    """Nothing to append: bring the work-tree file in line with the manifest if an interrupted
+    append left the old one there, and record new metadata, if any."""
+    manifest = previous.with_meta(meta)
+    if manifest != previous:
+        manifests.write(repo.root / manifest_rel, manifest)
+    if not repo.workspace_in_sync(manifest_rel.removesuffix(manifests.SUFFIX), manifest):
+        repo.checkout_manifest(manifest_rel, manifest, force=True)
+    return AddResult(manifest, manifest_rel, changed=manifest != previous, new_bytes=0)
 
 
 def _commit(repo: Repo, manifest: Manifest, manifest_rel: str, new_bytes: int) -> AddResult:
@@ -376,6 +406,20 @@ def _check_same_schema(name: str, batch: str, actual: pa.Schema, expected: pa.Sc
     raise UsageError(
         f"cannot append {batch} to '{name}': its columns ({describe(actual)}) "
         f"differ from the dataset's ({describe(expected)})"
+    )
+
+
+def _check_git_can_ignore(repo: Repo, relpath: str) -> None:
+    """Refuse a path that git tracks: ignoring it would not take it out of git's index, and
+    every commit would go on carrying its bytes. Or one no .gitignore line can name."""
+    ignore_line(PurePosixPath(relpath).name)
+    if not repo.git.tracked(relpath):
+        return
+    recursive = "-r " if (repo.root / relpath).is_dir() else ""
+    raise UsageError(
+        f"{relpath} is tracked by git; mreg keeps its bytes out of git",
+        hint=f"run `git rm {recursive}--cached {relpath}` (the file stays on disk), "
+        f"then `mreg add {relpath}`",
     )
 
 

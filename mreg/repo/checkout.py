@@ -89,8 +89,12 @@ class Restoration:
             wanted.setdefault(entry.path, []).append(copy)
         return wanted
 
-    def finish(self) -> Path:
-        """Write what did not land, check, swap the result in for the work-tree copy."""
+    def finish(self, before_swap: Callable[[Path, str], None] | None = None) -> Path:
+        """Write what did not land, check, swap the result in for the work-tree copy.
+
+        ``before_swap(built, sha256)`` runs once the result is complete and checked, before it
+        replaces the work-tree copy: an append records its manifest there, so that a kill
+        leaves the new manifest with the old file (a re-run finishes) or neither changed."""
         self._close_outputs()
         # Only copies whose download completed and checked hold their bytes.
         placed = {index: copy.offset for index, copy in self._landing.items() if copy.landed}
@@ -99,12 +103,16 @@ class Restoration:
             write(self._folder)
             digest = self.manifest.source.sha256 if self.assembled else sha256_tree(self._folder)
             _check_exact(self.artifact_rel, self.manifest, digest)
+            if before_swap is not None:
+                before_swap(self._folder, digest)
             self._swap_folder_in(self._folder)
         else:
             assert self._pending is not None
             with open(self._pending.temporary, "r+b") as raw:
                 digest = _write_file(raw, write, self.manifest, self.assembled)
             _check_exact(self.artifact_rel, self.manifest, digest)
+            if before_swap is not None:
+                before_swap(self._pending.temporary, digest)
             self._pending.commit()
         # Remembered with the file's (or folder's) fingerprint: `mreg status` need not hash it.
         with self.repo.state.batch():

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.atomic import atomic_write_text
-from mreg.errors import GitError, NotARepository, one_line
+from mreg.errors import GitError, NotARepository, UsageError, one_line
 
 if TYPE_CHECKING:
     import git
@@ -147,6 +148,11 @@ class GitRepo:
             "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", f"*{suffix}"
         )
         return sorted({p for p in output.split("\0") if p and (self.root / p).is_file()})
+
+    def tracked(self, relpath: str) -> list[str]:
+        """Paths in git's index at or under ``relpath`` (a path, never a pattern)."""
+        output = self._git("ls-files", "-z", "--cached", "--", f":(literal){relpath}")
+        return [p for p in output.split("\0") if p]
 
     def blobs_at(self, rev: str, suffix: str) -> list[tuple[str, str]]:
         """(blob sha, path) of the files ending in ``suffix`` in the tree of ``rev``."""
@@ -396,11 +402,24 @@ def _tree_entries(data: bytes) -> list[tuple[bytes, bytes, str]]:
 
 
 def ignore_in_git(root: Path, relpath: str) -> None:
-    """Add ``/relpath`` to the .gitignore beside it, once."""
+    """Add the line that ignores exactly ``relpath`` to the .gitignore beside it, once."""
     target = root / relpath
     gitignore = target.parent / ".gitignore"
-    entry = "/" + target.name
+    entry = ignore_line(target.name)
     lines = gitignore.read_text().splitlines() if gitignore.exists() else []
     if entry in lines:
         return
     atomic_write_text(gitignore, "\n".join([*lines, entry]) + "\n")
+
+
+def ignore_line(name: str) -> str:
+    """The .gitignore line that matches the file or folder ``name`` beside it and nothing else:
+    anchored, with every pattern character escaped (``* ? [ ] \\ ! #``, trailing spaces)."""
+    if "\n" in name or "\r" in name:
+        raise UsageError(
+            f"{name!r} holds a line break, which a .gitignore line cannot match",
+            hint="rename the file",
+        )
+    escaped = re.sub(r"([*?\[\]\\!#])", r"\\\1", name)
+    kept = escaped.rstrip(" ")
+    return "/" + kept + "\\ " * (len(escaped) - len(kept))

@@ -95,6 +95,8 @@ class Source:
     url: str = ""
     # Files beside the artifact that belong to it (ONNX external data); see Repo.workspace_digest.
     companions: tuple[str, ...] = ()
+    # sha256 of the last file appended (``--mode append``): appending it again adds nothing.
+    appended: str = ""
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ def dumps(manifest: Manifest) -> str:
             "url": manifest.source.url or None,
             "companions": list(manifest.source.companions) or None,
             "restore_info": manifest.source.restore_info or None,
+            "appended": manifest.source.appended or None,
         },
     }
     if manifest.meta:
@@ -260,6 +263,7 @@ def _from_document(doc: dict[str, Any]) -> Manifest:
             restore_info=str(source.get("restore_info", "")),
             url=str(source.get("url", "")),
             companions=tuple(str(c) for c in source.get("companions", [])),
+            appended=str(source.get("appended", "")),
         ),
         meta={str(k): str(v) for k, v in doc.get("meta", {}).items()},
         info={str(k): str(v) for k, v in doc.get("info", {}).items()},
