@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import lance
 
     from mreg.repo.add import AddResult, Mode
+    from mreg.repo.checkout import CheckedOut
     from mreg.repo.diff import Diff
     from mreg.repo.gc import GcReport
     from mreg.repo.status import ArtifactStatus
@@ -279,7 +280,7 @@ class Repo:
 
         return restore(self, manifest_rel, manifest, force=force)
 
-    def checkout(self, targets: list[str] | None = None, force: bool = False) -> list[Target]:
+    def checkout(self, targets: list[str] | None = None, force: bool = False) -> CheckedOut:
         from mreg.repo.checkout import checkout
 
         with self.lock.held():
@@ -311,12 +312,16 @@ class Repo:
             return fetch(self, targets, remote=remote, jobs=jobs)
 
     def pull(
-        self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
-    ) -> list[Target]:
+        self,
+        targets: list[str] | None = None,
+        remote: str | None = None,
+        jobs: int = 8,
+        force: bool = False,
+    ) -> CheckedOut:
         from mreg.repo.fetch import pull
 
         with self.lock.held():
-            return pull(self, targets, remote=remote, jobs=jobs)
+            return pull(self, targets, remote=remote, jobs=jobs, force=force)
 
     def verify(self, targets: list[str] | None = None, remote: str | None = None) -> list[Problem]:
         from mreg.repo.verify import verify

@@ -1,0 +1,214 @@
+"""Checkout and pull never destroy work mreg does not hold, never leave its files behind for git
+to pick up, and never trust cache bytes this process did not hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import (
+    assert_refused,
+    commit_all,
+    git,
+    make_safetensors,
+    make_table,
+    snapshot,
+)
+
+KINDS = ["model-file", "dataset-file", "dataset-folder"]
+ARTIFACT = {"model-file": "m.safetensors", "dataset-file": "t.parquet", "dataset-folder": "parts"}
+
+
+def write_version(root: Path, kind: str, version: int) -> Path:
+    """Version ``version`` of the artifact of ``kind``, written in place."""
+    path = root / ARTIFACT[kind]
+    if kind == "model-file":
+        return make_safetensors(path, seed=version)
+    if kind == "dataset-file":
+        return make_table(path, rows=10 * version)
+    path.mkdir(exist_ok=True)
+    for part in range(2):
+        make_table(path / f"part-{part}.parquet", rows=5 * version, start=100 * part)
+    return path
+
+
+def edit(path: Path) -> None:
+    """A change the user makes and never adds."""
+    if path.is_dir():
+        make_table(path / "part-0.parquet", rows=3, start=7000)
+    elif path.suffix == ".safetensors":
+        make_safetensors(path, seed=99)
+    else:
+        make_table(path, rows=3, start=7000)
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file, or of every (name, bytes) pair of a folder."""
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    lines = [f"{p.relative_to(path)}:{digest(p)}" for p in sorted(path.rglob("*")) if p.is_file()]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def statuses(run) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    result = run("status", "--json")
+    assert result.exit_code == 0, result.stderr
+    return {entry["path"]: entry["states"] for entry in json.loads(result.stdout)}
+
+
+def two_versions(repo: Path, run, kind: str) -> Path:  # type: ignore[no-untyped-def]
+    """Branch ``main`` holds version 1 of the artifact, branch ``two`` (checked out) version 2,
+    both added with mreg; the work tree holds version 2 as added."""
+    path = write_version(repo, kind, 1)
+    assert run("add", path.name).exit_code == 0
+    commit_all(repo, "version 1")
+    git(repo, "checkout", "-q", "-b", "two")
+    write_version(repo, kind, 2)
+    assert run("add", path.name).exit_code == 0
+    commit_all(repo, "version 2")
+    return path
+
+
+def pushed(repo: Path, run) -> None:  # type: ignore[no-untyped-def]
+    """Both versions on the remote, the cache emptied: a pull downloads what it restores."""
+    assert run("push", "--all").exit_code == 0
+    shutil.rmtree(repo / ".mreg" / "cache")
+
+
+# -- item 1: a change mreg does not hold is never overwritten --------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_checkout_of_another_branch_rewrites_a_file_mreg_wrote_without_force(repo, run, kind):
+    path = two_versions(repo, run, kind)
+    version_2 = digest(path)
+    git(repo, "checkout", "-q", "main")
+    result = run("checkout")
+    assert result.exit_code == 0, result.stderr
+    assert digest(path) != version_2
+    assert statuses(run)[path.name] == ["in sync"]
+
+
+@pytest.mark.parametrize("command", ["checkout", "pull"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_change_never_added_is_refused_in_one_line_and_nothing_is_written(
+    repo, run, remote_dir, kind, command
+):
+    path = two_versions(repo, run, kind)
+    if command == "pull":
+        pushed(repo, run)
+    edit(path)
+    git(repo, "checkout", "-q", "main")
+    before = snapshot(repo)
+    line = assert_refused(run(command), path.name, "--force")
+    assert "mreg add" in line
+    assert snapshot(repo) == before
+    forced = run(command, "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert statuses(run)[path.name] == ["in sync"]
+
+
+def test_every_target_is_checked_before_any_is_written(repo, run):
+    model = write_version(repo, "model-file", 1)
+    table = write_version(repo, "dataset-file", 1)
+    assert run("add", model.name).exit_code == 0
+    assert run("add", table.name).exit_code == 0
+    commit_all(repo, "version 1")
+    git(repo, "checkout", "-q", "-b", "two")
+    write_version(repo, "model-file", 2)
+    write_version(repo, "dataset-file", 2)
+    assert run("add", model.name).exit_code == 0
+    assert run("add", table.name).exit_code == 0
+    commit_all(repo, "version 2")
+    edit(table)
+    git(repo, "checkout", "-q", "main")
+    before = snapshot(repo)
+    assert_refused(run("checkout"), table.name)
+    assert snapshot(repo) == before
+
+
+def test_a_rollback_by_name_refuses_to_overwrite_a_change_never_added(repo, run):
+    path = write_version(repo, "model-file", 1)
+    assert run("add", path.name).exit_code == 0
+    first = commit_all(repo, "version 1")
+    write_version(repo, "model-file", 2)
+    assert run("add", path.name).exit_code == 0
+    commit_all(repo, "version 2")
+    edit(path)
+    before = snapshot(repo)
+    assert_refused(run("checkout", f"m@{first}"), path.name, "--force")
+    assert snapshot(repo) == before
+
+
+# -- item 2: files the user put in a tracked folder -----------------------------------------
+
+
+@pytest.mark.parametrize("command", ["checkout", "pull"])
+@pytest.mark.parametrize("switch", [True, False], ids=["other-version", "same-version"])
+def test_an_untracked_file_in_a_tracked_folder_is_named_and_kept(
+    repo, run, remote_dir, command, switch
+):
+    folder = two_versions(repo, run, "dataset-folder")
+    if command == "pull":
+        pushed(repo, run)
+    notes = folder / "notes.txt"
+    notes.write_text("my notes")
+    if switch:
+        git(repo, "checkout", "-q", "main")
+    before = snapshot(repo)
+    assert_refused(run(command), "parts/notes.txt", "--force")
+    assert snapshot(repo) == before
+    assert run(command, "--force").exit_code == 0
+    assert not notes.exists()
+    assert statuses(run)["parts"] == ["in sync"]
+
+
+# -- item 6: files of artifacts the checked-out commit does not track ------------------------
+
+
+def branch_without_artifact(repo: Path, run, kind: str) -> Path:  # type: ignore[no-untyped-def]
+    """Branch ``bare`` has mreg but not the artifact; ``main`` (checked out) tracks it."""
+    commit_all(repo, "mreg set up")
+    git(repo, "branch", "bare")
+    path = write_version(repo, kind, 1)
+    assert run("add", path.name).exit_code == 0
+    commit_all(repo, "artifact")
+    return path
+
+
+def untracked(repo: Path) -> list[str]:
+    return [line for line in git(repo, "status", "--porcelain").splitlines() if line]
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_checkout_removes_the_file_of_an_artifact_the_branch_lacks_and_restores_it_on_return(
+    repo, run, kind, force
+):
+    path = branch_without_artifact(repo, run, kind)
+    added = digest(path)
+    git(repo, "checkout", "-q", "bare")
+    assert run("checkout", *(["--force"] if force else [])).exit_code == 0
+    assert not path.exists()
+    assert untracked(repo) == []
+    git(repo, "checkout", "-q", "main")
+    assert run("checkout").exit_code == 0
+    assert statuses(run)[path.name] == ["in sync"]
+    if kind == "model-file":
+        assert digest(path) == added
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_changed_file_of_an_artifact_the_branch_lacks_is_kept_with_a_warning(repo, run, kind):
+    path = branch_without_artifact(repo, run, kind)
+    edit(path)
+    edited = digest(path)
+    git(repo, "checkout", "-q", "bare")
+    for flags in ([], ["--force"]):
+        result = run("checkout", *flags)
+        assert result.exit_code == 0, result.stderr
+        assert digest(path) == edited
+        assert "warning" in result.stderr and path.name in result.stderr
