@@ -379,9 +379,10 @@ class Repo:
         target = self.target(f"{name}@{rev}" if rev else name)
         if target.manifest.kind != "model":
             raise UsageError(f"'{name}' is a dataset; use mreg.open() for its rows")
-        dataset = self.open(name, rev)
+        dataset = self.open(name, rev)  # checks every cache file, see Cache.check
+        checked = {e.sha256 for e in target.manifest.files if self.cache.is_checked(e)}
         result = {}
-        for record in tensor_table.read_tensors(dataset, target.manifest):
+        for record in tensor_table.read_tensors(dataset, target.manifest, checked_files=checked):
             if record.is_file:
                 continue
             dtype = getattr(torch, record.dtype)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from mreg import converters
-from mreg.atomic import PendingFile, atomic_write_bytes
+from mreg.atomic import PendingFile, atomic_write_bytes, move, owned_prefix
 from mreg.converters.base import DatasetConverter, ModelConverter, inside
 from mreg.converters.base import Target as BaseTarget
 from mreg.errors import IntegrityError, MissingData, WorkTreeChanged
@@ -181,25 +181,39 @@ class Restoration:
     def finish(self) -> Path:
         """Write what did not land, check, swap the result in for the work-tree copy."""
         self._close_outputs()
-        # Only copies whose download completed and checked hold their bytes.
-        placed = {index: copy.offset for index, copy in self._landing.items() if copy.landed}
-        write = _writer(self.repo, self.manifest, self.converter, self.assembled, placed)
+        try:
+            digest = self._write()
+        except IntegrityError:
+            # A tensor or the whole result did not match: find the corrupt cache file and
+            # take it out, so that a pull fetches it again (this raises naming it).
+            cache = self.repo.cache
+            cache.check([e for e in self.manifest.files if cache.has(e)], self.manifest.name)
+            raise
         if self._folder is not None:
-            write(self._folder)
-            digest = self.manifest.source.sha256 if self.assembled else sha256_tree(self._folder)
-            _check_exact(self.artifact_rel, self.manifest, digest)
             self._swap_folder_in(self._folder)
         else:
             assert self._pending is not None
-            with open(self._pending.temporary, "r+b") as raw:
-                digest = _write_file(raw, write, self.manifest, self.assembled)
-            _check_exact(self.artifact_rel, self.manifest, digest)
             self._pending.commit()
         # Remembered with the file's (or folder's) fingerprint: `mreg status` need not hash it.
         with self.repo.state.batch():
             self.repo.state.remember_sha256(self.artifact_rel, digest)
             self.repo.state.remember_held(self.artifact_rel, self.manifest, digest)
         return self.target
+
+    def _write(self) -> str:
+        """Write the output, check it, and return its digest."""
+        # Only copies whose download completed and checked hold their bytes.
+        placed = {index: copy.offset for index, copy in self._landing.items() if copy.landed}
+        write = _writer(self.repo, self.manifest, self.converter, self.assembled, placed)
+        if self._folder is not None:
+            write(self._folder)
+            digest = self.manifest.source.sha256 if self.assembled else sha256_tree(self._folder)
+        else:
+            assert self._pending is not None
+            with open(self._pending.temporary, "r+b") as raw:
+                digest = _write_file(raw, write, self.manifest, self.assembled)
+        _check_exact(self.artifact_rel, self.manifest, digest)
+        return digest
 
     def _output(self, file: str) -> int:
         """A descriptor for writing ``file`` of the output ("": the single file)."""
@@ -219,10 +233,21 @@ class Restoration:
         self._outputs.clear()
 
     def _swap_folder_in(self, built: Path) -> None:
-        if self.target.exists() or self.target.is_symlink():
-            os.rename(self.target, built.parent / "old")  # removed with the staging folder
+        """Put the folder built in the cache's staging area in place of the work-tree one.
+
+        The old one is renamed aside first, beside it (on its file system, under a temporary's
+        name that a later command removes if this one dies), then deleted."""
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(built, self.target)
+        aside = None
+        if self.target.exists() or self.target.is_symlink():
+            aside = self.target.parent / f"{owned_prefix(self.target.name)}{os.urandom(4).hex()}"
+            os.rename(self.target, aside)
+        move(built, self.target)
+        if aside is not None:
+            if aside.is_dir() and not aside.is_symlink():
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                aside.unlink(missing_ok=True)
 
 
 def _write_file(
@@ -252,13 +277,18 @@ def _writer(
     from mreg.repo import tensor_table
 
     # When the whole output is hashed and compared, checking every tensor's digest on the way
-    # would only hash the same bytes twice.
+    # would only hash the same bytes twice. Otherwise the files holding whole tensors are
+    # checked up front, on several threads (a corrupt one leaves the cache, for a fetch to get
+    # again), and tensors read through Lance each against its digest.
     hashed_whole = manifest.source.restore == "exact" and not assembled
+    if not hashed_whole:
+        holders = {e.path: e for e in tensor_table.holding_files(manifest) if e is not None}
+        repo.cache.check(holders.values(), manifest.name)
     checked = {e.sha256 for e in manifest.files if repo.cache.is_checked(e)}
     tensors = tensor_table.read_stored_tensors(
         manifest,
         repo.cache.root,
-        lambda: repo.cache.open(manifest),
+        lambda: repo.cache.open(manifest, check=False),
         check_digests=not hashed_whole,
         checked_files=checked,
         placed=placed,

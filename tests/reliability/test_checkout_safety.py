@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,15 +20,25 @@ from conftest import (
     snapshot,
 )
 
+import mreg
+from mreg.errors import IntegrityError
+
 KINDS = ["model-file", "dataset-file", "dataset-folder"]
-ARTIFACT = {"model-file": "m.safetensors", "dataset-file": "t.parquet", "dataset-folder": "parts"}
+ARTIFACT = {
+    "model-file": "m.safetensors",
+    "model-packed": "m.safetensors",
+    "dataset-file": "t.parquet",
+    "dataset-folder": "parts",
+}
 
 
 def write_version(root: Path, kind: str, version: int) -> Path:
     """Version ``version`` of the artifact of ``kind``, written in place."""
     path = root / ARTIFACT[kind]
-    if kind == "model-file":
-        return make_safetensors(path, seed=version)
+    if kind == "model-file":  # a 1 MiB weight: Lance keeps it in a blob file of its own
+        return make_safetensors(path, seed=version, layers=1, width=512)
+    if kind == "model-packed":  # three of them: Lance packs them into one blob file
+        return make_safetensors(path, seed=version, layers=3, width=512)
     if kind == "dataset-file":
         return make_table(path, rows=10 * version)
     path.mkdir(exist_ok=True)
@@ -212,3 +224,91 @@ def test_a_changed_file_of_an_artifact_the_branch_lacks_is_kept_with_a_warning(r
         assert result.exit_code == 0, result.stderr
         assert digest(path) == edited
         assert "warning" in result.stderr and path.name in result.stderr
+
+
+# -- items 9, 10: cache bytes are hashed before this process trusts them ----------------------
+
+
+def rot(path: Path) -> None:
+    """Flip a byte in the middle of ``path`` in place, then put its times back: what a disk
+    that rots at rest leaves (same size, mtime and inode)."""
+    stat = path.stat()
+    with open(path, "r+b") as handle:
+        handle.seek(stat.st_size // 2)
+        byte = handle.read(1)
+        handle.seek(stat.st_size // 2)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def largest_cache_file(repo: Path, artifact: Path) -> Path:
+    manifest = tomllib.loads(artifact.with_name(artifact.name + ".mreg.toml").read_text())
+    biggest = max(manifest["lance"]["files"], key=lambda f: f["size"])
+    return repo / ".mreg" / "cache" / biggest["path"]
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "model-packed"])
+def test_a_cache_file_that_rotted_at_rest_fails_checkout_in_one_line_and_is_fetched_again(
+    repo, run, remote_dir, kind
+):
+    path = write_version(repo, kind, 1)
+    added = digest(path)
+    assert run("add", path.name).exit_code == 0
+    assert run("push").exit_code == 0
+    remove(path)
+    rot(largest_cache_file(repo, path))
+
+    assert_refused(run("checkout"), "sha256", "mreg pull")
+    assert not path.exists()
+    assert statuses(run)[path.name] != ["in sync"]
+
+    pulled = run("pull")
+    assert pulled.exit_code == 0, pulled.stderr
+    assert statuses(run)[path.name] == ["in sync"]
+    if kind.startswith("model"):
+        assert digest(path) == added
+
+
+def test_mreg_open_refuses_a_rotted_dataset_file(repo, run):
+    path = write_version(repo, "dataset-file", 1)
+    assert run("add", path.name).exit_code == 0
+    rot(largest_cache_file(repo, path))
+    with pytest.raises(IntegrityError, match="do not match their recorded sha256"):
+        mreg.open("t")
+
+
+def test_load_state_dict_refuses_a_rotted_model_file(repo, run):
+    path = write_version(repo, "model-file", 1)
+    assert run("add", path.name).exit_code == 0
+    rot(largest_cache_file(repo, path))
+    with pytest.raises(IntegrityError):
+        mreg.load_state_dict("m")
+
+
+def test_a_dataset_read_after_its_corrupt_file_was_fetched_again_gives_the_original_rows(
+    repo, run, remote_dir
+):
+    path = write_version(repo, "dataset-file", 1)
+    assert run("add", path.name).exit_code == 0
+    assert run("push").exit_code == 0
+    original = mreg.open("t").to_table()  # builds the view: hard links to the cache files
+    rot(largest_cache_file(repo, path))
+    with pytest.raises(IntegrityError):
+        mreg.open("t")
+    assert run("fetch").exit_code == 0
+    assert mreg.open("t").to_table().equals(original)
+
+
+def test_status_calls_a_file_edited_in_place_with_its_mtime_put_back_changed(repo, run):
+    path = write_version(repo, "model-file", 1)
+    assert run("add", path.name).exit_code == 0
+    assert statuses(run)[path.name] == ["in sync"]
+    rot(path)
+    assert statuses(run)[path.name] == ["changed in workspace"]
