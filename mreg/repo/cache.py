@@ -43,8 +43,6 @@ REMOTE_BASE_ID = 1
 # with their (size, mtime, ctime, inode) then. Bytes at rest can rot without any of these
 # changing, so no other process's word is taken for it: each process hashes a file once.
 _checked: dict[str, tuple[int, int, int, int]] = {}
-# Scratch folders this process has cleared of dead processes' temporaries.
-_swept: set[str] = set()
 
 
 def _stamp(path: Path) -> tuple[int, int, int, int] | None:
@@ -88,20 +86,19 @@ class Cache:
     def staging(self, suffix: str = "", folder: Path | None = None) -> Iterator[Path]:
         """A fresh temporary directory (in ``.mreg/tmp``, or in ``folder``), removed afterwards
         whatever happens."""
-        folder = self._scratch(folder or self.tmp)
+        folder = self.scratch(folder or self.tmp)
         path = Path(tempfile.mkdtemp(dir=folder, prefix=owned_prefix("stage"), suffix=suffix))
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def _scratch(self, folder: Path) -> Path:
-        """``folder``, made if needed; the first time in this process, cleared of what killed
-        mreg processes left there."""
+    def scratch(self, folder: Path | None = None) -> Path:
+        """``folder`` (default ``.mreg/tmp``), made if needed and cleared of what killed mreg
+        processes left there."""
+        folder = folder or self.tmp
         folder.mkdir(parents=True, exist_ok=True)
-        if str(folder) not in _swept:
-            remove_stale(folder)
-            _swept.add(str(folder))
+        remove_stale(folder)
         return folder
 
     def ingest(self, dataset_dir: Path, relpaths: Iterable[str]) -> list[FileEntry]:
@@ -181,7 +178,9 @@ class Cache:
             _checked[str(path)] = stamp
 
     def temp_file(self) -> Path:
-        return self._scratch(self.tmp) / f"{owned_prefix('download')}{uuid.uuid4().hex}"
+        """A name for a download in ``.mreg/tmp`` (see ``scratch``, which a fetch runs first)."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return self.tmp / f"{owned_prefix('download')}{uuid.uuid4().hex}"
 
     def verify(self, entry: FileEntry) -> str | None:
         """None when the cached file has the recorded sha256, else what is wrong."""
@@ -214,7 +213,6 @@ class Cache:
         Cache files are checked first (see ``check``) unless ``check`` is false: for a caller
         that checks every value it reads against a digest of its own.
         """
-        import lance
 
         if base is None and check:
             self.check(manifest.files, manifest.name)
@@ -222,13 +220,13 @@ class Cache:
         if not self._view_intact(manifest, view, base):
             self._build_view(manifest, view, base)
         try:
-            return lance.dataset(str(view), storage_options=storage_options)
+            return _opened(manifest, view, storage_options)
         except (OSError, ValueError, RuntimeError) as error:
             # A view is derived data: one damaged in a way _view_intact cannot see (a version
-            # manifest zeroed) is built again once.
+            # manifest zeroed) is built again, once.
             self._build_view(manifest, view, base)
             try:
-                return lance.dataset(str(view), storage_options=storage_options)
+                return _opened(manifest, view, storage_options)
             except (OSError, ValueError, RuntimeError):
                 raise MregError(
                     f"cannot open the Lance view of '{manifest.name}' in {view.parent}: "
@@ -311,6 +309,20 @@ class Cache:
         # Hidden names are views being built or replaced (see _build_view).
         found = folder.iterdir() if folder.exists() else iter(())
         return sorted(p for p in found if not p.name.startswith("."))
+
+
+def _opened(
+    manifest: Manifest, view: Path, storage_options: dict[str, str] | None
+) -> lance.LanceDataset:
+    """The view opened; ValueError when it does not hold the manifest's fragments and rows
+    (Lance opens a zeroed version manifest as an empty dataset)."""
+    import lance
+
+    dataset = lance.dataset(str(view), storage_options=storage_options)
+    fragments = len(dataset.get_fragments())
+    if fragments != len(manifest.fragments) or dataset.count_rows() != manifest.rows:
+        raise ValueError(f"the view holds {fragments} fragment(s), not {len(manifest.fragments)}")
+    return dataset
 
 
 def _fragments(manifest: Manifest, base_id: int | None = None) -> list[FragmentMetadata]:

@@ -67,6 +67,8 @@ def unheld_changes(repo: Repo, artifact_rel: str, manifest: Manifest) -> list[st
         return []
     path = repo.root / artifact_rel
     held = repo.state.held(artifact_rel)
+    if held is not None and held.sha256 == digest:
+        return [f"{artifact_rel} (mreg wrote it, but its data are no longer in the cache)"]
     if path.is_dir() and held is not None and held.names:
         names = {p.relative_to(path).as_posix() for p in tree_files(path)}
         extra = sorted(names - set(held.names))

@@ -38,6 +38,7 @@ def fetch_manifests(
         return TransferResult(0, 0)
     store = repo.store(remote, jobs=jobs)
     copies = copies or {}
+    repo.cache.scratch()  # downloads a killed fetch left go
 
     def download(entry: FileEntry, advance: Advance) -> None:
         temporary = repo.cache.temp_file()

@@ -7,6 +7,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from conftest import (
 )
 
 import mreg
+from mreg.atomic import PendingFile
 from mreg.errors import IntegrityError
 
 KINDS = ["model-file", "dataset-file", "dataset-folder"]
@@ -84,10 +88,19 @@ def two_versions(repo: Path, run, kind: str) -> Path:  # type: ignore[no-untyped
     return path
 
 
-def pushed(repo: Path, run) -> None:  # type: ignore[no-untyped-def]
-    """Both versions on the remote, the cache emptied: a pull downloads what it restores."""
+def pushed(repo: Path, run, keep_current: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Both versions on the remote, the cache emptied (but for the data of the work tree's
+    manifests with ``keep_current``): a pull downloads what it restores."""
     assert run("push", "--all").exit_code == 0
-    shutil.rmtree(repo / ".mreg" / "cache")
+    keep = set()
+    if keep_current:
+        for manifest in repo.glob("*.mreg.toml"):
+            keep |= {f["path"] for f in tomllib.loads(manifest.read_text())["lance"]["files"]}
+    cache = repo / ".mreg" / "cache"
+    for path in sorted((cache / "data").rglob("*"), reverse=True):
+        if path.is_file() and path.relative_to(cache).as_posix() not in keep:
+            path.unlink()
+    shutil.rmtree(cache / "views", ignore_errors=True)
 
 
 # -- item 1: a change mreg does not hold is never overwritten --------------------------------
@@ -312,3 +325,111 @@ def test_status_calls_a_file_edited_in_place_with_its_mtime_put_back_changed(rep
     assert statuses(run)[path.name] == ["in sync"]
     rot(path)
     assert statuses(run)[path.name] == ["changed in workspace"]
+
+
+# -- item 11: views are derived data ----------------------------------------------------------
+
+
+def view_of(repo: Path) -> Path:
+    (view,) = [p for p in (repo / ".mreg" / "cache" / "views").iterdir() if p.suffix == ".lance"]
+    return view
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "deleted"])
+def test_a_damaged_view_is_built_again_from_the_manifest(repo, run, damage):
+    path = write_version(repo, "dataset-file", 1)
+    assert run("add", path.name).exit_code == 0
+    original = mreg.open("t").to_table()
+    versions = view_of(repo) / "_versions"
+    if damage == "deleted":
+        shutil.rmtree(versions)
+    else:
+        for manifest in versions.iterdir():
+            manifest.write_bytes(bytes(manifest.stat().st_size))
+    assert mreg.open("t").to_table().equals(original)
+    forced = run("checkout", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert statuses(run)[path.name] == ["in sync"]
+
+
+# -- temporaries of killed commands -----------------------------------------------------------
+
+KILL_AT = {
+    # After the restored output is complete and checked, before it replaces the old one.
+    "restore": ("mreg.repo.checkout", "", "_check_exact"),
+    # At the first atomic rename: a rollback's manifest.
+    "manifest": ("mreg.atomic", "PendingFile", "commit"),
+    # A download complete and checked, before it enters the cache.
+    "download": ("mreg.repo.cache", "Cache", "receive"),
+}
+
+
+def killed(repo: Path, at: str, *args: str) -> None:
+    """``mreg ARGS`` in a child process that SIGKILLs itself at ``at``."""
+    module, holder, name = KILL_AT[at]
+    code = (
+        "import importlib, os, signal\n"
+        f"holder = importlib.import_module({module!r})\n"
+        f"holder = getattr(holder, {holder!r}) if {holder!r} else holder\n"
+        f"setattr(holder, {name!r}, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))\n"
+        "from mreg.cli import main\n"
+        f"main({list(args)!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def temporaries(repo: Path) -> list[str]:
+    return sorted(
+        p.relative_to(repo).as_posix()
+        for p in repo.rglob("*")
+        if ".mreg-" in p.name and ".git" not in p.relative_to(repo).parts
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_next_checkout_removes_what_a_killed_checkout_left(repo, run, kind):
+    path = two_versions(repo, run, kind)
+    git(repo, "checkout", "-q", "main")
+    killed(repo, "restore", "checkout")
+    assert temporaries(repo) != []
+    result = run("checkout")
+    assert result.exit_code == 0, result.stderr
+    assert temporaries(repo) == []
+    assert statuses(run)[path.name] == ["in sync"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_next_pull_removes_what_a_killed_pull_left(repo, run, remote_dir, kind):
+    path = two_versions(repo, run, kind)
+    pushed(repo, run, keep_current=True)
+    git(repo, "checkout", "-q", "main")
+    killed(repo, "download", "pull", "-j", "1")
+    assert temporaries(repo) != []
+    result = run("pull")
+    assert result.exit_code == 0, result.stderr
+    assert temporaries(repo) == []
+    assert statuses(run)[path.name] == ["in sync"]
+
+
+def test_a_rollback_killed_while_writing_its_manifest_leaves_nothing_after_the_next(repo, run):
+    path = write_version(repo, "model-file", 1)
+    assert run("add", path.name).exit_code == 0
+    first = commit_all(repo, "version 1")
+    write_version(repo, "model-file", 2)
+    assert run("add", path.name).exit_code == 0
+    commit_all(repo, "version 2")
+    killed(repo, "manifest", "checkout", f"m@{first}")
+    assert [t for t in temporaries(repo) if t.endswith(".mreg.toml.tmp") or "toml" in t]
+    assert run("checkout", f"m@{first}").exit_code == 0
+    assert temporaries(repo) == []
+
+
+def test_a_temporary_of_a_running_process_is_left_alone(repo, run):
+    path = write_version(repo, "model-file", 1)
+    assert run("add", path.name).exit_code == 0
+    pending = PendingFile(path)  # this process runs: its temporary is in use
+    path.unlink()
+    assert run("checkout").exit_code == 0
+    assert pending.temporary.exists()
+    pending.discard()
