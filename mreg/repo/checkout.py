@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from mreg import converters
-from mreg.atomic import PendingFile, atomic_write_bytes, move, owned_prefix
+from mreg.atomic import PendingFile, atomic_write_bytes, move, owned_prefix, remove_stale
 from mreg.converters.base import DatasetConverter, ModelConverter, inside
 from mreg.converters.base import Target as BaseTarget
 from mreg.errors import IntegrityError, MissingData, WorkTreeChanged
@@ -87,6 +87,18 @@ def refuse_unheld_changes(repo: Repo, artifacts: list[tuple[str, Manifest]], com
         f"{command} would overwrite work that mreg does not hold: {shown}",
         hint=f"keep it with `mreg add PATH`, or discard it with `mreg {command} --force`",
     )
+
+
+def _remove_stale_temporaries(repo: Repo, targets: list[Target]) -> None:
+    """Remove what killed mreg processes left beside the targets' files and manifests, even
+    where nothing is to be written now (one listing per folder)."""
+    names: dict[Path, list[str]] = {}
+    for target in targets:
+        for rel in (target.artifact_rel, target.manifest_rel):
+            path = repo.root / rel
+            names.setdefault(path.parent, []).append(path.name)
+    for folder, found in names.items():
+        remove_stale(folder, found)
 
 
 def remove_leftovers(repo: Repo, tracked: set[str]) -> tuple[list[str], list[str]]:
@@ -341,6 +353,7 @@ def checkout_targets(
             )
     if not force:
         refuse_unheld_changes(repo, [(t.artifact_rel, t.manifest) for t in targets], command)
+    _remove_stale_temporaries(repo, targets)
     started = started or {}
     removed: list[str] = []
     kept: list[str] = []

@@ -399,6 +399,17 @@ def test_the_next_checkout_removes_what_a_killed_checkout_left(repo, run, kind):
     assert statuses(run)[path.name] == ["in sync"]
 
 
+def test_a_checkout_with_nothing_to_write_still_removes_what_a_killed_one_left(repo, run):
+    path = two_versions(repo, run, "model-file")
+    git(repo, "checkout", "-q", "main")
+    killed(repo, "restore", "checkout")
+    git(repo, "checkout", "-q", "two")  # back to the version the work tree holds
+    assert temporaries(repo) != []
+    assert run("checkout").exit_code == 0
+    assert temporaries(repo) == []
+    assert statuses(run)[path.name] == ["in sync"]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_next_pull_removes_what_a_killed_pull_left(repo, run, remote_dir, kind):
     path = two_versions(repo, run, kind)
