@@ -444,3 +444,43 @@ def test_a_temporary_of_a_running_process_is_left_alone(repo, run):
     assert run("checkout").exit_code == 0
     assert pending.temporary.exists()
     pending.discard()
+
+
+# -- a cache on another file system than .mreg/tmp ---------------------------------------------
+
+
+@pytest.fixture
+def mounted(repo: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """A tmpfs mounted at ``.mreg/<param>``: another file system than the rest of the repo."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = repo / ".mreg" / request.param
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mount -t tmpfs is not allowed here: {done.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("mounted", ["cache", "tmp"], indirect=True)
+def test_add_checkout_and_pull_work_across_file_systems(repo, run, remote_dir, mounted):
+    artifacts = [write_version(repo, kind, 1) for kind in ("model-file", "dataset-folder")]
+    originals = {path.name: digest(path) for path in artifacts}
+    for path in artifacts:
+        result = run("add", path.name)
+        assert result.exit_code == 0, result.stderr
+    assert run("push").exit_code == 0
+    for path in artifacts:
+        remove(path)
+    result = run("checkout")
+    assert result.exit_code == 0, result.stderr
+    shutil.rmtree(repo / ".mreg" / "cache" / "data")
+    for path in artifacts:
+        remove(path)
+    result = run("pull")
+    assert result.exit_code == 0, result.stderr
+    assert statuses(run) == {name: ["in sync"] for name in originals}
+    assert digest(repo / "m.safetensors") == originals["m.safetensors"]
