@@ -291,13 +291,10 @@ def _writer(
     from mreg.repo import tensor_table
 
     # When the whole output is hashed and compared, checking every tensor's digest on the way
-    # would only hash the same bytes twice. Otherwise the files holding whole tensors are
-    # checked up front, on several threads (a corrupt one leaves the cache, for a fetch to get
-    # again), and tensors read through Lance each against its digest.
+    # would only hash the same bytes twice. Otherwise every tensor is checked against its
+    # digest, except those in files this process hashed already (downloaded by this pull);
+    # a mismatch makes ``finish`` find the corrupt file and take it out of the cache.
     hashed_whole = manifest.source.restore == "exact" and not assembled
-    if not hashed_whole:
-        holders = {e.path: e for e in tensor_table.holding_files(manifest) if e is not None}
-        repo.cache.check(holders.values(), manifest.name)
     checked = {e.sha256 for e in manifest.files if repo.cache.is_checked(e)}
     tensors = tensor_table.read_stored_tensors(
         manifest,
