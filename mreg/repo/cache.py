@@ -11,7 +11,12 @@ Layout under ``.mreg/``::
     tmp/                           staging for conversions and downloads (safe to delete)
 
 A view is built from the fragment list a manifest records, so two branches that each made "the
-next version" of an artifact never fight over Lance's per-directory version numbers.
+next version" of an artifact never fight over Lance's per-directory version numbers. Views are
+derived data: one that lost its version, or links files that are no longer the cache's (a file
+fetched again after it was found corrupt), is built again.
+
+Reads are checked: a process hashes every cache file before its first use (``check``), unless
+it wrote or downloaded the file itself, and a file that does not match leaves the cache.
 """
 
 from __future__ import annotations
