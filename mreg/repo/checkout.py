@@ -50,11 +50,16 @@ def restore(repo: Repo, manifest_rel: str, manifest: Manifest, force: bool = Fal
         return restoration.finish()
 
 
-def holds(repo: Repo, artifact_rel: str, digest: str | None) -> bool:
+def holds(repo: Repo, artifact_rel: str, digest: str | None, known: bool = False) -> bool:
     """Whether the bytes with ``digest`` at ``artifact_rel`` are ones mreg wrote or added there,
-    and the cache still has their data: replacing or removing them loses nothing."""
+    and the cache still has their data: replacing or removing them loses nothing. A record of
+    an older mreg, which did not list the data files, counts unless ``known`` is asked for."""
     held = repo.state.held(artifact_rel)
-    return held is not None and held.sha256 == digest and not repo.cache.missing(held.files)
+    if held is None or held.sha256 != digest:
+        return False
+    if held.files is None:
+        return not known
+    return not repo.cache.missing(held.files)
 
 
 def unheld_changes(repo: Repo, artifact_rel: str, manifest: Manifest) -> list[str]:
@@ -113,7 +118,7 @@ def remove_leftovers(repo: Repo, tracked: set[str]) -> tuple[list[str], list[str
         if not path.exists():
             repo.state.forget_held(rel)
             continue
-        if not holds(repo, rel, repo.state.file_sha256(rel)):
+        if not holds(repo, rel, repo.state.file_sha256(rel), known=True):
             kept.append(rel)
             continue
         if path.is_dir():

@@ -35,7 +35,7 @@ class Held:
     their content (no sha256: only presence is checked), a folder's file names."""
 
     sha256: str
-    files: tuple[FileEntry, ...]
+    files: tuple[FileEntry, ...] | None  # None: recorded by an mreg that did not list them
     names: tuple[str, ...]
 
 
@@ -151,11 +151,12 @@ class State:
     def held(self, relpath: str) -> Held | None:
         """What mreg last wrote or added at ``relpath``, if anything."""
         entry = self._data["restored"].get(relpath)
-        if not entry or "files" not in entry:  # written by an mreg that did not record files
+        if not entry:
             return None
+        files = entry.get("files")
         return Held(
             str(entry["sha256"]),
-            tuple(FileEntry(path, size, "") for path, size in entry["files"]),
+            None if files is None else tuple(FileEntry(path, size, "") for path, size in files),
             tuple(entry.get("names", ())),
         )
 

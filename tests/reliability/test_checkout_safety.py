@@ -117,6 +117,20 @@ def test_checkout_of_another_branch_rewrites_a_file_mreg_wrote_without_force(rep
     assert statuses(run)[path.name] == ["in sync"]
 
 
+def test_a_file_an_earlier_mreg_restored_is_still_rewritten_without_force(repo, run):
+    """The state of an mreg that did not list the data files of what it wrote still counts."""
+    path = two_versions(repo, run, "model-file")
+    state_file = repo / ".mreg" / "state.json"
+    state = json.loads(state_file.read_text())
+    for entry in state["restored"].values():
+        entry.pop("files")
+    state_file.write_text(json.dumps(state))
+    git(repo, "checkout", "-q", "main")
+    result = run("checkout")
+    assert result.exit_code == 0, result.stderr
+    assert statuses(run)[path.name] == ["in sync"]
+
+
 @pytest.mark.parametrize("command", ["checkout", "pull"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_change_never_added_is_refused_in_one_line_and_nothing_is_written(
