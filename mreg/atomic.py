@@ -1,22 +1,100 @@
-"""Atomic writes: a reader sees the old file or the whole new one, never half of it."""
+"""Atomic writes: a reader sees the old file or the whole new one, never half of it.
+
+Every temporary mreg makes is named ``.NAME.mreg-HOST-PID-RANDOM[.tmp]``: the machine and the
+process that made it. A process killed mid-write (SIGKILL, a power cut) leaves its temporaries
+behind; the next mreg command that writes at the same place removes those whose process no
+longer runs on this machine (``remove_stale``), and never those of a live one.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
+import hashlib
 import os
+import re
+import shutil
+import socket
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_OWNED = re.compile(r"\.mreg-([0-9a-f]{8})-(\d+)-[^/]*$")
+
+
+def owned_prefix(name: str) -> str:
+    """The start of a temporary's name for ``name`` that says which process made it."""
+    return f".{name}.mreg-{_HOST}-{os.getpid()}-"
+
+
+def remove_stale(folder: Path, names: list[str] | None = None) -> None:
+    """Remove the temporaries for ``names`` (for any name when None) in ``folder`` that mreg
+    processes of this machine left when they died. Files and folders; errors are ignored."""
+    patterns = [f".{glob.escape(n)}.mreg-*" for n in names] if names is not None else [".*.mreg-*"]
+    for pattern in patterns:
+        for path in folder.glob(pattern):
+            found = _OWNED.search(path.name)
+            if not found or found[1] != _HOST or _alive(int(found[2])):
+                continue
+            with contextlib.suppress(OSError):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def move(source: Path, target: Path) -> None:
+    """Rename ``source`` (a file or folder) to ``target``, replacing a file there. Across file
+    systems (EXDEV), copy it into a temporary beside ``target``, rename that, then remove
+    ``source``: ``target`` still appears whole or not at all."""
+    try:
+        os.replace(source, target)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+    temporary = target.parent / f"{owned_prefix(target.name)}{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        if source.is_dir():
+            shutil.copytree(source, temporary, symlinks=True)
+        else:
+            shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
+        raise
+    if source.is_dir():
+        shutil.rmtree(source, ignore_errors=True)
+    else:
+        source.unlink(missing_ok=True)
+
 
 class PendingFile:
     """A temporary file beside ``path`` (created empty) that ``commit`` renames over ``path``
-    and ``discard`` removes; for writers that fill it in several steps."""
+    and ``discard`` removes; for writers that fill it in several steps. Making one removes the
+    temporaries for ``path`` that dead processes left."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        remove_stale(path.parent, [path.name])
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=owned_prefix(path.name), suffix=".tmp")
         os.close(fd)
         self.path = path
         self.temporary = Path(name)

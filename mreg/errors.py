@@ -60,6 +60,10 @@ class IntegrityError(MregError, RuntimeError):
     """Bytes on disk or on a remote do not match the sha256 the manifest records."""
 
 
+class WorkTreeChanged(MregError):
+    """A command would overwrite or delete work-tree bytes that mreg does not hold."""
+
+
 class MissingData(MregError):
     """Bytes a manifest references are neither in the cache nor fetched yet."""
 

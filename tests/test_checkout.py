@@ -127,11 +127,13 @@ def test_checkout_refuses_a_cache_file_changed_after_it_was_checked(
     clone = pushed_clone(repo, run, tmp_path)
     monkeypatch.chdir(clone)
     assert run("fetch").exit_code == 0
-    flip_a_byte(whole_tensor_file(clone, clone / "m.safetensors.mreg.toml"))
+    corrupt = whole_tensor_file(clone, clone / "m.safetensors.mreg.toml")
+    flip_a_byte(corrupt)
 
     result = run("checkout")
 
-    assert_refused(result, "encoder.weight", "does not match its recorded digest")
+    assert_refused(result, corrupt.name, "do not match their recorded sha256", "mreg pull")
+    assert not corrupt.exists()  # out of the cache: the next pull fetches it again
     assert not (clone / "m.safetensors").exists()
     assert not [p for p in clone.iterdir() if p.name.startswith(".m.safetensors.")]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from mreg.cli.options import (
 )
 from mreg.errors import VerificationFailed
 from mreg.progress import stderr
+
+if TYPE_CHECKING:
+    from mreg.repo.checkout import CheckedOut
 
 
 @app.command()
@@ -45,23 +48,45 @@ def fetch(targets: Targets = None, remote: Remote = None, jobs: Jobs = 8) -> Non
     stdout.print(f"fetched {result.files} file(s), {human_size(result.bytes)}")
 
 
-@app.command()
-def pull(targets: Targets = None, remote: Remote = None, jobs: Jobs = 8) -> None:
-    """Fetch, then check out. NAME@REV rolls an artifact back to that version."""
-    done = open_repo().pull(targets, remote=remote, jobs=jobs)
-    stdout.print(f"checked out {len(done)} artifact(s)")
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Rewrite files even if in sync, and overwrite changes."),
+]
 
 
 @app.command()
-def checkout(
-    targets: Targets = None,
-    force: Annotated[bool, typer.Option("--force", help="Rewrite files even if in sync.")] = False,
+def pull(
+    targets: Targets = None, remote: Remote = None, jobs: Jobs = 8, force: Force = False
 ) -> None:
+    """Fetch, then check out. NAME@REV rolls an artifact back to that version."""
+    done = open_repo().pull(targets, remote=remote, jobs=jobs, force=force)
+    stdout.print(f"checked out {len(done)} artifact(s)")
+    _report_leftovers(done)
+
+
+@app.command()
+def checkout(targets: Targets = None, force: Force = False) -> None:
     """Restore artifacts in their original format. NAME@REV rolls one back to that version."""
     done = open_repo().checkout(targets, force=force)
     for target in done:
         at = f" at {target.rev}" if target.rev else ""
         stdout.print(f"{shown(target.manifest.name)}{shown(at)} -> {shown(target.artifact_rel)}")
+    _report_leftovers(done)
+
+
+def _report_leftovers(done: CheckedOut) -> None:
+    for path in done.removed:
+        stdout.print(
+            f"removed {shown(path)}: no manifest tracks it here (its data stay in the cache)"
+        )
+    for path in done.kept:
+        stderr.print(
+            f"warning: kept {shown(path)}: no manifest tracks it here and mreg does not hold "
+            "its bytes; `mreg add` it or delete it before `git add`",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()

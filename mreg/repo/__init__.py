@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import lance
 
     from mreg.repo.add import AddResult, Mode
+    from mreg.repo.checkout import CheckedOut
     from mreg.repo.diff import Diff
     from mreg.repo.gc import GcReport
     from mreg.repo.status import ArtifactStatus
@@ -303,7 +304,7 @@ class Repo:
 
         return restore(self, manifest_rel, manifest, force=force)
 
-    def checkout(self, targets: list[str] | None = None, force: bool = False) -> list[Target]:
+    def checkout(self, targets: list[str] | None = None, force: bool = False) -> CheckedOut:
         from mreg.repo.checkout import checkout
 
         with self.lock.held():
@@ -335,12 +336,16 @@ class Repo:
             return fetch(self, targets, remote=remote, jobs=jobs)
 
     def pull(
-        self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
-    ) -> list[Target]:
+        self,
+        targets: list[str] | None = None,
+        remote: str | None = None,
+        jobs: int = 8,
+        force: bool = False,
+    ) -> CheckedOut:
         from mreg.repo.fetch import pull
 
         with self.lock.held():
-            return pull(self, targets, remote=remote, jobs=jobs)
+            return pull(self, targets, remote=remote, jobs=jobs, force=force)
 
     def verify(self, targets: list[str] | None = None, remote: str | None = None) -> list[Problem]:
         from mreg.repo.verify import verify
@@ -403,9 +408,10 @@ class Repo:
         target = self.target(f"{name}@{rev}" if rev else name)
         if target.manifest.kind != "model":
             raise UsageError(f"'{name}' is a dataset; use mreg.open() for its rows")
-        dataset = self.open(name, rev)
+        dataset = self.open(name, rev)  # checks every cache file, see Cache.check
+        checked = {e.sha256 for e in target.manifest.files if self.cache.is_checked(e)}
         result = {}
-        for record in tensor_table.read_tensors(dataset, target.manifest):
+        for record in tensor_table.read_tensors(dataset, target.manifest, checked_files=checked):
             if record.is_file:
                 continue
             dtype = getattr(torch, record.dtype)

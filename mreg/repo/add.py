@@ -89,6 +89,9 @@ def add(
         result = _overwrite(
             repo, source_path, converter, name, meta or {}, options, source_url, replace_meta
         )
+    # Its digest was hashed above: checkout may replace these bytes, the cache has them.
+    artifact_rel = result.manifest_path.removesuffix(manifests.SUFFIX)
+    repo.state.remember_held(artifact_rel, result.manifest, result.manifest.source.sha256)
     return replace(result, skipped=tuple(options.skipped))
 
 

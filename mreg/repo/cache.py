@@ -11,7 +11,12 @@ Layout under ``.mreg/``::
     tmp/                           staging for conversions and downloads (safe to delete)
 
 A view is built from the fragment list a manifest records, so two branches that each made "the
-next version" of an artifact never fight over Lance's per-directory version numbers.
+next version" of an artifact never fight over Lance's per-directory version numbers. Views are
+derived data: one that lost its version, or links files that are no longer the cache's (a file
+fetched again after it was found corrupt), is built again.
+
+Reads are checked: a process hashes every cache file before its first use (``check``), unless
+it wrote or downloaded the file itself, and a file that does not match leaves the cache.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.errors import IntegrityError, MissingData, MregError
+from mreg.atomic import move, owned_prefix, remove_stale
+from mreg.errors import IntegrityError, MissingData, MregError, one_line
 from mreg.hashing import sha256_bytes, sha256_file, sha256_files
 from mreg.repo.manifest import FileEntry, Manifest
 from mreg.repo.state import State
@@ -37,6 +43,19 @@ if TYPE_CHECKING:
 
 # The id of the remote's base path in a remote view's Lance manifest (0 is the view itself).
 REMOTE_BASE_ID = 1
+
+# Cache files whose sha256 this process computed (on the way in, or before first use), by path,
+# with their (size, mtime, ctime, inode) then. Bytes at rest can rot without any of these
+# changing, so no other process's word is taken for it: each process hashes a file once.
+_checked: dict[str, tuple[int, int, int, int]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
 class Cache:
@@ -69,14 +88,23 @@ class Cache:
         }
 
     @contextlib.contextmanager
-    def staging(self, suffix: str = "") -> Iterator[Path]:
-        """A fresh temporary directory, removed afterwards whatever happens."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=self.tmp, prefix="stage-", suffix=suffix))
+    def staging(self, suffix: str = "", folder: Path | None = None) -> Iterator[Path]:
+        """A fresh temporary directory (in ``.mreg/tmp``, or in ``folder``), removed afterwards
+        whatever happens."""
+        folder = self.scratch(folder or self.tmp)
+        path = Path(tempfile.mkdtemp(dir=folder, prefix=owned_prefix("stage"), suffix=suffix))
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+    def scratch(self, folder: Path | None = None) -> Path:
+        """``folder`` (default ``.mreg/tmp``), made if needed and cleared of what killed mreg
+        processes left there."""
+        folder = folder or self.tmp
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale(folder)
+        return folder
 
     def ingest(self, dataset_dir: Path, relpaths: Iterable[str]) -> list[FileEntry]:
         """Hash staged Lance files and move them into the cache; returns their entries."""
@@ -89,7 +117,7 @@ class Cache:
                 entry = FileEntry(relpath, source.stat().st_size, digest)
                 target = self.path(relpath)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, target)
+                move(source, target)
                 self._remember_checked(entry)
                 entries.append(entry)
         return entries
@@ -106,27 +134,58 @@ class Cache:
             )
         target = self.path(entry.path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(downloaded, target)
+        move(downloaded, target)
         self._remember_checked(entry)
 
     def is_checked(self, entry: FileEntry) -> bool:
-        """Its sha256 was checked on the way into the cache, and the file has not changed since
-        (same size, mtime and inode): reading it needs no second hashing."""
-        return self.state.known_sha256(self._state_key(entry.path)) == entry.sha256
+        """This process computed the file's sha256 (it was the recorded one), and the file has
+        not changed since (same size, mtime, ctime and inode): reading it needs no hashing."""
+        path = self.path(entry.path)
+        known = _checked.get(str(path))
+        return known is not None and known == _stamp(path)
+
+    def check(self, entries: Iterable[FileEntry], name: str) -> None:
+        """Make sure every file of ``entries`` has its recorded sha256 before it is read: the
+        ones this process has not hashed yet are hashed (on several threads). A corrupt file is
+        removed from the cache, so that a fetch gets it again, and IntegrityError names it."""
+        entries = list(entries)
+        absent = self.missing(entries)
+        if absent:
+            raise MissingData(
+                f"'{name}' is missing {len(absent)} data file(s) from the cache",
+                hint=f"run `mreg fetch {name}` (or `mreg pull`)",
+            )
+        todo = [e for e in entries if not self.is_checked(e)]
+        digests = sha256_files([self.path(e.path) for e in todo])
+        corrupt = []
+        for entry, digest in zip(todo, digests, strict=True):
+            if digest == entry.sha256:
+                self._remember_checked(entry)
+            else:
+                self.path(entry.path).unlink(missing_ok=True)
+                corrupt.append(entry.path)
+        if corrupt:
+            raise IntegrityError(
+                f"'{name}': {len(corrupt)} cache file(s) do not match their recorded sha256 "
+                f"(first: {corrupt[0]}); removed them from the cache",
+                hint=f"run `mreg pull {name}` to fetch them again",
+            )
 
     def forget(self, relpaths: Iterable[str]) -> None:
         """Drop what is remembered about cache files that were deleted."""
-        self.state.forget([self._state_key(relpath) for relpath in relpaths])
+        for relpath in relpaths:
+            _checked.pop(str(self.path(relpath)), None)
 
     def _remember_checked(self, entry: FileEntry) -> None:
-        self.state.remember_sha256(self._state_key(entry.path), entry.sha256)
-
-    def _state_key(self, relpath: str) -> str:
-        return self.path(relpath).relative_to(self.state.root).as_posix()
+        path = self.path(entry.path)
+        stamp = _stamp(path)
+        if stamp is not None:
+            _checked[str(path)] = stamp
 
     def temp_file(self) -> Path:
+        """A name for a download in ``.mreg/tmp`` (see ``scratch``, which a fetch runs first)."""
         self.tmp.mkdir(parents=True, exist_ok=True)
-        return self.tmp / f"download-{uuid.uuid4().hex}"
+        return self.tmp / f"{owned_prefix('download')}{uuid.uuid4().hex}"
 
     def verify(self, entry: FileEntry) -> str | None:
         """None when the cached file has the recorded sha256, else what is wrong."""
@@ -150,30 +209,75 @@ class Cache:
         manifest: Manifest,
         base: str | None = None,
         storage_options: dict[str, str] | None = None,
+        check: bool = True,
     ) -> lance.LanceDataset:
         """The Lance dataset holding exactly the version ``manifest`` records: its data files in
         the cache, or with ``base`` those at ``base`` (a remote's root, as push lays it out: the
-        files under ``base/data/``), which Lance reads there with ``storage_options``."""
-        import lance
+        files under ``base/data/``), which Lance reads there with ``storage_options``.
 
+        Cache files are checked first (see ``check``) unless ``check`` is false: for a caller
+        that checks every value it reads against a digest of its own.
+        """
+
+        if base is None and check:
+            self.check(manifest.files, manifest.name)
         view = self.view_path(manifest, base)
-        if not (view / "_versions").exists():
+        if not self._view_intact(manifest, view, base):
             self._build_view(manifest, view, base)
-        return lance.dataset(str(view), storage_options=storage_options)
+        try:
+            return _opened(manifest, view, storage_options)
+        except (OSError, ValueError, RuntimeError) as error:
+            # A view is derived data: one damaged in a way _view_intact cannot see (a version
+            # manifest zeroed) is built again, once.
+            self._build_view(manifest, view, base)
+            try:
+                return _opened(manifest, view, storage_options)
+            except (OSError, ValueError, RuntimeError):
+                raise MregError(
+                    f"cannot open the Lance view of '{manifest.name}' in {view.parent}: "
+                    f"{one_line(error)}",
+                    hint="delete .mreg/cache/views and try again",
+                ) from error
+
+    def _view_intact(self, manifest: Manifest, view: Path, base: str | None) -> bool:
+        """The view has a committed version and, read from the cache, links to the very cache
+        files (same inode): a file fetched again after it was found corrupt is a new inode,
+        and a view still linking the old one would serve the old bytes."""
+        if not (view / "_versions").is_dir() or not any((view / "_versions").iterdir()):
+            return False
+        if base is not None:
+            return True
+        for entry in manifest.files:
+            try:
+                if (view / entry.path).stat().st_ino != self.path(entry.path).stat().st_ino:
+                    return False
+            except FileNotFoundError:
+                return False
+        return True
 
     def _build_view(self, manifest: Manifest, view: Path, base: str | None) -> None:
-        """Commit one Lance version whose fragments are those ``manifest`` records."""
+        """Commit one Lance version whose fragments are those ``manifest`` records, built
+        beside the view (on its file system, where hard links to the cache work) and renamed
+        into place; a view already there is replaced."""
         import lance
 
-        with self.staging(".lance") as stage:
+        with self.staging(".lance", folder=view.parent) as stage:
             lance.LanceDataset.commit(str(stage), self._overwrite(manifest, stage, base))
-            view.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):
-                # Another process may have built the same view meanwhile: theirs is as good.
-                os.rename(stage, view)
-        if not (view / "_versions").exists():
-            shutil.rmtree(view, ignore_errors=True)
+            if view.exists():
+                with self.staging(folder=view.parent) as old:
+                    with contextlib.suppress(FileNotFoundError):  # another process's rebuild
+                        os.rename(view, old / "view")
+                    self._rename_view(stage, view)
+            else:
+                self._rename_view(stage, view)
+        if not (view / "_versions").is_dir():
             raise MregError(f"could not build a Lance view of '{manifest.name}' in {view.parent}")
+
+    @staticmethod
+    def _rename_view(stage: Path, view: Path) -> None:
+        with contextlib.suppress(OSError):
+            # Another process may have built the same view meanwhile: theirs is as good.
+            os.rename(stage, view)
 
     def _overwrite(
         self, manifest: Manifest, stage: Path, base: str | None
@@ -207,7 +311,23 @@ class Cache:
 
     def views(self) -> list[Path]:
         folder = self.root / "views"
-        return sorted(folder.iterdir()) if folder.exists() else []
+        # Hidden names are views being built or replaced (see _build_view).
+        found = folder.iterdir() if folder.exists() else iter(())
+        return sorted(p for p in found if not p.name.startswith("."))
+
+
+def _opened(
+    manifest: Manifest, view: Path, storage_options: dict[str, str] | None
+) -> lance.LanceDataset:
+    """The view opened; ValueError when it does not hold the manifest's fragments and rows
+    (Lance opens a zeroed version manifest as an empty dataset)."""
+    import lance
+
+    dataset = lance.dataset(str(view), storage_options=storage_options)
+    fragments = len(dataset.get_fragments())
+    if fragments != len(manifest.fragments) or dataset.count_rows() != manifest.rows:
+        raise ValueError(f"the view holds {fragments} fragment(s), not {len(manifest.fragments)}")
+    return dataset
 
 
 def _fragments(manifest: Manifest, base_id: int | None = None) -> list[FragmentMetadata]:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from mreg import converters
-from mreg.atomic import PendingFile, atomic_write_bytes
+from mreg.atomic import PendingFile, atomic_write_bytes, move, owned_prefix, remove_stale
 from mreg.converters.base import DatasetConverter, ModelConverter, inside
 from mreg.converters.base import Target as BaseTarget
-from mreg.errors import IntegrityError, MissingData
-from mreg.hashing import HashingWriter, sha256_tree
+from mreg.errors import IntegrityError, MissingData, WorkTreeChanged
+from mreg.hashing import HashingWriter, sha256_tree, tree_files
 from mreg.repo import manifest as manifests
 from mreg.repo.git import ignore_in_git
 from mreg.repo.manifest import Manifest
@@ -23,13 +24,120 @@ if TYPE_CHECKING:
     from mreg.repo import Repo, Target
 
 
+class CheckedOut(list["Target"]):
+    """The targets checked out, and what became of the files of artifacts that no manifest in
+    the work tree tracks any more (a checkout of every artifact looks for them): ``removed``,
+    deleted because the cache holds their bytes; ``kept``, left in place because it does not
+    (changed since mreg wrote them, or their data are gone from the cache)."""
+
+    def __init__(
+        self, targets: list[Target], removed: list[str] | None = None, kept: list[str] | None = None
+    ) -> None:
+        super().__init__(targets)
+        self.removed = removed or []
+        self.kept = kept or []
+
+
 def restore(repo: Repo, manifest_rel: str, manifest: Manifest, force: bool = False) -> Path:
-    """Write the artifact of ``manifest`` into the work tree unless it is already in sync."""
+    """Write the artifact of ``manifest`` into the work tree unless it is already in sync;
+    without ``force``, refuse to overwrite bytes that mreg does not hold."""
     artifact_rel = manifest_rel.removesuffix(manifests.SUFFIX)
-    if not force and repo.workspace_in_sync(artifact_rel, manifest):
-        return repo.root / artifact_rel
+    if not force:
+        if repo.workspace_in_sync(artifact_rel, manifest):
+            return repo.root / artifact_rel
+        refuse_unheld_changes(repo, [(artifact_rel, manifest)], "checkout")
     with Restoration(repo, manifest_rel, manifest) as restoration:
         return restoration.finish()
+
+
+def holds(repo: Repo, artifact_rel: str, digest: str | None, known: bool = False) -> bool:
+    """Whether the bytes with ``digest`` at ``artifact_rel`` are ones mreg wrote or added there,
+    and the cache still has their data: replacing or removing them loses nothing. A record of
+    an older mreg, which did not list the data files, counts unless ``known`` is asked for."""
+    held = repo.state.held(artifact_rel)
+    if held is None or held.sha256 != digest:
+        return False
+    if held.files is None:
+        return not known
+    return not repo.cache.missing(held.files)
+
+
+def unheld_changes(repo: Repo, artifact_rel: str, manifest: Manifest) -> list[str]:
+    """Paths of work the artifact's file or folder holds that mreg does not: a change never
+    added, or files put in a tracked folder (named one by one when mreg knows what it wrote)."""
+    digest = repo.workspace_digest(artifact_rel, manifest.source.companions)
+    if digest is None or repo.workspace_in_sync(artifact_rel, manifest):
+        return []
+    if holds(repo, artifact_rel, digest):
+        return []
+    path = repo.root / artifact_rel
+    held = repo.state.held(artifact_rel)
+    if held is not None and held.sha256 == digest:
+        return [f"{artifact_rel} (mreg wrote it, but its data are no longer in the cache)"]
+    if path.is_dir() and held is not None and held.names:
+        names = {p.relative_to(path).as_posix() for p in tree_files(path)}
+        extra = sorted(names - set(held.names))
+        if extra:
+            return [f"{artifact_rel}/{name}" for name in extra]
+    return [artifact_rel + ("/" if path.is_dir() else "")]
+
+
+def refuse_unheld_changes(repo: Repo, artifacts: list[tuple[str, Manifest]], command: str) -> None:
+    """WorkTreeChanged naming every path of ``artifacts`` that holds work mreg does not hold."""
+    changed = [p for rel, manifest in artifacts for p in unheld_changes(repo, rel, manifest)]
+    if not changed:
+        return
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    raise WorkTreeChanged(
+        f"{command} would overwrite work that mreg does not hold: {shown}",
+        hint=f"keep it with `mreg add PATH`, or discard it with `mreg {command} --force`",
+    )
+
+
+def _remove_stale_temporaries(repo: Repo, targets: list[Target]) -> None:
+    """Remove what killed mreg processes left beside the targets' files and manifests, even
+    where nothing is to be written now (one listing per folder)."""
+    names: dict[Path, list[str]] = {}
+    for target in targets:
+        for rel in (target.artifact_rel, target.manifest_rel):
+            path = repo.root / rel
+            names.setdefault(path.parent, []).append(path.name)
+    for folder, found in names.items():
+        remove_stale(folder, found)
+
+
+def remove_leftovers(repo: Repo, tracked: set[str]) -> tuple[list[str], list[str]]:
+    """Delete the files (or folders) mreg wrote or added for artifacts whose manifest is no
+    longer in the work tree (a ``git checkout`` of a commit without them): git would see them as
+    new files. Only bytes mreg holds are deleted; the others are kept. Returns (removed, kept)."""
+    removed, kept = [], []
+    for rel in repo.state.held_paths():
+        if rel + manifests.SUFFIX in tracked or not _inside_work_tree(repo, rel):
+            continue
+        path = repo.root / rel
+        if not path.exists():
+            repo.state.forget_held(rel)
+            continue
+        if not holds(repo, rel, repo.state.file_sha256(rel), known=True):
+            kept.append(rel)
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        repo.state.forget_held(rel)
+        removed.append(rel)
+    return removed, kept
+
+
+def _inside_work_tree(repo: Repo, rel: str) -> bool:
+    """A path the state names is trusted only if it stays in the work tree, outside .git and
+    .mreg, without passing through a symbolic link."""
+    path = repo.root / rel
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts or parts[0] in (".git", ".mreg"):
+        return False
+    return path.parent.resolve() == repo.root / Path(rel).parent and not path.is_symlink()
 
 
 class Restoration:
@@ -96,31 +204,43 @@ class Restoration:
         replaces the work-tree copy: an append records its manifest there, so that a kill
         leaves the new manifest with the old file (a re-run finishes) or neither changed."""
         self._close_outputs()
-        # Only copies whose download completed and checked hold their bytes.
-        placed = {index: copy.offset for index, copy in self._landing.items() if copy.landed}
-        write = _writer(self.repo, self.manifest, self.converter, self.assembled, placed)
+        try:
+            digest = self._write()
+        except IntegrityError:
+            # A tensor or the whole result did not match: find the corrupt cache file and
+            # take it out, so that a pull fetches it again (this raises naming it).
+            cache = self.repo.cache
+            cache.check([e for e in self.manifest.files if cache.has(e)], self.manifest.name)
+            raise
         if self._folder is not None:
-            write(self._folder)
-            digest = self.manifest.source.sha256 if self.assembled else sha256_tree(self._folder)
-            _check_exact(self.artifact_rel, self.manifest, digest)
             if before_swap is not None:
                 before_swap(self._folder, digest)
             self._swap_folder_in(self._folder)
         else:
             assert self._pending is not None
-            with open(self._pending.temporary, "r+b") as raw:
-                digest = _write_file(raw, write, self.manifest, self.assembled)
-            _check_exact(self.artifact_rel, self.manifest, digest)
             if before_swap is not None:
                 before_swap(self._pending.temporary, digest)
             self._pending.commit()
         # Remembered with the file's (or folder's) fingerprint: `mreg status` need not hash it.
         with self.repo.state.batch():
             self.repo.state.remember_sha256(self.artifact_rel, digest)
-            self.repo.state.remember_restored(
-                self.artifact_rel, self.manifest.content_key(), digest
-            )
+            self.repo.state.remember_held(self.artifact_rel, self.manifest, digest)
         return self.target
+
+    def _write(self) -> str:
+        """Write the output, check it, and return its digest."""
+        # Only copies whose download completed and checked hold their bytes.
+        placed = {index: copy.offset for index, copy in self._landing.items() if copy.landed}
+        write = _writer(self.repo, self.manifest, self.converter, self.assembled, placed)
+        if self._folder is not None:
+            write(self._folder)
+            digest = self.manifest.source.sha256 if self.assembled else sha256_tree(self._folder)
+        else:
+            assert self._pending is not None
+            with open(self._pending.temporary, "r+b") as raw:
+                digest = _write_file(raw, write, self.manifest, self.assembled)
+        _check_exact(self.artifact_rel, self.manifest, digest)
+        return digest
 
     def _output(self, file: str) -> int:
         """A descriptor for writing ``file`` of the output ("": the single file)."""
@@ -140,10 +260,21 @@ class Restoration:
         self._outputs.clear()
 
     def _swap_folder_in(self, built: Path) -> None:
-        if self.target.exists() or self.target.is_symlink():
-            os.rename(self.target, built.parent / "old")  # removed with the staging folder
+        """Put the folder built in the cache's staging area in place of the work-tree one.
+
+        The old one is renamed aside first, beside it (on its file system, under a temporary's
+        name that a later command removes if this one dies), then deleted."""
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(built, self.target)
+        aside = None
+        if self.target.exists() or self.target.is_symlink():
+            aside = self.target.parent / f"{owned_prefix(self.target.name)}{os.urandom(4).hex()}"
+            os.rename(self.target, aside)
+        move(built, self.target)
+        if aside is not None:
+            if aside.is_dir() and not aside.is_symlink():
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                aside.unlink(missing_ok=True)
 
 
 def _write_file(
@@ -173,13 +304,15 @@ def _writer(
     from mreg.repo import tensor_table
 
     # When the whole output is hashed and compared, checking every tensor's digest on the way
-    # would only hash the same bytes twice.
+    # would only hash the same bytes twice. Otherwise every tensor is checked against its
+    # digest, except those in files this process hashed already (downloaded by this pull);
+    # a mismatch makes ``finish`` find the corrupt file and take it out of the cache.
     hashed_whole = manifest.source.restore == "exact" and not assembled
     checked = {e.sha256 for e in manifest.files if repo.cache.is_checked(e)}
     tensors = tensor_table.read_stored_tensors(
         manifest,
         repo.cache.root,
-        lambda: repo.cache.open(manifest),
+        lambda: repo.cache.open(manifest, check=False),
         check_digests=not hashed_whole,
         checked_files=checked,
         placed=placed,
@@ -197,15 +330,16 @@ def _check_exact(artifact_rel: str, manifest: Manifest, digest: str) -> None:
         )
 
 
-def checkout(repo: Repo, specs: list[str] | None, force: bool = False) -> list[Target]:
+def checkout(repo: Repo, specs: list[str] | None, force: bool = False) -> CheckedOut:
     """Restore the named artifacts (all when none is named); ``NAME@REV`` rolls one back.
 
-    Every target is checked for missing data before anything is written, so a checkout that
-    cannot complete changes nothing.
+    Every target is checked before anything is written (missing data; without ``force``, work
+    that mreg does not hold and would overwrite), so a checkout that cannot complete changes
+    nothing. A checkout of every artifact also removes the files of artifacts no longer tracked
+    (see ``remove_leftovers``).
     """
     targets = repo.targets(specs)
-    checkout_targets(repo, targets, force)
-    return targets
+    return checkout_targets(repo, targets, force, everything=not specs)
 
 
 def checkout_targets(
@@ -213,9 +347,12 @@ def checkout_targets(
     targets: list[Target],
     force: bool = False,
     started: Mapping[str, Restoration] | None = None,
-) -> None:
+    everything: bool = False,
+    command: str = "checkout",
+) -> CheckedOut:
     """``checkout`` of ``targets``; ``started``: restorations a pull opened before fetching
-    (by manifest path), which this finishes instead of starting new ones."""
+    (by manifest path), which this finishes instead of starting new ones; ``everything``:
+    ``targets`` are all the work tree's artifacts."""
     for target in targets:
         repo.write_target(target.manifest_rel)  # the artifact's folder: the same
         absent = repo.cache.missing(target.manifest.files)
@@ -225,8 +362,15 @@ def checkout_targets(
                 f"'{spec}' needs {len(absent)} data file(s) that are not in the cache",
                 hint=f"run `mreg pull {spec}`",
             )
+    if not force:
+        refuse_unheld_changes(repo, [(t.artifact_rel, t.manifest) for t in targets], command)
+    _remove_stale_temporaries(repo, targets)
     started = started or {}
+    removed: list[str] = []
+    kept: list[str] = []
     with repo.state.batch():  # one write of the state file, however many artifacts
+        if everything:
+            removed, kept = remove_leftovers(repo, {t.manifest_rel for t in targets})
         for target in targets:
             if target.rev is not None:
                 text = repo.git.show(target.rev, target.manifest_rel)
@@ -237,3 +381,4 @@ def checkout_targets(
                 started[target.manifest_rel].finish()
             else:
                 restore(repo, target.manifest_rel, target.manifest, force=force)
+    return CheckedOut(targets, removed, kept)

@@ -14,6 +14,7 @@ from mreg.storage.transfer import TransferResult, run_parallel
 
 if TYPE_CHECKING:
     from mreg.repo import Repo, Target
+    from mreg.repo.checkout import CheckedOut
 
 
 def fetch(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> TransferResult:
@@ -37,6 +38,7 @@ def fetch_manifests(
         return TransferResult(0, 0)
     store = repo.store(remote, jobs=jobs)
     copies = copies or {}
+    repo.cache.scratch()  # downloads a killed fetch left go
 
     def download(entry: FileEntry, advance: Advance) -> None:
         temporary = repo.cache.temp_file()
@@ -55,15 +57,21 @@ def fetch_manifests(
     return TransferResult(len(todo), total)
 
 
-def pull(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> list[Target]:
+def pull(
+    repo: Repo, specs: list[str] | None, remote: str | None, jobs: int, force: bool = False
+) -> CheckedOut:
     """Fetch, then check out, the named artifacts (``NAME@REV`` rolls back as checkout does).
 
-    Restorations open before the fetch, so the tensors a model's format places up front land
-    in the restored file as they download, instead of being copied out of the cache after.
+    Without ``force``, work in the work tree that mreg does not hold is refused before anything
+    is downloaded. Restorations open before the fetch, so the tensors a model's format places
+    up front land in the restored file as they download, instead of being copied out of the
+    cache after.
     """
-    from mreg.repo.checkout import Restoration, checkout_targets
+    from mreg.repo.checkout import Restoration, checkout_targets, refuse_unheld_changes
 
     targets = repo.targets(specs)
+    if not force:
+        refuse_unheld_changes(repo, [(t.artifact_rel, t.manifest) for t in targets], "pull")
     with contextlib.ExitStack() as stack:
         started = {
             target.manifest_rel: stack.enter_context(
@@ -77,5 +85,4 @@ def pull(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> 
             for path, more in restoration.copies().items():
                 copies.setdefault(path, []).extend(more)
         fetch_manifests(repo, targets, remote, jobs, copies)
-        checkout_targets(repo, targets, started=started)
-    return targets
+        return checkout_targets(repo, targets, force, started, everything=not specs, command="pull")

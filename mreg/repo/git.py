@@ -110,9 +110,9 @@ class GitRepo:
 
     def tracked(self, path: str) -> list[tuple[str, str]]:
         """(mode, path) of every entry of git's index at or under ``path`` (mode ``120000``: a
-        symbolic link, ``160000``: a submodule)."""
+        symbolic link, ``160000``: a submodule); ``path`` is a path, never a pattern."""
         found = []
-        for line in self._git("ls-files", "--stage", "-z", "--", path).split("\0"):
+        for line in self._git("ls-files", "--stage", "-z", "--", f":(literal){path}").split("\0"):
             if line:
                 meta, name = line.split("\t", 1)
                 found.append((meta.split()[0], name))
@@ -148,11 +148,6 @@ class GitRepo:
             "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", f"*{suffix}"
         )
         return sorted({p for p in output.split("\0") if p and (self.root / p).is_file()})
-
-    def tracked(self, relpath: str) -> list[str]:
-        """Paths in git's index at or under ``relpath`` (a path, never a pattern)."""
-        output = self._git("ls-files", "-z", "--cached", "--", f":(literal){relpath}")
-        return [p for p in output.split("\0") if p]
 
     def blobs_at(self, rev: str, suffix: str) -> list[tuple[str, str]]:
         """(blob sha, path) of the files ending in ``suffix`` in the tree of ``rev``."""

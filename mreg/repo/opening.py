@@ -5,8 +5,8 @@ Read in place, nothing is downloaded ahead: the cache holds a *remote view* (one
 version, a few KiB, no data; see ``Cache.open``) whose data files are on the remote, and Lance
 fetches the byte ranges it needs. The sha256 the manifest records covers whole files and cannot
 be checked on such partial reads: data read from a remote is as trustworthy as the remote. Read
-from the cache, every file's sha256 was checked when it was fetched; ``mreg verify --remote``
-checks the remote.
+from the cache, every file's sha256 is checked once per process before first use (see
+``Cache.check``); ``mreg verify --remote`` checks the remote.
 """
 
 from __future__ import annotations

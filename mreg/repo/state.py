@@ -1,13 +1,15 @@
 """Local, untracked knowledge about the work tree (``.mreg/state.json``).
 
 Hashing a large file on every ``mreg status`` would be slow, so the sha256 of each artifact file
-is remembered with its size, mtime and inode. It also remembers which file checkout produced from
-which manifest, because formats restored "equivalent" (not byte-exact) give a file whose sha256
-differs from the original's, and that file is still in sync.
+is remembered with its size, mtime, ctime and inode. It also remembers, per artifact path, the
+bytes mreg *holds* there: the digest of what checkout wrote or ``mreg add`` hashed, the content
+(manifest) it stands for, and the cache files holding that content. Formats restored
+"equivalent" (not byte-exact) give a file whose sha256 differs from the original's, and that
+file is still in sync; and a file whose digest is the held one can be overwritten or removed
+without losing anything, because the cache has its data.
 
-Cache files are remembered the same way when their sha256 is checked on the way in (fetch, add):
-a cache file whose size, mtime and inode are unchanged since then needs no second hashing on
-checkout. ``mreg verify`` still re-hashes everything.
+Cache files are not remembered here: whether one was hashed is only trusted within the process
+that hashed it (see ``Cache.check``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,23 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mreg.atomic import atomic_write_text
 from mreg.hashing import sha256_path, tree_files
+from mreg.repo.manifest import FileEntry, Manifest
+
+
+@dataclass(frozen=True)
+class Held:
+    """Bytes mreg wrote or added at an artifact path: their digest, the cache files holding
+    their content (no sha256: only presence is checked), a folder's file names."""
+
+    sha256: str
+    files: tuple[FileEntry, ...] | None  # None: recorded by an mreg that did not list them
+    names: tuple[str, ...]
 
 
 def _fingerprint(path: Path) -> list[int] | None:
@@ -31,8 +45,9 @@ def _fingerprint(path: Path) -> list[int] | None:
         stat = path.stat()
     except FileNotFoundError:
         return None
+    # ctime too: an edit in place whose mtime was put back still moves it.
     if not path.is_dir():
-        return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        return [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
     files = tree_files(path)
     stats = [p.stat() for p in files]
     names = "\0".join(p.relative_to(path).as_posix() for p in files)
@@ -41,6 +56,7 @@ def _fingerprint(path: Path) -> list[int] | None:
         max((s.st_mtime_ns for s in stats), default=stat.st_mtime_ns),
         sum(s.st_ino for s in stats),
         int(hashlib.sha256(names.encode()).hexdigest()[:15], 16),
+        max((s.st_ctime_ns for s in stats), default=stat.st_ctime_ns),
     ]
 
 
@@ -112,14 +128,46 @@ class State:
             self._data["hashes"][relpath] = [*fingerprint, sha256]
             self._save()
 
-    def remember_restored(self, relpath: str, content_key: str, sha256: str) -> None:
+    def remember_held(self, relpath: str, manifest: Manifest, sha256: str) -> None:
+        """Record that the artifact at ``relpath``, with digest ``sha256`` (computed by the
+        caller from the bytes), is ``manifest``'s content, which the cache holds; for a folder,
+        which files it has."""
+        path = self.root / relpath
+        entry: dict[str, Any] = {
+            "content": manifest.content_key(),
+            "sha256": sha256,
+            "files": [[f.path, f.size] for f in manifest.files],
+        }
+        if path.is_dir():
+            entry["names"] = [p.relative_to(path).as_posix() for p in tree_files(path)]
         with self._lock:
-            self._data["restored"][relpath] = {"content": content_key, "sha256": sha256}
+            self._data["restored"][relpath] = entry
             self._save()
 
     def restored_sha256(self, relpath: str, content_key: str) -> str | None:
         entry = self._data["restored"].get(relpath)
         return str(entry["sha256"]) if entry and entry["content"] == content_key else None
+
+    def held(self, relpath: str) -> Held | None:
+        """What mreg last wrote or added at ``relpath``, if anything."""
+        entry = self._data["restored"].get(relpath)
+        if not entry:
+            return None
+        files = entry.get("files")
+        return Held(
+            str(entry["sha256"]),
+            None if files is None else tuple(FileEntry(path, size, "") for path, size in files),
+            tuple(entry.get("names", ())),
+        )
+
+    def held_paths(self) -> list[str]:
+        return sorted(self._data["restored"])
+
+    def forget_held(self, relpath: str) -> None:
+        with self._lock:
+            self._data["restored"].pop(relpath, None)
+            self._data["hashes"].pop(relpath, None)
+            self._save()
 
     def _save(self) -> None:
         with self._lock:

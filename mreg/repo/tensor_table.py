@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from mreg.converters.base import TensorRecord
 from mreg.errors import IntegrityError
+from mreg.hashing import HASH_THREADS, sha256_file
 from mreg.repo.manifest import FileEntry, Fragment, Manifest, TensorInfo
 
 if TYPE_CHECKING:
@@ -241,12 +242,31 @@ def _checked_tensors(
     check_digests: bool,
     checked_files: Collection[str],
 ) -> Iterator[TensorRecord]:
-    for info, path in zip(manifest.tensors, direct, strict=True):
-        data = _map(path) if path is not None else next(from_lance)
-        must_check = check_digests and (path is None or info.digest not in checked_files)
-        if must_check and hashlib.sha256(data).hexdigest() != info.digest:
-            raise IntegrityError(
-                f"'{manifest.name}': tensor '{info.name}' does not match its recorded digest",
-                hint="run `mreg verify` to find the corrupt file",
-            )
-        yield TensorRecord(info.name, info.dtype, info.shape, memoryview(data), path)
+    # Files holding whole tensors are hashed ahead, on several threads (hashlib and reads
+    # release the GIL), while the caller writes the tensors before them.
+    ahead = {
+        index: path
+        for index, (info, path) in enumerate(zip(manifest.tensors, direct, strict=True))
+        if check_digests and path is not None and info.digest not in checked_files
+    }
+    with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="mreg-hash") as pool:
+        hashes = {index: pool.submit(sha256_file, path) for index, path in ahead.items()}
+        try:
+            for index, (info, path) in enumerate(zip(manifest.tensors, direct, strict=True)):
+                data = _map(path) if path is not None else next(from_lance)
+                if index in hashes:
+                    actual = hashes[index].result()
+                elif check_digests and path is None:
+                    actual = hashlib.sha256(data).hexdigest()
+                else:
+                    actual = info.digest
+                if actual != info.digest:
+                    raise IntegrityError(
+                        f"'{manifest.name}': tensor '{info.name}' does not match its recorded "
+                        "digest",
+                        hint="run `mreg verify` to find the corrupt file",
+                    )
+                yield TensorRecord(info.name, info.dtype, info.shape, memoryview(data), path)
+        finally:
+            for future in hashes.values():
+                future.cancel()
