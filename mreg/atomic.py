@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from mreg.errors import local_faults
 
 
 class PendingFile:
@@ -38,17 +42,18 @@ def atomic_output(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
     tree files either, and a file cut short by a power loss differs in size from what the state
     remembers, so ``mreg status`` reports it and ``mreg checkout`` rewrites it.
     """
-    pending = PendingFile(path)
-    try:
-        with open(pending.temporary, "r+b") as handle:
-            yield handle
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        pending.commit()
-    except BaseException:
-        pending.discard()
-        raise
+    with local_faults(path):
+        pending = PendingFile(path)
+        try:
+            with open(pending.temporary, "r+b") as handle:
+                yield handle
+                handle.flush()
+                if durable:
+                    os.fsync(handle.fileno())
+            pending.commit()
+        except BaseException:
+            pending.discard()
+            raise
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -60,3 +65,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def move_file(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` in one rename; across file systems (a cache on another
+    disk than ``.mreg/tmp``), copy into a temporary file beside ``target`` and rename that, so
+    ``target`` is never seen half-written either."""
+    try:
+        os.replace(source, target)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+    with atomic_output(target) as out, open(source, "rb") as handle:
+        shutil.copyfileobj(handle, out, 8 << 20)
+    os.unlink(source)

@@ -26,7 +26,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.errors import IntegrityError, MissingData, MregError
+from mreg.atomic import move_file
+from mreg.errors import IntegrityError, MissingData, MregError, local_faults
 from mreg.hashing import sha256_bytes, sha256_file, sha256_files
 from mreg.repo.manifest import FileEntry, Manifest
 from mreg.repo.state import State
@@ -69,14 +70,17 @@ class Cache:
         }
 
     @contextlib.contextmanager
-    def staging(self, suffix: str = "") -> Iterator[Path]:
-        """A fresh temporary directory, removed afterwards whatever happens."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=self.tmp, prefix="stage-", suffix=suffix))
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+    def staging(self, suffix: str = "", within: Path | None = None) -> Iterator[Path]:
+        """A fresh temporary directory in ``within`` (default ``.mreg/tmp``), removed afterwards
+        whatever happens. A full or read-only disk inside is an error naming the folder."""
+        parent = within or self.tmp
+        with local_faults(parent):
+            parent.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(dir=parent, prefix="stage-", suffix=suffix))
+            try:
+                yield path
+            finally:
+                shutil.rmtree(path, ignore_errors=True)
 
     def ingest(self, dataset_dir: Path, relpaths: Iterable[str]) -> list[FileEntry]:
         """Hash staged Lance files and move them into the cache; returns their entries."""
@@ -89,7 +93,7 @@ class Cache:
                 entry = FileEntry(relpath, source.stat().st_size, digest)
                 target = self.path(relpath)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, target)
+                move_file(source, target)
                 self._remember_checked(entry)
                 entries.append(entry)
         return entries
@@ -106,7 +110,7 @@ class Cache:
             )
         target = self.path(entry.path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(downloaded, target)
+        move_file(downloaded, target)
         self._remember_checked(entry)
 
     def is_checked(self, entry: FileEntry) -> bool:
@@ -165,9 +169,10 @@ class Cache:
         """Commit one Lance version whose fragments are those ``manifest`` records."""
         import lance
 
-        with self.staging(".lance") as stage:
+        # Staged beside the view, on the cache's file system: hard links and the rename
+        # work even when the cache is on another disk than .mreg/tmp.
+        with self.staging(".lance", within=view.parent) as stage:
             lance.LanceDataset.commit(str(stage), self._overwrite(manifest, stage, base))
-            view.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(OSError):
                 # Another process may have built the same view meanwhile: theirs is as good.
                 os.rename(stage, view)
