@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from mreg.errors import local_faults
+
+# The temporary file of ``path`` is ``.NAME.XXXXXXXX.tmp`` beside it (mkstemp's 8 characters).
+_TEMPORARY = "[a-z0-9_]{8}"
 
 
 class PendingFile:
@@ -80,3 +84,23 @@ def move_file(source: Path, target: Path) -> None:
     with atomic_output(target) as out, open(source, "rb") as handle:
         shutil.copyfileobj(handle, out, 8 << 20)
     os.unlink(source)
+
+
+def sweep_leftovers(paths: Iterable[Path]) -> None:
+    """Remove the temporary files that writers of ``paths`` left behind when they were killed
+    (SIGKILL, a power cut: no ``finally`` runs). Call it only under the repository lock: a
+    live writer's temporary file looks the same."""
+    by_folder: dict[Path, set[str]] = {}
+    for path in paths:
+        by_folder.setdefault(path.parent, set()).add(path.name)
+    for folder, names in by_folder.items():
+        alternatives = "|".join(re.escape(name) for name in sorted(names))
+        pattern = re.compile(rf"\.(?:{alternatives})\.{_TEMPORARY}\.tmp")
+        try:
+            entries = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if pattern.fullmatch(entry):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / entry)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from mreg import converters
-from mreg.atomic import PendingFile, atomic_write_bytes
+from mreg.atomic import PendingFile, atomic_write_bytes, sweep_leftovers
 from mreg.converters.base import DatasetConverter, ModelConverter, inside
 from mreg.converters.base import Target as BaseTarget
 from mreg.errors import IntegrityError, MissingData, local_faults
@@ -217,6 +217,7 @@ def checkout_targets(
                 hint=f"run `mreg pull {spec}`",
             )
     started = started or {}
+    sweep_leftovers(written_paths(repo, [t for t in targets if t.manifest_rel not in started]))
     with repo.state.batch():  # one write of the state file, however many artifacts
         for target in targets:
             if target.rev is not None:
@@ -229,3 +230,13 @@ def checkout_targets(
                     started[target.manifest_rel].finish()
                 else:
                     restore(repo, target.manifest_rel, target.manifest, force=force)
+
+
+def written_paths(repo: Repo, targets: list[Target]) -> list[Path]:
+    """The work-tree files a checkout of ``targets`` may write: artifact, manifest, .gitignore
+    (where a killed checkout may have left temporary files: see ``sweep_leftovers``)."""
+    paths = []
+    for target in targets:
+        artifact = repo.root / target.artifact_rel
+        paths += [artifact, repo.root / target.manifest_rel, artifact.parent / ".gitignore"]
+    return paths

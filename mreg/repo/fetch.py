@@ -61,9 +61,11 @@ def pull(repo: Repo, specs: list[str] | None, remote: str | None, jobs: int) -> 
     Restorations open before the fetch, so the tensors a model's format places up front land
     in the restored file as they download, instead of being copied out of the cache after.
     """
-    from mreg.repo.checkout import Restoration, checkout_targets
+    from mreg.atomic import sweep_leftovers
+    from mreg.repo.checkout import Restoration, checkout_targets, written_paths
 
     targets = repo.targets(specs)
+    sweep_leftovers(written_paths(repo, targets))
     with contextlib.ExitStack() as stack:
         started = {
             target.manifest_rel: stack.enter_context(

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from mreg import toml_writer
-from mreg.atomic import atomic_write_text
+from mreg.atomic import atomic_write_text, sweep_leftovers
 from mreg.converters.base import FILE_DTYPE, Restore
 from mreg.errors import ManifestError, UsageError
 
@@ -232,6 +232,9 @@ def read(path: Path, origin: str | None = None) -> Manifest:
 
 
 def write(path: Path, manifest: Manifest) -> None:
+    """Write ``manifest`` to ``path`` atomically (under the repository lock: a killed earlier
+    writer's temporary file is removed)."""
+    sweep_leftovers([path, path.parent / ".gitignore"])
     atomic_write_text(path, dumps(manifest))
 
 
