@@ -106,7 +106,8 @@ class Cache:
             raise IntegrityError(
                 f"{entry.path}: downloaded bytes have sha256 {actual[:12]}…, "
                 f"the manifest records {entry.sha256[:12]}…",
-                hint="the remote copy is corrupt; run `mreg verify --remote` and push it again",
+                hint="the remote copy is corrupt: `mreg verify --remote R` names every such "
+                "file; `mreg push --repair` from a clone with good copies replaces them",
             )
         target = self.path(entry.path)
         target.parent.mkdir(parents=True, exist_ok=True)
