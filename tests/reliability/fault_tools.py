@@ -18,13 +18,11 @@ import tempfile
 import threading
 import time
 import tomllib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import git
 
 WORKTREE = Path(__file__).resolve().parents[2]
@@ -141,7 +139,7 @@ def temp_files(root: Path) -> list[str]:
 # -- mounts: a full disk, a read-only folder, another file system --------------------------
 
 
-def _mount_refusal() -> str | None:
+def mount_refusal() -> str | None:
     """Why tmpfs mounts cannot be made here (None when they can)."""
     if os.geteuid() != 0:
         return "needs root to mount a tmpfs (chmod does not stop root from writing)"
@@ -193,18 +191,6 @@ class Mounts:
             if subprocess.run(["umount", str(path)], capture_output=True).returncode:
                 subprocess.run(["umount", "-l", str(path)], capture_output=True)
         self.made.clear()
-
-
-@pytest.fixture
-def mounts() -> Iterator[Mounts]:
-    refusal = _mount_refusal()
-    if refusal:
-        pytest.skip(refusal)
-    made = Mounts()
-    try:
-        yield made
-    finally:
-        made.undo_all()
 
 
 # -- a fault-injecting S3 proxy --------------------------------------------------------------

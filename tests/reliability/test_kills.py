@@ -29,6 +29,8 @@ from fault_tools import (
     temp_files,
 )
 
+pytestmark = pytest.mark.slow  # real processes, killed and run again: ~50 s in all
+
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
 # Python starts in ~0.3 s and these commands take 0.3-1.5 s here: kills land before, during
 # and after the work.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,26 @@ from fault_tools import (
     assert_cache_holds_only_good_files,
     clone,
     make_model,
+    mount_refusal,
     recorded_files,
     temp_files,
 )
 
 from mreg.errors import LocalIOError, StorageFull, local_fault
 
-pytest_plugins = ["fault_tools"]  # the mounts fixture
+
+@pytest.fixture
+def mounts() -> Iterator[Mounts]:
+    """tmpfs and read-only bind mounts, undone at the end; skipped (with the reason) where
+    mounts are not permitted: as root, chmod would not stop a write."""
+    refusal = mount_refusal()
+    if refusal:
+        pytest.skip(refusal)
+    made = Mounts()
+    try:
+        yield made
+    finally:
+        made.undo_all()
 
 
 def added_and_pushed(repo: Path, run, names: dict[str, Path]) -> dict[str, bytes]:  # type: ignore[no-untyped-def]

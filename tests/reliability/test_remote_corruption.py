@@ -4,6 +4,7 @@ file, ``verify --remote`` names it, and ``push --repair`` from an intact clone m
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,6 +119,4 @@ def test_a_plain_push_does_not_see_a_flipped_bit_but_push_repair_does(repo, run,
 
 
 def remote_name(run) -> str:  # type: ignore[no-untyped-def]
-    import json
-
     return str(json.loads(run("remote", "list", "--json").stdout)[0]["name"])
