@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from mreg.errors import local_faults
+
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _OWNED = re.compile(r"\.mreg-([0-9a-f]{8})-(\d+)-[^/]*$")
 
@@ -116,17 +118,18 @@ def atomic_output(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
     tree files either, and a file cut short by a power loss differs in size from what the state
     remembers, so ``mreg status`` reports it and ``mreg checkout`` rewrites it.
     """
-    pending = PendingFile(path)
-    try:
-        with open(pending.temporary, "r+b") as handle:
-            yield handle
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        pending.commit()
-    except BaseException:
-        pending.discard()
-        raise
+    with local_faults(path):
+        pending = PendingFile(path)
+        try:
+            with open(pending.temporary, "r+b") as handle:
+                yield handle
+                handle.flush()
+                if durable:
+                    os.fsync(handle.fileno())
+            pending.commit()
+        except BaseException:
+            pending.discard()
+            raise
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -138,3 +141,4 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+

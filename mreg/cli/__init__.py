@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from mreg.errors import MregError
+from mreg.errors import MregError, local_fault
 from mreg.progress import stderr
 
 app = typer.Typer(
@@ -39,14 +39,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="mreg")
     except MregError as error:
-        if _options["verbose"]:
-            traceback.print_exc()
-        # One line, whatever a wrapped library put in the message.
-        message = "error: " + " ".join(str(error).split())
-        if error.hint:
-            message += f" (hint: {error.hint})"
-        stderr.print(message, markup=False, highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
+        _fail(error)
+    except OSError as error:
+        # A full, read-only or failing disk that no layer below named: still one line.
+        fault = local_fault(error)
+        if fault is None:
+            raise
+        _fail(fault)
     except SystemExit as exit_:
         # Typer turns Ctrl-C into a silent exit 130; say what state that leaves.
         if exit_.code == INTERRUPTED:
@@ -55,6 +54,17 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         stderr.print(INTERRUPTED_MESSAGE)
         sys.exit(INTERRUPTED)
+
+
+def _fail(error: MregError) -> NoReturn:
+    if _options["verbose"]:
+        traceback.print_exc()
+    # One line, whatever a wrapped library put in the message.
+    message = "error: " + " ".join(str(error).split())
+    if error.hint:
+        message += f" (hint: {error.hint})"
+    stderr.print(message, markup=False, highlight=False, soft_wrap=True)
+    sys.exit(error.exit_code)
 
 
 def script() -> NoReturn:

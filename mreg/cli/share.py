@@ -33,9 +33,13 @@ def push(
     all_refs: Annotated[
         bool, typer.Option("--all", help="Also every version at a branch or tag tip.")
     ] = False,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Re-hash the remote's copies; upload corrupt ones again."),
+    ] = False,
 ) -> None:
     """Upload the data files the remote lacks."""
-    result = open_repo().push(targets, remote=remote, jobs=jobs, all_refs=all_refs)
+    result = open_repo().push(targets, remote=remote, jobs=jobs, all_refs=all_refs, repair=repair)
     stdout.print(f"pushed {result.files} file(s), {human_size(result.bytes)}")
     if result.not_cached:
         stderr.print(f"{result.not_cached} file(s) of other versions are not in this cache")
@@ -99,7 +103,13 @@ def verify(targets: Targets = None, remote: Remote = None, json: Json = False) -
         for problem in problems:
             stdout.print(shown(problem))
     if problems:
-        raise VerificationFailed(f"{len(problems)} file(s) missing or corrupt")
+        on_remote = any(problem.where != "cache" for problem in problems)
+        raise VerificationFailed(
+            f"{len(problems)} file(s) missing or corrupt",
+            hint="`mreg push --repair` from a clone whose cache holds good copies"
+            if on_remote
+            else "delete the named files from .mreg/cache, then `mreg fetch` them again",
+        )
     if not json:
         stdout.print("all files verified")
 

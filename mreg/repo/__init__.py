@@ -321,11 +321,12 @@ class Repo:
         remote: str | None = None,
         jobs: int = 8,
         all_refs: bool = False,
+        repair: bool = False,
     ) -> TransferResult:
         from mreg.repo.push import push
 
         with self.lock.held():
-            return push(self, targets, remote=remote, jobs=jobs, all_refs=all_refs)
+            return push(self, targets, remote=remote, jobs=jobs, all_refs=all_refs, repair=repair)
 
     def fetch(
         self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.atomic import move, owned_prefix, remove_stale
-from mreg.errors import IntegrityError, MissingData, MregError, one_line
+from mreg.errors import IntegrityError, MissingData, MregError, local_faults, one_line
 from mreg.hashing import sha256_bytes, sha256_file, sha256_files
 from mreg.repo.manifest import FileEntry, Manifest
 from mreg.repo.state import State
@@ -90,13 +90,14 @@ class Cache:
     @contextlib.contextmanager
     def staging(self, suffix: str = "", folder: Path | None = None) -> Iterator[Path]:
         """A fresh temporary directory (in ``.mreg/tmp``, or in ``folder``), removed afterwards
-        whatever happens."""
-        folder = self.scratch(folder or self.tmp)
-        path = Path(tempfile.mkdtemp(dir=folder, prefix=owned_prefix("stage"), suffix=suffix))
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+        whatever happens. A full or read-only disk inside is an error naming the folder."""
+        with local_faults(folder or self.tmp):
+            folder = self.scratch(folder or self.tmp)
+            path = Path(tempfile.mkdtemp(dir=folder, prefix=owned_prefix("stage"), suffix=suffix))
+            try:
+                yield path
+            finally:
+                shutil.rmtree(path, ignore_errors=True)
 
     def scratch(self, folder: Path | None = None) -> Path:
         """``folder`` (default ``.mreg/tmp``), made if needed and cleared of what killed mreg
@@ -130,7 +131,8 @@ class Cache:
             raise IntegrityError(
                 f"{entry.path}: downloaded bytes have sha256 {actual[:12]}…, "
                 f"the manifest records {entry.sha256[:12]}…",
-                hint="the remote copy is corrupt; run `mreg verify --remote` and push it again",
+                hint="the remote copy is corrupt: `mreg verify --remote R` names every such "
+                "file; `mreg push --repair` from a clone with good copies replaces them",
             )
         target = self.path(entry.path)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from mreg import converters
 from mreg.atomic import PendingFile, atomic_write_bytes, move, owned_prefix, remove_stale
 from mreg.converters.base import DatasetConverter, ModelConverter, inside
 from mreg.converters.base import Target as BaseTarget
-from mreg.errors import IntegrityError, MissingData, WorkTreeChanged
+from mreg.errors import IntegrityError, MissingData, WorkTreeChanged, local_faults
 from mreg.hashing import HashingWriter, sha256_tree, tree_files
 from mreg.repo import manifest as manifests
 from mreg.repo.git import ignore_in_git
@@ -192,7 +192,7 @@ class Restoration:
         for index, (place, entry) in enumerate(zip(places, holders, strict=True)):
             if place is None or entry is None or self.repo.cache.has(entry):
                 continue
-            copy = Copy(self._output(place.file), place.offset)
+            copy = Copy(self._output(place.file), place.offset, path=self.target / place.file)
             self._landing[index] = copy
             wanted.setdefault(entry.path, []).append(copy)
         return wanted
@@ -377,8 +377,9 @@ def checkout_targets(
                 assert text is not None
                 atomic_write_bytes(repo.write_target(target.manifest_rel), text)
                 ignore_in_git(repo.root, target.artifact_rel)
-            if target.manifest_rel in started:
-                started[target.manifest_rel].finish()
-            else:
-                restore(repo, target.manifest_rel, target.manifest, force=force)
+            with local_faults(repo.root / target.artifact_rel):
+                if target.manifest_rel in started:
+                    started[target.manifest_rel].finish()
+                else:
+                    restore(repo, target.manifest_rel, target.manifest, force=force)
     return CheckedOut(targets, removed, kept)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mreg.errors import MregError
+from mreg.errors import MregError, local_faults
 
 WAIT_SECONDS = 30.0
 
@@ -40,7 +40,8 @@ class RepoLock:
                 self._release()
 
     def _acquire(self) -> None:
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        with local_faults(self.path):  # a read-only .mreg: say so, in one line
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
         deadline = time.monotonic() + WAIT_SECONDS
         while True:
             try:

@@ -241,6 +241,8 @@ def read(path: Path, origin: str | None = None) -> Manifest:
 
 
 def write(path: Path, manifest: Manifest) -> None:
+    """Write ``manifest`` to ``path`` atomically (a killed earlier writer's temporary file is
+    removed: see ``PendingFile``)."""
     atomic_write_text(path, dumps(manifest))
 
 

@@ -20,12 +20,19 @@ def referenced_files(targets: list[Target]) -> list[FileEntry]:
 
 
 def push(
-    repo: Repo, specs: list[str] | None, remote: str | None, jobs: int, all_refs: bool = False
+    repo: Repo,
+    specs: list[str] | None,
+    remote: str | None,
+    jobs: int,
+    all_refs: bool = False,
+    repair: bool = False,
 ) -> TransferResult:
     """Upload what the remote lacks; files it already has (same path and size) never travel.
 
     ``all_refs`` adds every version at the tip of a branch or tag (what ``gc`` keeps) and
     pushes what of them this cache holds, counting the rest in ``TransferResult.not_cached``.
+    ``repair`` first hashes the remote's copies and uploads again those that are corrupt (a
+    flipped bit keeps the size, so a plain push would leave it there).
     """
     targets = repo.targets(specs)
     entries = referenced_files(targets)
@@ -52,6 +59,12 @@ def push(
     store = repo.store(remote, jobs=jobs)
     present = store.list_files()
     todo = [e for e in entries if present.get(e.path) != e.size]
+    if repair:
+        from mreg.repo.verify import corrupt_on_remote
+
+        same_size = [e for e in entries if e not in todo]
+        corrupt = corrupt_on_remote(repo, same_size, remote) if same_size else set()
+        todo += [e for e in same_size if e.path in corrupt]
 
     def upload(entry: FileEntry, advance: Advance) -> None:
         store.upload(repo.cache.path(entry.path), entry.path, advance)

@@ -56,6 +56,13 @@ def _verify_cache(repo: Repo, owners: dict[FileEntry, str]) -> list[Problem]:
     return problems
 
 
+def corrupt_on_remote(repo: Repo, entries: list[FileEntry], remote: str | None) -> set[str]:
+    """Paths of ``entries`` whose copy on the remote is missing or does not hash to the
+    recorded sha256 (every copy is downloaded and hashed, written nowhere)."""
+    name = repo.remote(remote).name
+    return {problem.path for problem in _verify_remote(repo, dict.fromkeys(entries, ""), name)}
+
+
 def _verify_remote(repo: Repo, owners: dict[FileEntry, str], remote: str) -> list[Problem]:
     store = repo.store(remote)
     where = f"remote '{repo.remote(remote).name}'"

@@ -24,7 +24,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
+from mreg.errors import local_fault
 from mreg.progress import Advance
 
 # O_DIRECT wants addresses, offsets and lengths that are multiples of the device's logical
@@ -58,6 +60,7 @@ class Copy:
     start: int = 0
     length: int | None = None
     landed: bool = False
+    path: Path | None = None  # what ``fd`` writes, to name in an error
 
     def span(self, size: int) -> tuple[int, int]:
         end = size if self.length is None else min(size, self.start + self.length)
@@ -91,13 +94,23 @@ class Landing:
         return self._direct
 
     def write(self, offset: int, buffer: memoryview, count: int) -> None:
+        """Write the chunk to the file and the copies. A full or read-only disk is a
+        LocalIOError naming the file written: the fault is here, not at the source."""
         if self._fd is not None:
-            self._write_file(offset, buffer, count)
+            try:
+                self._write_file(offset, buffer, count)
+            except OSError as error:
+                _raise_local(error, self.path)
         for copy in self.copies:
             start, end = copy.span(self.size)
             low, high = max(start, offset), min(end, offset + count)
             if low < high:
-                _write_all(copy.fd, buffer[low - offset : high - offset], copy.offset + low - start)
+                try:
+                    _write_all(
+                        copy.fd, buffer[low - offset : high - offset], copy.offset + low - start
+                    )
+                except OSError as error:
+                    _raise_local(error, copy.path)
 
     def _write_file(self, offset: int, buffer: memoryview, count: int) -> None:
         assert self._fd is not None
@@ -221,6 +234,13 @@ def _open(path: Path, direct: bool, truncate: bool = True) -> tuple[int, bool]:
             if error.errno != errno.EINVAL:
                 raise
     return os.open(path, flags, 0o644), False
+
+
+def _raise_local(error: OSError, path: Path | None) -> NoReturn:
+    fault = local_fault(error, path)
+    if fault is None:
+        raise error
+    raise fault from error
 
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
