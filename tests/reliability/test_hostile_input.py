@@ -249,7 +249,7 @@ def test_a_committed_folder_link_never_makes_a_rollback_write_outside(
     assert (clone / "models").is_symlink()
 
 
-def test_a_committed_link_at_the_artifact_path_is_replaced_not_written_through(
+def test_a_committed_link_at_the_artifact_path_is_refused_then_replaced_not_written_through(
     upstream, home_stand_in, tmp_path, monkeypatch, run
 ):
     git(upstream, "rm", "-q", "--cached", "model.safetensors.mreg.toml")
@@ -259,7 +259,12 @@ def test_a_committed_link_at_the_artifact_path_is_replaced_not_written_through(
     clone = clone_of(upstream, tmp_path, monkeypatch)
     before = snapshot(home_stand_in)
 
-    result = run("pull")
+    # mreg does not hold what the link shows: refused like any change it does not hold.
+    assert_refused(run("pull"), "model.safetensors", "--force")
+    outside_untouched(home_stand_in, before)
+    assert (clone / "model.safetensors").is_symlink()
+
+    result = run("pull", "--force")
 
     assert result.exit_code == 0, result.stderr
     outside_untouched(home_stand_in, before)
