@@ -203,8 +203,8 @@ class ModelRegistry:
         return self._history(name).versions()
 
     def push(self, remote: str | None = None, jobs: int = 8) -> TransferResult:
-        """Upload the data of every registered version (``mreg push`` sends only the versions
-        in the work tree)."""
+        """Upload the data of every registered version and, as ``mreg push --all``, of every
+        version at a branch or tag tip."""
         return self.repo.push(remote=remote, jobs=jobs, all_refs=True)
 
     # -- export, validation, statistics --------------------------------------------------

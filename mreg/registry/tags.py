@@ -1,26 +1,17 @@
-"""Read a model's history from GTO-compatible git tags.
-
-* ``NAME@vX.Y.Z``: version X.Y.Z registered at the tagged commit; ``NAME@vX.Y.Z!``: deregistered.
-* ``NAME#STAGE#N``: the version at the tagged commit enters STAGE; ``NAME#STAGE!#N``: it leaves.
-  N counts stage events per model, starting at 1, and orders them.
-* ``NAME@deprecated``: the whole model is deprecated.
-"""
+"""Read a model's history from GTO-compatible git tags (their grammar: ``mreg.repo.versions``)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mreg.errors import RegistryError
 from mreg.repo.git import Tag
-from mreg.repo.versions import VERSION
+from mreg.repo.versions import STAGE_TAG, VERSION, VERSION_TAG
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
 
-VERSION_TAG = re.compile(r"^(?P<name>[^@#]+)@(?P<version>v\d+\.\d+\.\d+)(?P<removed>!)?$")
-STAGE_TAG = re.compile(r"^(?P<name>[^@#]+)#(?P<stage>[^#!]+)(?P<undo>!)?#(?P<number>\d+)$")
 DEPRECATED = "deprecated"
 
 
