@@ -31,6 +31,7 @@ from mreg.repo import Repo
 from mreg.repo.manifest import Manifest
 
 if TYPE_CHECKING:
+    from mreg.registry.onnx_export import DynamicAxes
     from mreg.storage.transfer import TransferResult
 
 ENV_PATH = "MODEL_REGISTRY_PATH"
@@ -216,11 +217,16 @@ class ModelRegistry:
         export_path: str | Path = ".",
         export_format: str = "safetensors",
         example_input: Any = None,
+        dynamic_axes: DynamicAxes | None = None,
     ) -> Path:
-        """Write one version as ``safetensors``, ``pth`` or ``onnx`` (ONNX needs ``example_input``
-        or a recorded ``input_shape``); returns the path written."""
+        """Write one version as ``safetensors``, ``pth`` or ``onnx``; returns the path written.
+
+        ONNX is traced on ``example_input`` (default: from the recorded ``input_shape``, or
+        token ids for a Transformers model) and takes any batch size: axis 0 of every input is
+        dynamic, and axis 1 of a Transformers model's token inputs. ``dynamic_axes`` names
+        more, in ``torch.onnx.export``'s form: ``{"x": {1: "length"}}`` or ``{"x": [1]}``."""
         return exporting.export_model(
-            self, name, version, export_path, export_format, example_input
+            self, name, version, export_path, export_format, example_input, dynamic_axes
         )
 
     def validate_registry(self, load: bool = True) -> validating.ValidationReport:
