@@ -25,7 +25,7 @@ from mreg.registry import stages as staging
 from mreg.registry import stats as counting
 from mreg.registry import validate as validating
 from mreg.registry.loaders import StoredModel
-from mreg.registry.tags import ModelHistory, normalize_version
+from mreg.registry.tags import ModelHistory, check_model_name, normalize_version
 from mreg.registry.types import ModelEntry, ModelFormat, ModelSummary, ModelType
 from mreg.repo import Repo
 from mreg.repo.manifest import Manifest
@@ -82,6 +82,7 @@ class ModelRegistry:
         version's patch is bumped (``v0.1.0`` first). RegistryError (a ValueError) for a
         duplicate or invalid version.
         """
+        check_model_name(name)
         history = self._history(name, must_exist=False)
         request = registering.check_request(
             self.repo, history, name, model, model_format, model_type, version,

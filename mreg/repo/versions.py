@@ -1,10 +1,17 @@
-"""Versions as git tags (``NAME@vX.Y.Z``, the GTO convention), the data every tagged version
-needs, and an artifact's history.
+"""Versions as git tags, in GTO's grammar; the data every tagged version needs; and an
+artifact's history.
 
-* ``NAME@vX.Y.Z``: version X.Y.Z registered at the tagged commit; ``NAME@vX.Y.Z!``: deregistered.
-* ``NAME#STAGE#N``: the version at the tagged commit enters STAGE; ``NAME#STAGE!#N``: it leaves.
-  N counts stage events per model, starting at 1, and orders them.
-* ``NAME@deprecated``: the whole model is deprecated.
+The tags, as GTO 1.10 writes and reads them (``gto/constants.py``), N an optional counter:
+
+* ``NAME@vX.Y.Z[#N]``: version X.Y.Z (a semantic version: ``v1.0.0-rc.1``, ``v1.0.0+build.5``)
+  registered at the tagged commit; ``NAME@vX.Y.Z![#N]``: deregistered.
+* ``NAME#STAGE[#N]``: the version at the tagged commit enters STAGE; ``NAME#STAGE![#N]``: it
+  leaves. mreg writes the counted form (N counts the artifact's events from 1); ``gto assign
+  --simple true`` writes the plain one. Events are ordered by tag date, then N.
+* ``NAME@deprecated[#N]``: the whole artifact is deprecated (``NAME@created``: read, no effect).
+
+NAME is letters and digits with ``_``, ``-`` and ``/`` inside (GTO's ``DIR=NAME`` reads as
+``DIR:NAME``); a stage is spelled the same way.
 """
 
 from __future__ import annotations
@@ -22,9 +29,79 @@ from mreg.repo.manifest import FileEntry, check_name
 if TYPE_CHECKING:
     from mreg.repo import Repo, Target
 
-VERSION = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-VERSION_TAG = re.compile(r"^(?P<name>[^@#]+)@(?P<version>v\d+\.\d+\.\d+)(?P<removed>!)?$")
-STAGE_TAG = re.compile(r"^(?P<name>[^@#]+)#(?P<stage>[^#!]+)(?P<undo>!)?#(?P<number>\d+)$")
+_NAME = r"[a-zA-Z0-9](?:[a-zA-Z0-9_/-]*[a-zA-Z0-9])?"
+_DIRNAME = r"[a-zA-Z0-9_./-]+"
+_IDENTIFIER = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
+_SEMVER = (
+    r"(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    rf"(?:-(?P<prerelease>{_IDENTIFIER}(?:\.{_IDENTIFIER})*))?"
+    r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
+)
+NAME = re.compile(f"^{_NAME}$")
+VERSION = re.compile(f"^v{_SEMVER}$")
+TAG = re.compile(
+    rf"^(?P<artifact>(?:{_DIRNAME}=)?{_NAME})"
+    rf"(?:(?:#(?P<stage>{_NAME})|@(?P<version>v{_SEMVER}))(?P<cancel>!?)"
+    r"|@(?P<deprecated>deprecated)|@(?P<created>created))(?:#(?P<number>[0-9]+))?$"
+)
+REGISTER, DEREGISTER, ASSIGN, UNASSIGN = "register", "deregister", "assign", "unassign"
+DEPRECATE, CREATE = "deprecate", "create"
+
+
+@dataclass(frozen=True)
+class TagName:
+    """What a registry tag's name says, as GTO reads it."""
+
+    name: str
+    action: str
+    version: str = ""
+    stage: str = ""
+    number: int | None = None
+
+
+def parse_tag(text: str) -> TagName | None:
+    """The registry event a tag's name records; None for a tag GTO would not read."""
+    match = TAG.match(text)
+    if match is None:
+        return None
+    name = match["artifact"].replace("=", ":")
+    number = int(match["number"]) if match["number"] else None
+    cancel = bool(match["cancel"])
+    if match["version"]:
+        action = DEREGISTER if cancel else REGISTER
+        return TagName(name, action, version=match["version"], number=number)
+    if match["stage"]:
+        action = UNASSIGN if cancel else ASSIGN
+        return TagName(name, action, stage=match["stage"], number=number)
+    return TagName(name, DEPRECATE if match["deprecated"] else CREATE, number=number)
+
+
+def check_tag_name(name: str, what: str = "name") -> str:
+    """``name`` if GTO can read it in a tag (as an artifact name, or a stage); UsageError."""
+    if not NAME.match(name):
+        raise UsageError(
+            f"'{name}' cannot be a registry {what}: GTO reads only letters, digits, '_', '-' "
+            "and '/', starting and ending with a letter or digit",
+            hint="rename it, for example 'bert-tiny' for 'bert.tiny' or 'net' for 'net_'",
+        )
+    return name
+
+
+def version_key(version: str) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...], str]:
+    """Semantic-version precedence (``v`` optional): a pre-release sorts before its release,
+    numeric identifiers numerically and before words; build metadata only breaks ties."""
+    match = VERSION.match(version if version.startswith("v") else f"v{version}")
+    if match is None:
+        raise UsageError(f"'{version}' is not a version", hint="use vMAJOR.MINOR.PATCH")
+    prerelease = match["prerelease"]
+    identifiers = tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in (prerelease.split(".") if prerelease else ())
+    )
+    return (
+        int(match["major"]), int(match["minor"]), int(match["patch"]),
+        0 if prerelease else 1, identifiers, match["build"] or "",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -54,7 +131,8 @@ class LogEntry:
 def check_version(version: str) -> str:
     if not VERSION.match(version):
         raise UsageError(
-            f"'{version}' is not a version", hint="use vMAJOR.MINOR.PATCH, for example v1.2.0"
+            f"'{version}' is not a version",
+            hint="use vMAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], for example v1.2.0 or v2.0.0-rc.1",
         )
     return version
 
@@ -62,6 +140,7 @@ def check_version(version: str) -> str:
 def tag(repo: Repo, name: str, version: str, message: str | None = None) -> str:
     """Tag the committed version of ``name`` as ``NAME@VERSION``; returns the tag name."""
     check_name(name)
+    check_tag_name(name)
     check_version(version)
     if not repo.git.has_commits() or repo.lookup(name, "HEAD") is None:
         raise ArtifactNotFound(
@@ -143,14 +222,15 @@ def _version_labels(repo: Repo) -> dict[tuple[str, str], str]:
     removed: set[tuple[str, str]] = set()
     staged: dict[tuple[str, str], str] = {}
     for tag in repo.git.tags():
-        if (match := VERSION_TAG.match(tag.name)) is not None:
-            key = (match["name"], match["version"])
-            if match["removed"]:
-                removed.add(key)
-            else:
-                registered[key] = (tag.commit, tag.name)
-        elif (match := STAGE_TAG.match(tag.name)) is not None and not match["undo"]:
-            staged.setdefault((match["name"], tag.commit), tag.name)
+        parsed = parse_tag(tag.name)
+        if parsed is None:
+            continue
+        if parsed.action == REGISTER:
+            registered[(parsed.name, parsed.version)] = (tag.commit, tag.name)
+        elif parsed.action == DEREGISTER:
+            removed.add((parsed.name, parsed.version))
+        elif parsed.action == ASSIGN:
+            staged.setdefault((parsed.name, tag.commit), tag.name)
     labels: dict[tuple[str, str], str] = {}
     gone: set[tuple[str, str]] = set()
     for (name, version), (commit, tag_name) in sorted(registered.items()):
