@@ -25,7 +25,7 @@ from safetensors.numpy import save_file
 
 from mreg import ModelRegistry
 from mreg.registry import metadata as fields
-from mreg.registry.index import INDEX_FILE
+from mreg.repo.index import INDEX_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work" / "search"

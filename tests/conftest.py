@@ -55,6 +55,13 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 
 @pytest.fixture
+def trusted_test_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading builds classes of trusted modules only: registry tests trust their own models
+    (``tests/registry_models.py``) with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    monkeypatch.setenv("MREG_TRUSTED_MODULES", "registry_models")
+
+
+@pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     """Run the ``mreg`` CLI in-process, as a user would type it; returns exit code and output."""
 

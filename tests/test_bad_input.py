@@ -391,7 +391,7 @@ def test_checkout_without_the_data_in_the_cache_says_to_pull(repo, run):
 # -- versions --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1.0.0", "v1.0", "v01.0.0", "latest", "v1.0.0-rc1"])
+@pytest.mark.parametrize("version", ["1.0.0", "v1.0", "v01.0.0", "latest", "v1.0.0-01", "v1.0.0+"])
 def test_tag_with_an_invalid_version_is_refused(repo, run, version):
     added(run, make_safetensors(repo / "m.safetensors"))
     commit_all(repo, "add m")

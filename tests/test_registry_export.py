@@ -14,11 +14,7 @@ from registry_models import TinyClassifier, predict, toy_data, train
 from mreg import ModelRegistry
 from mreg.errors import RegistryError, UnsupportedFormat, UsageError
 
-
-@pytest.fixture(autouse=True)
-def trusted_test_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loading builds classes of trusted modules only: these tests trust their own models."""
-    monkeypatch.setenv("MREG_TRUSTED_MODULES", "registry_models")
+pytestmark = pytest.mark.usefixtures("trusted_test_models")
 
 
 X, _ = toy_data(seed=1)

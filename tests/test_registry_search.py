@@ -11,7 +11,7 @@ from conftest import assert_refused, commit_all, make_safetensors, make_table, s
 
 from mreg import ModelRegistry
 from mreg.registry import RegistryError
-from mreg.registry import index as search_index
+from mreg.repo import index as search_index
 from mreg.repo.git import GitRepo
 
 INDEX = Path(".mreg/cache/registry-index.json")

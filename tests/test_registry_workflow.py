@@ -14,11 +14,7 @@ from registry_models import logits, predict, tiny_bert, tiny_tokenizer, token_id
 
 from mreg import ModelFormat, ModelRegistry, ModelType
 
-
-@pytest.fixture(autouse=True)
-def trusted_test_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loading builds classes of trusted modules only: these tests trust their own models."""
-    monkeypatch.setenv("MREG_TRUSTED_MODULES", "registry_models")
+pytestmark = pytest.mark.usefixtures("trusted_test_models")
 
 
 X, _ = toy_data(seed=1)
@@ -75,7 +71,7 @@ def test_train_register_promote_push_then_clone_pull_load_prod_and_export_to_onn
         str(tmp_path / "clf.onnx"), providers=["CPUExecutionProvider"]
     )
     name = session.get_inputs()[0].name
-    for row in X[:4]:  # the export took one sample of the recorded input_shape
+    for row in X[:4]:  # one sample at a time: the batch axis is dynamic
         (got,) = session.run(None, {name: row[None].numpy()})
         np.testing.assert_allclose(got, predict(prod, row[None]).numpy(), atol=1e-5)
 

@@ -86,14 +86,28 @@ def add_tagged_v1_then_v2(repo: Path, run) -> tuple[set[str], set[str]]:  # type
     return v1, data_files(repo / "m.safetensors.mreg.toml")
 
 
-def test_push_all_sends_the_data_of_every_tagged_version(repo, run, remote_dir):
+def test_a_plain_push_sends_the_data_of_every_tagged_version(repo, run, remote_dir):
     v1, v2 = add_tagged_v1_then_v2(repo, run)
     commit_all(repo, "v2")
 
     assert run("push").exit_code == 0
-    assert not v1 - v2 <= remote_files(remote_dir)
-    assert run("push", "--all").exit_code == 0
     assert v1 | v2 <= remote_files(remote_dir)
+
+
+def test_push_all_also_sends_the_data_at_every_branch_tip(repo, run, remote_dir):
+    make_safetensors(repo / "m.safetensors", seed=1)
+    run("add", "m.safetensors")
+    commit_all(repo, "experiment, never tagged")
+    git(repo, "branch", "experiment")
+    experiment = data_files(repo / "m.safetensors.mreg.toml")
+    make_safetensors(repo / "m.safetensors", seed=2)
+    run("add", "m.safetensors")
+    commit_all(repo, "v2")
+
+    assert run("push").exit_code == 0
+    assert not experiment <= remote_files(remote_dir)
+    assert run("push", "--all").exit_code == 0
+    assert experiment <= remote_files(remote_dir)
 
 
 def test_append_keeps_old_fragments_and_pushes_only_the_new_one(repo, run, remote_dir):

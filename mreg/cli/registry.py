@@ -147,12 +147,22 @@ def export(
     spec: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME#STAGE.")],
     format: Annotated[str, typer.Option("--format", "-f", help="safetensors, pth or onnx.")],
     output: Annotated[str, typer.Option("--output", "-o", help="File to write.")],
+    dynamic_axis: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dynamic-axis",
+            metavar="INPUT:AXIS[=NAME]",
+            help="ONNX: make this axis dynamic too (the batch axis always is).",
+        ),
+    ] = None,
 ) -> None:
-    """Export a registered version to safetensors, .pth or ONNX."""
+    """Export a registered version to safetensors, .pth or ONNX (any batch size)."""
+    from mreg.registry.onnx_export import parse_dynamic_axes
     from mreg.registry.resolution import split_spec
 
     name, version = split_spec(spec)
-    path = open_registry().export_model(name, version, output, format)
+    axes = parse_dynamic_axes(dynamic_axis or [])
+    path = open_registry().export_model(name, version, output, format, dynamic_axes=axes)
     stdout.print(f"exported {shown(spec)} to {shown(str(path))}")
 
 

@@ -38,7 +38,8 @@ def push(
         typer.Option("--repair", help="Re-hash the remote's copies; upload corrupt ones again."),
     ] = False,
 ) -> None:
-    """Upload the data files the remote lacks."""
+    """Upload the data files the remote lacks: of the work tree's artifacts and, with no
+    TARGET, of every registered or staged version too."""
     result = open_repo().push(targets, remote=remote, jobs=jobs, all_refs=all_refs, repair=repair)
     stdout.print(f"pushed {result.files} file(s), {human_size(result.bytes)}")
     if result.not_cached:

@@ -187,7 +187,7 @@ def status(remote: Remote = None, json: Json = False) -> None:
         stdout.print("no artifacts yet (see `mreg add`)")
     for result in results:
         style = "green" if result.in_sync else "yellow"
+        label = shown(result.tag or result.name)
         stdout.print(
-            f"{shown(result.name)} ({shown(result.path)}): "
-            f"[{style}]{', '.join(result.states)}[/{style}]"
+            f"{label} ({shown(result.path)}): [{style}]{', '.join(result.states)}[/{style}]"
         )

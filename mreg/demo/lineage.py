@@ -4,7 +4,7 @@ exactly what it was trained on (``training_dataset_version`` is the dataset's ta
 from __future__ import annotations
 
 from mreg.repo import Repo
-from mreg.repo.versions import VERSION
+from mreg.repo.versions import VERSION, version_key
 
 FIRST_VERSION = "v1.0.0"
 
@@ -26,7 +26,7 @@ def version_dataset(repo: Repo, name: str) -> str:
     for existing in tags:
         if existing.commit == last_change:
             return existing.name
-    numbers = [tuple(int(n) for n in t.name.split("@v", 1)[1].split(".")) for t in tags]
+    numbers = [version_key(t.name.split("@", 1)[1])[:3] for t in tags]
     version = f"v{max(numbers)[0]}.{max(numbers)[1] + 1}.0" if numbers else FIRST_VERSION
     # On the commit that made this version (not HEAD): the registry's lineage looks there.
     tag = f"{name}@{version}"

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from mreg.errors import RegistryError
 from mreg.registry import metadata as fields
 from mreg.registry import search as searching
-from mreg.registry.index import RegistryIndex
-from mreg.registry.metadata import ManifestFacts, ModelMetadata, facts_of
+from mreg.registry.metadata import ModelMetadata
 from mreg.registry.tags import ModelHistory, read_histories
 from mreg.registry.types import ModelEntry, ModelSummary
+from mreg.repo.index import ManifestFacts, ManifestIndex, facts_of
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
@@ -51,7 +51,7 @@ def registered(
     model's manifest is looked for first), and the index is saved when ``save``."""
     histories = read_histories(repo) if histories is None else histories
     wanted = [(h.name, tag.commit) for h in histories.values() for tag in h.registered.values()]
-    index = RegistryIndex(repo)
+    index = ManifestIndex(repo)
     known = index.lookup(wanted, {name: repo.relpath(folder / name) for name in histories})
     if save:
         index.save()

@@ -1,15 +1,18 @@
 """Exporting a registered version to another format: PyTorch to safetensors, ``.pth`` or ONNX;
-ONNX as is. The model is loaded through the registry, so its sha256 is checked first."""
+Transformers to ONNX; ONNX as is. The model is loaded through the registry, so its sha256 is
+checked first. ONNX exports have dynamic axes (``onnx_export.py``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import UnsupportedFormat, UsageError, one_line
+from mreg.errors import UnsupportedFormat, UsageError
+from mreg.registry.onnx_export import export_module
 from mreg.registry.types import ModelFormat
 
 if TYPE_CHECKING:
+    from mreg.registry.onnx_export import DynamicAxes
     from mreg.registry.registry import ModelRegistry
 
 # Target format -> the names a caller may give it.
@@ -37,8 +40,10 @@ def export_model(
     export_path: str | Path,
     export_format: str,
     example_input: Any = None,
+    dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
-    """Write ``name`` at ``version`` to ``export_path`` in ``export_format``; returns the path."""
+    """Write ``name`` at ``version`` to ``export_path`` in ``export_format``; returns the path.
+    ONNX exports take any batch size (see ``onnx_export``); ``dynamic_axes`` names more."""
     target = export_format_of(export_format)
     entry = registry.get_model_info(name, version)
     source = entry.model_format
@@ -54,14 +59,18 @@ def export_model(
         path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(proto, str(path))
         return path
-    if source not in _TORCH_SOURCES:
+    transformers = source == ModelFormat.HUGGINGFACE
+    if source not in _TORCH_SOURCES and not (transformers and target == "onnx"):
+        only = " to onnx only" if transformers else ""
         raise UnsupportedFormat(
-            f"cannot export {name} {entry.version}: format '{source.value}' has no exporter"
+            f"cannot export {name} {entry.version}: format '{source.value}' has no exporter{only}"
         )
     model, _ = registry.load_model(name, entry.version)
     path.parent.mkdir(parents=True, exist_ok=True)
     if target == "onnx":
-        _to_onnx(model, path, example_input, entry.metadata.input_shape, name, entry.version)
+        shape = entry.metadata.input_shape
+        label = f"{name} {entry.version}"
+        export_module(model, path, example_input, shape, dynamic_axes, label, transformers)
     else:
         state = _state_dict(model, name, entry.version)
         if target == "safetensors":
@@ -87,42 +96,3 @@ def _state_dict(model: Any, name: str, version: str) -> dict[str, Any]:
             hint="use --format pth",
         )
     return state
-
-
-def _to_onnx(
-    model: Any,
-    path: Path,
-    example_input: Any,
-    input_shape: tuple[int, ...] | None,
-    name: str,
-    version: str,
-) -> None:
-    import torch
-
-    if not isinstance(model, torch.nn.Module):
-        raise UnsupportedFormat(
-            f"{name} {version} was registered as a state dict, so there is no module to export "
-            "to ONNX",
-            hint="register the nn.Module itself (with init_kwargs) to export it to ONNX",
-        )
-    if example_input is None:
-        if not input_shape:
-            raise UsageError(
-                f"exporting {name} {version} to ONNX needs an example input",
-                hint="pass example_input=..., or register the model with input_shape=[...]",
-            )
-        # input_shape is one sample's shape; the export adds a batch of one.
-        example_input = torch.zeros(1, *input_shape)
-    args = example_input if isinstance(example_input, tuple) else (example_input,)
-    try:
-        torch.onnx.export(model, args, str(path), dynamo=True)
-    except ImportError as error:
-        raise ImportError(
-            f"exporting to ONNX needs onnx and onnxscript: pip install onnx onnxscript "
-            f"({one_line(error)})"
-        ) from None
-    except Exception as error:
-        raise UnsupportedFormat(
-            f"torch.onnx.export failed for {name} {version}: {one_line(error)}",
-            hint="check example_input matches what the model's forward expects",
-        ) from None

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from mreg.errors import RegistryError, one_line
 from mreg.registry.types import CompressionType, ModelFormat, ModelType
+from mreg.repo.index import ManifestFacts, facts_of
 from mreg.repo.manifest import Manifest
 
 TEXT_FIELDS = (
@@ -123,34 +124,6 @@ def extra_meta(extra: Any) -> dict[str, str]:
         f"{EXTRA}{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True)
         for k, v in extra.items()
     }
-
-
-@dataclass(frozen=True)
-class ManifestFacts:
-    """The few things a manifest says that the registry shows: small, and plain JSON, so the
-    search index can keep them per manifest blob."""
-
-    name: str
-    kind: str
-    meta: dict[str, str]
-    parameters: int
-    size: int
-    dtypes: tuple[str, ...]
-    info: dict[str, str]
-    source_format: str
-
-
-def facts_of(manifest: Manifest) -> ManifestFacts:
-    return ManifestFacts(
-        name=manifest.name,
-        kind=manifest.kind,
-        meta=dict(manifest.meta),
-        parameters=manifest.parameters,
-        size=manifest.source.size,
-        dtypes=tuple(manifest.dtypes),
-        info=dict(manifest.info),
-        source_format=manifest.source.format,
-    )
 
 
 def from_manifest(manifest: Manifest, version: str) -> ModelMetadata:

@@ -25,12 +25,13 @@ from mreg.registry import stages as staging
 from mreg.registry import stats as counting
 from mreg.registry import validate as validating
 from mreg.registry.loaders import StoredModel
-from mreg.registry.tags import ModelHistory, normalize_version
+from mreg.registry.tags import ModelHistory, check_model_name, normalize_version
 from mreg.registry.types import ModelEntry, ModelFormat, ModelSummary, ModelType
 from mreg.repo import Repo
 from mreg.repo.manifest import Manifest
 
 if TYPE_CHECKING:
+    from mreg.registry.onnx_export import DynamicAxes
     from mreg.storage.transfer import TransferResult
 
 ENV_PATH = "MODEL_REGISTRY_PATH"
@@ -89,6 +90,7 @@ class ModelRegistry:
         (the repository lock is held from choosing the version to the tag), so concurrent ones
         get versions of their own, or wait and then fail in one line.
         """
+        check_model_name(name)
         with self.repo.lock.held():
             history = self._history(name, must_exist=False)
             request = registering.check_request(
@@ -213,8 +215,8 @@ class ModelRegistry:
         return self._history(name).versions()
 
     def push(self, remote: str | None = None, jobs: int = 8) -> TransferResult:
-        """Upload the data of every registered version (``mreg push`` sends only the versions
-        in the work tree)."""
+        """Upload the data of every registered version and, as ``mreg push --all``, of every
+        version at a branch or tag tip."""
         return self.repo.push(remote=remote, jobs=jobs, all_refs=True)
 
     # -- export, validation, statistics --------------------------------------------------
@@ -226,11 +228,16 @@ class ModelRegistry:
         export_path: str | Path = ".",
         export_format: str = "safetensors",
         example_input: Any = None,
+        dynamic_axes: DynamicAxes | None = None,
     ) -> Path:
-        """Write one version as ``safetensors``, ``pth`` or ``onnx`` (ONNX needs ``example_input``
-        or a recorded ``input_shape``); returns the path written."""
+        """Write one version as ``safetensors``, ``pth`` or ``onnx``; returns the path written.
+
+        ONNX is traced on ``example_input`` (default: from the recorded ``input_shape``, or
+        token ids for a Transformers model) and takes any batch size: axis 0 of every input is
+        dynamic, and axis 1 of a Transformers model's token inputs. ``dynamic_axes`` names
+        more, in ``torch.onnx.export``'s form: ``{"x": {1: "length"}}`` or ``{"x": [1]}``."""
         return exporting.export_model(
-            self, name, version, export_path, export_format, example_input
+            self, name, version, export_path, export_format, example_input, dynamic_axes
         )
 
     def validate_registry(self, load: bool = True) -> validating.ValidationReport:

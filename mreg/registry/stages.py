@@ -5,21 +5,21 @@ The stages a repository allows may be listed in ``.mreg/config.toml``::
     [registry]
     stages = ["dev", "staging", "prod"]
 
-Without that list, any stage name made of letters, digits, ``-`` and ``_`` is allowed.
+Without that list, any stage name GTO can read is allowed: letters and digits, with ``_``, ``-``
+and ``/`` inside.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from mreg.errors import RegistryError
 from mreg.registry.tags import DEPRECATED, ModelHistory, is_version
+from mreg.repo.versions import NAME
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
 
-_STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESERVED = ("latest", DEPRECATED)
 
 
@@ -31,10 +31,11 @@ def allowed_stages(repo: Repo) -> list[str] | None:
 
 def check_stage(repo: Repo, stage: str) -> str:
     """``stage`` if it may be used; RegistryError says why not."""
-    if not _STAGE.match(stage) or stage in RESERVED or is_version(stage):
+    if not NAME.match(stage) or stage in RESERVED or is_version(stage):
         raise RegistryError(
-            f"'{stage}' is not a valid stage name",
-            hint="use letters, digits, '-' and '_'; not 'latest', 'deprecated' or a version",
+            f"'{stage}' is not a valid stage name: GTO reads only letters, digits, '_', '-' "
+            "and '/', starting and ending with a letter or digit",
+            hint="for example 'prod' or 'staging'; not 'latest', 'deprecated' or a version",
         )
     allowed = allowed_stages(repo)
     if allowed is not None and stage not in allowed:
@@ -46,11 +47,18 @@ def check_stage(repo: Repo, stage: str) -> str:
 
 
 def assign(repo: Repo, history: ModelHistory, version: str, stage: str) -> str:
-    """Tag ``NAME#STAGE#N`` on ``version``'s commit; returns the tag name."""
+    """Tag ``NAME#STAGE#N`` on ``version``'s commit; returns the tag name. The version that
+    held the stage leaves it first (``NAME#STAGE!#N``): GTO shows the highest version among
+    those in a stage, so a stage holds one version at a time for GTO as for mreg."""
     check_stage(repo, stage)
-    if history.current_stages().get(stage) == version:
+    holder = history.current_stages().get(stage)
+    if holder == version:
         raise RegistryError(f"{history.name} {version} is already in stage '{stage}'")
-    name = f"{history.name}#{stage}#{history.next_number()}"
+    number = history.next_number()
+    if holder is not None:
+        number += 1
+        unassign(repo, history, stage)
+    name = f"{history.name}#{stage}#{number}"
     message = f"Assigning stage {stage} to artifact {history.name} version {version}"
     repo.git.create_tag(name, message, rev=history.registered[version].commit)
     return name

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mreg.registry import catalog
-from mreg.registry.metadata import facts_of
+from mreg.repo.index import facts_of
 
 if TYPE_CHECKING:
     from mreg.registry.registry import ModelRegistry

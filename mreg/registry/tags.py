@@ -1,36 +1,37 @@
-"""Read a model's history from GTO-compatible git tags.
-
-* ``NAME@vX.Y.Z``: version X.Y.Z registered at the tagged commit; ``NAME@vX.Y.Z!``: deregistered.
-* ``NAME#STAGE#N``: the version at the tagged commit enters STAGE; ``NAME#STAGE!#N``: it leaves.
-  N counts stage events per model, starting at 1, and orders them.
-* ``NAME@deprecated``: the whole model is deprecated.
-"""
+"""Read a model's history from GTO-compatible git tags (their grammar: ``mreg.repo.versions``)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from mreg.errors import RegistryError
+from mreg.errors import RegistryError, UsageError
+from mreg.repo import versions as grammar
 from mreg.repo.git import Tag
-from mreg.repo.versions import VERSION
+from mreg.repo.versions import VERSION, check_tag_name, parse_tag, version_key
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
 
-VERSION_TAG = re.compile(r"^(?P<name>[^@#]+)@(?P<version>v\d+\.\d+\.\d+)(?P<removed>!)?$")
-STAGE_TAG = re.compile(r"^(?P<name>[^@#]+)#(?P<stage>[^#!]+)(?P<undo>!)?#(?P<number>\d+)$")
 DEPRECATED = "deprecated"
 
 
 @dataclass(frozen=True)
 class StageEvent:
     stage: str
-    number: int
+    number: int | None  # None for GTO's simple form, NAME#STAGE
     assigned: bool
     commit: str
     tag: str
+    date: str = ""
+
+    def order(self) -> tuple[datetime, int]:
+        """Tag date first (GTO's order), then the counter (tags made within one second)."""
+        when = datetime.fromisoformat(self.date) if self.date else datetime.min
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when, self.number or 0
 
 
 @dataclass
@@ -42,6 +43,7 @@ class ModelHistory:
     removed: set[str] = field(default_factory=set)
     stage_events: list[StageEvent] = field(default_factory=list)
     deprecated: bool = False
+    last_number: int = 0  # the highest counter of any of its tags
 
     def versions(self) -> list[str]:
         """Registered versions that were not removed, oldest first (by semantic version)."""
@@ -61,9 +63,10 @@ class ModelHistory:
         return found[-1] if found else None
 
     def current_stages(self) -> dict[str, str]:
-        """Stage -> version: per stage, the latest assignment that was not undone."""
+        """Stage -> version: per stage, of the versions assigned and not taken out since,
+        the highest (GTO's rule; mreg's ``assign`` takes the previous one out)."""
         holders: dict[str, list[str]] = {}
-        for event in sorted(self.stage_events, key=lambda e: e.number):
+        for event in sorted(self.stage_events, key=StageEvent.order):
             version = self.version_at(event.commit)
             if version is None:
                 continue
@@ -72,13 +75,19 @@ class ModelHistory:
                 stage.remove(version)
             if event.assigned:
                 stage.append(version)
-        return {stage: versions[-1] for stage, versions in sorted(holders.items()) if versions}
+        # GTO's reading: of the versions in a stage, the highest (mreg keeps one in each).
+        return {
+            stage: max(versions, key=version_key)
+            for stage, versions in sorted(holders.items())
+            if versions
+        }
 
     def stages_of(self, version: str) -> tuple[str, ...]:
         return tuple(s for s, v in self.current_stages().items() if v == version)
 
     def next_number(self) -> int:
-        return max((e.number for e in self.stage_events), default=0) + 1
+        """The counter of the next tag (GTO's: one more than any counter of the artifact)."""
+        return self.last_number + 1
 
 
 def read_histories(repo: Repo, name: str = "") -> dict[str, ModelHistory]:
@@ -92,21 +101,30 @@ def read_histories(repo: Repo, name: str = "") -> dict[str, ModelHistory]:
 
 
 def _record(histories: dict[str, ModelHistory], tag: Tag) -> None:
-    if (match := VERSION_TAG.match(tag.name)) is not None:
-        history = histories.setdefault(match["name"], ModelHistory(match["name"]))
-        if match["removed"]:
-            history.removed.add(match["version"])
-        else:
-            history.registered[match["version"]] = tag
-    elif (match := STAGE_TAG.match(tag.name)) is not None:
-        history = histories.setdefault(match["name"], ModelHistory(match["name"]))
-        event = StageEvent(
-            match["stage"], int(match["number"]), not match["undo"], tag.commit, tag.name
+    parsed = parse_tag(tag.name)
+    if parsed is None:
+        return
+    history = histories.setdefault(parsed.name, ModelHistory(parsed.name))
+    history.last_number = max(history.last_number, parsed.number or 0)
+    if parsed.action == grammar.REGISTER:
+        history.registered[parsed.version] = tag
+    elif parsed.action == grammar.DEREGISTER:
+        history.removed.add(parsed.version)
+    elif parsed.action in (grammar.ASSIGN, grammar.UNASSIGN):
+        assigned = parsed.action == grammar.ASSIGN
+        history.stage_events.append(
+            StageEvent(parsed.stage, parsed.number, assigned, tag.commit, tag.name, tag.date)
         )
-        history.stage_events.append(event)
-    elif tag.name.endswith(f"@{DEPRECATED}"):
-        name = tag.name.removesuffix(f"@{DEPRECATED}")
-        histories.setdefault(name, ModelHistory(name)).deprecated = True
+    elif parsed.action == grammar.DEPRECATE:
+        history.deprecated = True
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if GTO can read it in a tag; RegistryError (a ValueError) says why not."""
+    try:
+        return check_tag_name(name)
+    except UsageError as error:
+        raise RegistryError(str(error), hint=error.hint) from None
 
 
 def normalize_version(version: str) -> str:
@@ -116,7 +134,7 @@ def normalize_version(version: str) -> str:
     if not VERSION.match(text):
         raise RegistryError(
             f"'{version}' is not a valid version",
-            hint="use MAJOR.MINOR.PATCH, for example 1.2.0 or v1.2.0",
+            hint="use MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], for example 1.2.0 or v2.0.0-rc.1",
         )
     return text
 
@@ -125,15 +143,10 @@ def is_version(text: str) -> bool:
     return bool(VERSION.match(text if text.startswith("v") else f"v{text}"))
 
 
-def version_key(version: str) -> tuple[int, int, int]:
-    major, minor, patch = version.removeprefix("v").split(".")
-    return int(major), int(minor), int(patch)
-
-
 def bump_patch(history: ModelHistory) -> str:
     """The next version after every version ever registered (v0.1.0 for the first)."""
     every = history.all_versions()
     if not every:
         return "v0.1.0"
-    major, minor, patch = version_key(every[-1])
+    major, minor, patch = version_key(every[-1])[:3]
     return f"v{major}.{minor}.{patch + 1}"

@@ -29,33 +29,29 @@ def push(
 ) -> TransferResult:
     """Upload what the remote lacks; files it already has (same path and size) never travel.
 
-    ``all_refs`` adds every version at the tip of a branch or tag (what ``gc`` keeps) and
-    pushes what of them this cache holds, counting the rest in ``TransferResult.not_cached``.
+    With no ``specs``, the data of every tagged version (registered, or in a stage) goes along
+    with the work tree's artifacts; ``all_refs`` widens that to every version at the tip of a
+    branch or tag (what ``gc`` keeps). Of those other versions, what this cache holds is pushed
+    and the rest counted in ``TransferResult.not_cached``.
     ``repair`` first hashes the remote's copies and uploads again those that are corrupt (a
     flipped bit keeps the size, so a plain push would leave it there).
     """
     targets = repo.targets(specs)
     entries = referenced_files(targets)
     absent = repo.cache.missing(entries)
-    not_cached = 0
-    if all_refs:
-        from mreg.repo import Target
-        from mreg.repo.gc import live_manifests
-
-        others = referenced_files([Target("", m) for m in live_manifests(repo)])
-        known = {e.path for e in entries}
-        extra = [e for e in others if e.path not in known]
-        missing_extra = repo.cache.missing(extra)
-        not_cached = len(missing_extra)
-        entries = sorted(
-            [*entries, *(e for e in extra if e not in missing_extra)], key=lambda e: e.path
-        )
     if absent:
         names = sorted({t.manifest.name for t in targets for f in t.manifest.files if f in absent})
         raise MissingData(
             f"cannot push {', '.join(names)}: {len(absent)} data file(s) are not in the cache",
             hint="run `mreg fetch` from the remote that has them, or `mreg add` the file again",
         )
+    known = {e.path for e in entries}
+    extra = [e for e in _other_versions(repo, targets, specs, all_refs) if e.path not in known]
+    missing_extra = set(repo.cache.missing(extra))
+    not_cached = len(missing_extra)
+    entries = sorted(
+        [*entries, *(e for e in extra if e not in missing_extra)], key=lambda e: e.path
+    )
     store = repo.store(remote, jobs=jobs)
     present = store.list_files()
     todo = [e for e in entries if present.get(e.path) != e.size]
@@ -72,3 +68,21 @@ def push(
     total = sum(e.size for e in todo)
     run_parallel(todo, upload, f"push to {repo.remote(remote).name}", total, jobs)
     return TransferResult(len(todo), total, not_cached)
+
+
+def _other_versions(
+    repo: Repo, targets: list[Target], specs: list[str] | None, all_refs: bool
+) -> list[FileEntry]:
+    """The files of the versions a push sends besides its targets, each once."""
+    from mreg.repo import Target
+    from mreg.repo.versions import tagged_versions, work_tree_folders
+
+    if all_refs:
+        from mreg.repo.gc import live_manifests
+
+        return referenced_files([Target("", m) for m in live_manifests(repo)])
+    if specs:
+        return []
+    versions = tagged_versions(repo, work_tree_folders(targets))
+    unique = {f.path: f for version in versions for f in version.files}
+    return [unique[path] for path in sorted(unique)]

@@ -1,23 +1,25 @@
-"""The registry's index: what every registered version's manifest says, read straight from git in
-a few ``git cat-file --batch`` calls and kept in ``.mreg/cache/registry-index.json``.
+"""The version index: what the manifest of every tagged version says, read straight from git in a
+few ``git cat-file --batch`` calls and kept in ``.mreg/cache/registry-index.json``. The registry
+lists and searches through it; ``push`` and ``status`` find the data files of every version in
+it.
 
 Everything in the index is keyed by immutable git ids (``COMMIT:NAME`` -> manifest blob sha,
 blob sha -> facts), so it never goes stale: a new version is a new commit, read once and added.
 The facts include the manifest's kind, so listings tell models from datasets (which are tagged
-``NAME@vX.Y.Z`` too) without another read.
+``NAME@vX.Y.Z`` too) without another read, and its data files, so a push needs no manifest read.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from mreg.atomic import atomic_write_text
 from mreg.errors import MregError
-from mreg.registry.metadata import ManifestFacts, facts_of
 from mreg.repo import manifest as manifests
+from mreg.repo.manifest import FileEntry, Manifest
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -25,10 +27,40 @@ if TYPE_CHECKING:
     from mreg.repo import Repo
 
 INDEX_FILE = "registry-index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 
-class RegistryIndex:
+@dataclass(frozen=True)
+class ManifestFacts:
+    """The few things a manifest says that listings and transfers need: small, and plain JSON,
+    so the index can keep them per manifest blob."""
+
+    name: str
+    kind: str
+    meta: dict[str, str]
+    parameters: int
+    size: int
+    dtypes: tuple[str, ...]
+    info: dict[str, str]
+    source_format: str
+    files: tuple[FileEntry, ...] = ()
+
+
+def facts_of(manifest: Manifest) -> ManifestFacts:
+    return ManifestFacts(
+        name=manifest.name,
+        kind=manifest.kind,
+        meta=dict(manifest.meta),
+        parameters=manifest.parameters,
+        size=manifest.source.size,
+        dtypes=tuple(manifest.dtypes),
+        info=dict(manifest.info),
+        source_format=manifest.source.format,
+        files=tuple(manifest.files),
+    )
+
+
+class ManifestIndex:
     """Manifest facts of (artifact name, commit) pairs, cached per manifest blob."""
 
     def __init__(self, repo: Repo) -> None:
@@ -106,16 +138,25 @@ class RegistryIndex:
         self._changed = True
 
     def _locate(self, pairs: list[tuple[str, str]], folders: dict[str, str]) -> None:
-        """Find the manifest blob of each pair by listing its folder's tree at the commit."""
-        specs = {f"{c}:{folders[n]}": (n, c) for n, c in pairs if n in folders}
-        trees = self.repo.git.read_blobs(list(specs))
-        for spec, listing in trees.items():
-            name, commit = specs[spec]
+        """Find the manifest blob of each pair among the manifests its folder (``""``: the
+        root) holds at the commit; a folder may hold several, each read once by blob."""
+        wanted: dict[str, list[tuple[str, str]]] = {}  # folder spec -> pairs
+        for name, commit in pairs:
+            if name in folders:
+                wanted.setdefault(f"{commit}:{folders[name]}", []).append((name, commit))
+        listed: dict[str, list[tuple[str, str]]] = {}  # folder spec -> (manifest path, blob)
+        for spec, listing in self.repo.git.read_blobs(list(wanted)).items():
+            folder = spec.partition(":")[2]
             for line in listing.decode().splitlines():
                 entry, _, sha = line.partition("\t")
                 if entry.endswith(manifests.SUFFIX):
-                    self._place(name, commit, f"{folders[name]}/{entry}", sha)
-                    break
+                    listed.setdefault(spec, []).append((posixpath.join(folder, entry), sha))
+        self._read_facts({sha for found in listed.values() for _, sha in found})
+        for spec, found in listed.items():
+            for name, commit in wanted[spec]:
+                rel, sha = next(((r, b) for r, b in found if self._names(b, name)), ("", ""))
+                if sha:
+                    self._place(name, commit, rel, sha)
 
     def _locate_near(self, pairs: list[tuple[str, str]]) -> None:
         """Find the manifest of each pair at the paths where its name's manifest was found at
@@ -168,4 +209,5 @@ class RegistryIndex:
 
 
 def _facts(document: dict[str, Any]) -> ManifestFacts:
-    return ManifestFacts(**{**document, "dtypes": tuple(document["dtypes"])})
+    files = tuple(FileEntry(**f) for f in document["files"])
+    return ManifestFacts(**{**document, "dtypes": tuple(document["dtypes"]), "files": files})
