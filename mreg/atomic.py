@@ -71,10 +71,10 @@ def move(source: Path, target: Path) -> None:
             raise
     temporary = target.parent / f"{owned_prefix(target.name)}{uuid.uuid4().hex[:8]}.tmp"
     try:
-        if source.is_dir():
-            shutil.copytree(source, temporary, symlinks=True)
-        else:
-            shutil.copyfile(source, temporary)
+        try:
+            _copy(source, temporary)
+        except OSError as error:  # name the target's disk (that is full), not the source
+            raise OSError(error.errno, error.strerror, str(target)) from error
         os.replace(temporary, target)
     except BaseException:
         if temporary.is_dir():
@@ -86,6 +86,13 @@ def move(source: Path, target: Path) -> None:
         shutil.rmtree(source, ignore_errors=True)
     else:
         source.unlink(missing_ok=True)
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copyfile(source, target)
 
 
 class PendingFile:

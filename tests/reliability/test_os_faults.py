@@ -150,7 +150,7 @@ def test_pull_from_s3_into_a_full_cache_names_the_local_folder_and_a_rerun_conve
     data = added_and_pushed(repo, run, {"m": repo / "m.safetensors"})
     other = clone(repo, tmp_path / "clone")
     monkeypatch.chdir(other)
-    mounts.tmpfs(other / ".mreg" / "tmp", "1m")  # where downloads land before the cache
+    mounts.tmpfs(other / ".mreg" / "tmp", "512k")  # smaller than a download: lands there first
 
     result = run("pull")
 
