@@ -251,3 +251,17 @@ def test_a_middle_change_in_a_large_file_pushes_about_the_changed_chunks(
     assert "in sync" in run("status").stdout
     assert run("pull", "big@HEAD~1").exit_code == 0  # fetches only the old version's chunks
     assert (clone / "big.ckpt").read_bytes() == v1
+
+
+def test_a_json_file_that_is_no_table_names_the_way_to_keep_it_as_bytes(repo, run):
+    path = repo / "tokenizer.json"
+    path.write_text('{"model": {"type": "BPE", "vocab": {"a": 0}}}')
+    before = snapshot(repo)
+
+    assert_refused(run("add", "tokenizer.json"), "not an array of objects", "--format blob")
+    assert snapshot(repo) == before
+    result = run("add", "tokenizer.json", "--format", "blob")
+
+    assert result.exit_code == 0, result.stderr
+    restore_from_cache(repo, run, "tokenizer.json")
+    assert path.read_text() == '{"model": {"type": "BPE", "vocab": {"a": 0}}}'
