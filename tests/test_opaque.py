@@ -265,3 +265,15 @@ def test_a_json_file_that_is_no_table_names_the_way_to_keep_it_as_bytes(repo, ru
     assert result.exit_code == 0, result.stderr
     restore_from_cache(repo, run, "tokenizer.json")
     assert path.read_text() == '{"model": {"type": "BPE", "vocab": {"a": 0}}}'
+
+
+@pytest.mark.parametrize("name", [b"back\\slash", b"latin-\xe9"], ids=["backslash", "not-utf8"])
+def test_a_file_name_no_manifest_can_hold_is_refused_naming_it(repo, run, name):
+    make_mixed_folder(repo / "bundle")
+    with open(os.path.join(bytes(repo / "bundle"), name), "wb") as handle:
+        handle.write(b"data")
+    before = snapshot(repo)
+
+    assert_refused(run("add", "bundle"), "bundle/", "refused" if b"\\" in name else "UTF-8")
+
+    assert snapshot(repo) == before

@@ -115,8 +115,19 @@ def _files(path: Path) -> list[str]:
                 )
             if not full.is_file():
                 raise CorruptInput(f"{path.name}/{relpath} is not a regular file")
+            _check_name(path, relpath)
             found.append(relpath)
     return sorted(found)
+
+
+def _check_name(path: Path, relpath: str) -> None:
+    """A name the manifest can hold and every system can write back."""
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CorruptInput(f"{path.name}/{relpath!r}: file name is not valid UTF-8") from None
+    if "\\" in relpath:
+        raise CorruptInput(f"{path.name}/{relpath}: a file name holding '\\' is refused")
 
 
 CONVERTER = BlobFolderConverter()
