@@ -266,14 +266,14 @@ def test_a_path_outside_the_repository_is_refused_before_downloading(
     assert not (tmp_path / "elsewhere.parquet").exists()
 
 
-def test_a_file_of_unknown_format_is_refused_before_downloading(repo, run, server):
+def test_a_file_of_unknown_format_is_imported_as_opaque_bytes(repo, run, server):
     server.files["notes.xyz"] = b"hello"
 
     result = run("import", server.url("notes.xyz"))
 
-    assert result.exit_code != 0
-    assert "unsupported format" in one_error_line(result)
-    assert server.seen == []
+    assert result.exit_code == 0, result.stderr
+    assert (repo / "notes.xyz").read_bytes() == b"hello"
+    assert 'format = "blob"' in (repo / "notes.xyz.mreg.toml").read_text()
 
 
 def test_a_different_file_at_path_is_kept_unless_forced(repo, run, server, payload, tmp_path):

@@ -125,7 +125,6 @@ def write_bad_folder(folder: Path, case: str) -> None:
 @pytest.mark.parametrize(
     ("case", "words"),
     [
-        ("other-file", ["no format mreg knows"]),
         ("not-hive", ["extra/b.parquet", "'extra' is not a hive partition"]),
         ("mixed-layouts", ["mixes partition layouts", "year=2020/b.parquet"]),
         ("other-columns", ["b.parquet has columns", "differ from those of a.parquet"]),
@@ -137,3 +136,13 @@ def test_a_folder_in_another_layout_is_refused_naming_the_file(repo, run, case, 
     write_bad_folder(folder, case)
 
     refused_without_trace(repo, run, folder, *words)
+
+
+def test_a_folder_of_parquet_and_other_files_is_kept_as_opaque_bytes(repo, run):
+    folder = repo / "data"
+    write_bad_folder(folder, "other-file")
+
+    result = run("add", "data")
+
+    assert result.exit_code == 0, result.stderr
+    assert "tracked as opaque chunks (blob_dir)" in result.stdout

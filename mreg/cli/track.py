@@ -72,11 +72,18 @@ def add(
     if not result.changed:
         stdout.print(f"{shown(m.name)}: unchanged ({shown(result.manifest_path)})")
         return
-    size = f"{m.rows:,} rows" if m.kind == "dataset" else f"{m.parameters:,} parameters"
-    stdout.print(
-        f"{shown(m.name)}: {m.kind} from {m.source.format}, {size}, "
-        f"{human_size(result.new_bytes)} new data -> {result.manifest_path}"
-    )
+    if result.opaque:
+        stdout.print(
+            f"{shown(m.name)}: tracked as opaque chunks ({m.source.format}): "
+            f"{shown(result.opaque)}; {human_size(m.source.size)} in {len(m.chunks):,} chunks, "
+            f"{human_size(result.new_bytes)} new data -> {result.manifest_path}"
+        )
+    else:
+        size = f"{m.rows:,} rows" if m.kind == "dataset" else f"{m.parameters:,} parameters"
+        stdout.print(
+            f"{shown(m.name)}: {m.kind} from {m.source.format}, {size}, "
+            f"{human_size(result.new_bytes)} new data -> {result.manifest_path}"
+        )
     stdout.print(f"next: git add {result.manifest_path} && git commit", style="dim")
 
 
@@ -162,7 +169,9 @@ def show(
         f"lance: {len(m.fragments)} fragment(s), {len(m.files)} file(s), "
         f"{human_size(m.data_size)}, {m.rows:,} rows"
     )
-    if m.kind == "model":
+    if m.chunks:
+        stdout.print(f"opaque bytes: {len(m.chunks):,} content-defined chunks")
+    elif m.kind == "model":
         stdout.print(
             f"model: {len(m.weights)} tensors, {len(m.side_files)} side files, "
             f"{m.parameters:,} parameters, "

@@ -16,6 +16,9 @@ from mreg.converters.base import Converter, DatasetConverter, ModelConverter
 from mreg.errors import UnsupportedFormat
 
 _NOT_CONVERTERS = {"base"}
+# What a file or folder in no format mreg knows is tracked as (see ``detect``).
+OPAQUE_FILE = "blob"
+OPAQUE_DIR = "blob_dir"
 
 
 @functools.cache
@@ -57,14 +60,18 @@ def _module_named(format_name: str) -> Converter | None:
     return converter if getattr(converter, "format", None) == format_name else None
 
 
-def detect(path: Path) -> Converter:
-    """The converter for ``path``: by suffix for a file, by content for a folder."""
+def detect(path: Path, opaque: bool = True) -> Converter:
+    """The converter for ``path``: by suffix for a file, by content for a folder. A file whose
+    suffix no format claims, and a folder no format recognises, are opaque bytes (``blob``,
+    ``blob_dir``); with ``opaque=False`` they are refused (UnsupportedFormat)."""
     if path.is_dir():
-        return _detect_folder(path)
+        return _detect_folder(path, opaque)
     suffix = path.suffix.lower()
     for converter in all_converters().values():
         if suffix in converter.suffixes:
             return converter
+    if opaque:
+        return get(OPAQUE_FILE)
     known = sorted(s for c in all_converters().values() for s in c.suffixes)
     raise UnsupportedFormat(
         f"{path.name}: unsupported format '{suffix or '(no suffix)'}'",
@@ -72,8 +79,19 @@ def detect(path: Path) -> Converter:
     )
 
 
-def _detect_folder(path: Path) -> Converter:
-    folders = [c for c in all_converters().values() if c.directory]
+def opaque_reason(path: Path) -> str:
+    """Why ``detect`` took ``path`` as opaque bytes, for the user."""
+    if path.is_dir():
+        return f"{path.name}/ is in no folder format mreg knows"
+    if not path.suffix:
+        return f"no format reads {path.name} (no suffix)"
+    return f"no format reads '{path.suffix.lower()}'"
+
+
+def _detect_folder(path: Path, opaque: bool) -> Converter:
+    folders = [
+        c for c in all_converters().values() if c.directory and (opaque or c.format != OPAQUE_DIR)
+    ]
     for converter in sorted(folders, key=lambda c: -c.priority):
         if converter.matches(path):
             return converter
@@ -83,4 +101,14 @@ def _detect_folder(path: Path) -> Converter:
     )
 
 
-__all__ = ["Converter", "DatasetConverter", "ModelConverter", "all_converters", "detect", "get"]
+__all__ = [
+    "OPAQUE_DIR",
+    "OPAQUE_FILE",
+    "Converter",
+    "DatasetConverter",
+    "ModelConverter",
+    "all_converters",
+    "detect",
+    "get",
+    "opaque_reason",
+]

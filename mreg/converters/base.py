@@ -28,6 +28,9 @@ Restore = Literal["exact", "equivalent"]
 
 # A model folder's small side files (config.json, tokenizer files) travel as rows of this dtype.
 FILE_DTYPE = "file"
+# Opaque content (see ``blob``) travels as rows of this dtype: one content-defined chunk each,
+# named by the file it belongs to, its shape its length.
+CHUNK_DTYPE = "chunk"
 
 Target = BinaryIO | Path
 
@@ -50,6 +53,10 @@ class TensorRecord:
     @property
     def is_file(self) -> bool:
         return self.dtype == FILE_DTYPE
+
+    @property
+    def is_chunk(self) -> bool:
+        return self.dtype == CHUNK_DTYPE
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def _load_rows(path: Path) -> list[dict[str, Any]]:
         ) from None
     if not isinstance(value, list):
         raise CorruptInput(
-            f"{path.name} holds {kind_of(value)} at the top level, not an array of objects"
+            f"{path.name} holds {kind_of(value)} at the top level, not an array of objects",
+            hint=f"to keep it as it is (a tokenizer, a config): mreg add {path.name} --format blob",
         )
     for number, row in enumerate(value, 1):
         if not isinstance(row, dict):

@@ -272,7 +272,7 @@ def _lone_file(entry: Path) -> Path | None:
 
 def _inner_converter(name: str, content: Path, member: str) -> DatasetConverter:
     try:
-        converter = _in_archive(name, lambda: converters.detect(content))
+        converter = _in_archive(name, lambda: converters.detect(content, opaque=False))
     except UnsupportedFormat:
         if member:
             raise

@@ -409,6 +409,11 @@ class Repo:
         target = self.target(f"{name}@{rev}" if rev else name)
         if target.manifest.kind != "model":
             raise UsageError(f"'{name}' is a dataset; use mreg.open() for its rows")
+        if target.manifest.chunks:
+            raise UsageError(
+                f"'{name}' is opaque bytes ({target.manifest.source.format}), not tensors",
+                hint=f"`mreg checkout {name}` gives the file back",
+            )
         dataset = self.open(name, rev)  # checks every cache file, see Cache.check
         checked = {e.sha256 for e in target.manifest.files if self.cache.is_checked(e)}
         result = {}

@@ -37,6 +37,8 @@ class AddResult:
     changed: bool
     new_bytes: int
     skipped: tuple[str, ...] = ()
+    # Why the path was tracked as opaque bytes (blob, blob_dir); "" for a format mreg reads.
+    opaque: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ def add(
     if not source_path.exists():
         raise UsageError(f"{path}: no such file or folder")
     converter = converters.get(format) if format else converters.detect(source_path)
+    opaque = ""
+    if converter.format in (converters.OPAQUE_FILE, converters.OPAQUE_DIR):
+        opaque = f"--format {format}" if format else converters.opaque_reason(source_path)
     if kind and kind != converter.kind:
         raise UsageError(
             f"{source_path.name} is a {converter.kind} ({converter.format}), not a {kind}"
@@ -92,7 +97,7 @@ def add(
     # Its digest was hashed above: checkout may replace these bytes, the cache has them.
     artifact_rel = result.manifest_path.removesuffix(manifests.SUFFIX)
     repo.state.remember_held(artifact_rel, result.manifest, result.manifest.source.sha256)
-    return replace(result, skipped=tuple(options.skipped))
+    return replace(result, skipped=tuple(options.skipped), opaque=opaque)
 
 
 def _overwrite(
@@ -292,10 +297,9 @@ def _write_model(
     options: ReadOptions,
 ) -> _Converted:
     source = converter.read(path, options)
-    # Rows hold tensors first, then side files: the order the manifest lists them in.
-    tensors = [t for t in source.tensors if not t.is_file] + [
-        t for t in source.tensors if t.is_file
-    ]
+    # Rows hold tensors first, then side files, then chunks: the order the manifest lists them.
+    tensors = [t for t in source.tensors if not (t.is_file or t.is_chunk)]
+    tensors += [t for t in source.tensors if t.is_file] + [t for t in source.tensors if t.is_chunk]
     sums = tensor_table.digests(tensors)
     reusable = tensor_table.reusable_fragments(previous)
     fragments: list[Fragment] = []
@@ -303,7 +307,7 @@ def _write_model(
     infos: list[TensorInfo] = []
     total = sum(len(t.data) for t in tensors)
     with repo.cache.staging(".lance") as stage, bar(f"convert {path.name}", total) as advance:
-        for fragment_id, group in enumerate(tensor_table.plan_groups(tensors)):
+        for fragment_id, group in enumerate(tensor_table.plan_groups(tensors, sums)):
             group_infos = [
                 TensorInfo(
                     tensors[i].name, tensors[i].shape, tensors[i].dtype, fragment_id, sums[i]

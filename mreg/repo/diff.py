@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mreg.converters.base import FILE_DTYPE
+from mreg import converters
+from mreg.converters.base import CHUNK_DTYPE, FILE_DTYPE
+from mreg.converters.blob_dir import listed_files
 from mreg.repo.manifest import Manifest, TensorInfo
 
 if TYPE_CHECKING:
@@ -64,6 +67,12 @@ def _by_name(found: dict[str, Manifest]) -> dict[str, Manifest]:
 
 
 def _summary(manifest: Manifest) -> tuple[str, ...]:
+    if manifest.source.format in (converters.OPAQUE_FILE, converters.OPAQUE_DIR):
+        files = len(_opaque_files(manifest))
+        return (
+            f"{files} file(s), {manifest.source.size:,} bytes "
+            f"in {len(manifest.chunks):,} chunks (opaque)",
+        )
     if manifest.kind == "model":
         return (f"{len(manifest.tensors)} tensors, {manifest.parameters:,} parameters",)
     return (f"{manifest.rows:,} rows, {len(manifest.columns)} columns",)
@@ -76,6 +85,7 @@ def _compare(before: Manifest, after: Manifest) -> tuple[str, ...]:
             f"source {before.source.format} {before.source.sha256[:12]} -> "
             f"{after.source.format} {after.source.sha256[:12]}"
         )
+    details += _compare_opaque(before, after)
     details += _compare_tensors(before, after) if after.kind == "model" else []
     details += _compare_dataset(before, after) if after.kind == "dataset" else []
     details += _compare_fragments(before, after)
@@ -86,9 +96,52 @@ def _compare(before: Manifest, after: Manifest) -> tuple[str, ...]:
     return tuple(details)
 
 
+def _opaque_files(manifest: Manifest) -> dict[str, tuple[int, str]]:
+    """Path in the artifact ("" for a single file) -> (size, sha256) of the files of opaque
+    bytes ({} for other formats)."""
+    if manifest.source.format == converters.OPAQUE_FILE:
+        return {"": (manifest.source.size, manifest.source.sha256)}
+    if manifest.source.format == converters.OPAQUE_DIR:
+        listed = listed_files(manifest.source.restore_info)
+        return {f["path"]: (int(f["size"]), f["sha256"]) for f in listed}
+    return {}
+
+
+def _compare_opaque(before: Manifest, after: Manifest) -> list[str]:
+    """Files added, removed and changed (how many chunks, how many bytes) between two versions
+    of opaque bytes."""
+    old, new = _opaque_files(before), _opaque_files(after)
+
+    def shown(rel: str) -> str:
+        return f"{after.path}/{rel}" if rel else after.path
+
+    lines = [f"+ file {shown(p)} ({new[p][0]:,} bytes)" for p in new if p not in old]
+    lines += [f"- file {shown(p)} ({old[p][0]:,} bytes)" for p in old if p not in new]
+    for rel in (p for p in new if p in old and new[p] != old[p]):
+        chunks = [c for c in after.chunks if c.name == rel]
+        fresh = _new_chunks([c for c in before.chunks if c.name == rel], chunks)
+        lines.append(
+            f"~ file {shown(rel)}: {old[rel][0]:,} -> {new[rel][0]:,} bytes, "
+            f"{len(fresh)} of {len(chunks)} chunks new ({sum(c.shape[0] for c in fresh):,} bytes)"
+        )
+    return lines
+
+
+def _new_chunks(before: list[TensorInfo], after: list[TensorInfo]) -> list[TensorInfo]:
+    """The chunks of ``after`` that ``before`` does not hold (as many times)."""
+    held = Counter(c.digest for c in before)
+    fresh = []
+    for chunk in after:
+        if held[chunk.digest] > 0:
+            held[chunk.digest] -= 1
+        else:
+            fresh.append(chunk)
+    return fresh
+
+
 def _compare_tensors(before: Manifest, after: Manifest) -> list[str]:
-    old = {t.name: t for t in before.tensors}
-    new = {t.name: t for t in after.tensors}
+    old = {t.name: t for t in before.tensors if t.dtype != CHUNK_DTYPE}
+    new = {t.name: t for t in after.tensors if t.dtype != CHUNK_DTYPE}
     lines = [f"+ {_describe(new[n])}" for n in new if n not in old]
     lines += [f"- {_describe(old[n])}" for n in old if n not in new]
     for name in (n for n in new if n in old):

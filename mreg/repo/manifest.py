@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from mreg import toml_writer
 from mreg.atomic import atomic_write_text
-from mreg.converters.base import FILE_DTYPE, Restore
+from mreg.converters.base import CHUNK_DTYPE, FILE_DTYPE, Restore
 from mreg.errors import ManifestError, UsageError
 
 FORMAT_VERSION = 1
@@ -121,8 +121,13 @@ class Manifest:
         return tuple(t for t in self.tensors if t.dtype == FILE_DTYPE)
 
     @property
+    def chunks(self) -> tuple[TensorInfo, ...]:
+        """Opaque content (``blob``, ``blob_dir``): content-defined chunks, named by their file."""
+        return tuple(t for t in self.tensors if t.dtype == CHUNK_DTYPE)
+
+    @property
     def weights(self) -> tuple[TensorInfo, ...]:
-        return tuple(t for t in self.tensors if t.dtype != FILE_DTYPE)
+        return tuple(t for t in self.tensors if t.dtype not in (FILE_DTYPE, CHUNK_DTYPE))
 
     @property
     def parameters(self) -> int:
@@ -210,6 +215,11 @@ def dumps(manifest: Manifest) -> str:
                 for t in manifest.side_files
             ]
             or None,
+            "chunks": [
+                {"path": t.name, "size": t.shape[0], "fragment": t.fragment, "digest": t.digest}
+                for t in manifest.chunks
+            ]
+            or None,
         }
     else:
         document["dataset"] = {
@@ -269,7 +279,7 @@ def _from_document(doc: dict[str, Any]) -> Manifest:
         ),
         meta={str(k): str(v) for k, v in doc.get("meta", {}).items()},
         info={str(k): str(v) for k, v in doc.get("info", {}).items()},
-        # Rows hold tensors first, then side files, in this order.
+        # Rows hold tensors first, then side files, then chunks, in this order.
         tensors=tuple(
             TensorInfo(t["name"], tuple(t["shape"]), t["dtype"], int(t["fragment"]), t["digest"])
             for t in model.get("tensors", [])
@@ -277,6 +287,10 @@ def _from_document(doc: dict[str, Any]) -> Manifest:
         + tuple(
             TensorInfo(f["path"], (), FILE_DTYPE, int(f["fragment"]), f["digest"])
             for f in model.get("files", [])
+        )
+        + tuple(
+            TensorInfo(c["path"], (int(c["size"]),), CHUNK_DTYPE, int(c["fragment"]), c["digest"])
+            for c in model.get("chunks", [])
         ),
         columns=tuple(ColumnInfo(c["name"], c["type"]) for c in dataset.get("columns", [])),
         schema=str(lance["schema"]),
@@ -318,6 +332,12 @@ def _validate(manifest: Manifest, origin: str) -> None:
         parts = PurePosixPath(side.name).parts
         if not parts or side.name.startswith("/") or ".." in parts or "\\" in side.name:
             raise ManifestError(f"manifest {origin} points outside its folder: file '{side.name}'")
+    for chunk in manifest.chunks:  # "": a chunk of the artifact's single file
+        parts = PurePosixPath(chunk.name).parts
+        if chunk.name.startswith("/") or ".." in parts or "\\" in chunk.name:
+            raise ManifestError(f"manifest {origin} points outside its folder: file '{chunk.name}'")
+        if chunk.shape[0] < 0:
+            raise ManifestError(f"manifest {origin} has a malformed chunk of '{chunk.name}'")
     listed = set()
     for entry in manifest.files:
         if not _DATA_PATH.match(entry.path) or ".." in PurePosixPath(entry.path).parts:

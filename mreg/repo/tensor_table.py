@@ -4,6 +4,10 @@ One row per tensor (name, dtype, shape, digest, data) with the bytes in a blob c
 grouped into fragments of up to ``GROUP_BYTES``; group boundaries also fall after tensors whose
 name hashes to 0 mod ``NAME_CUT``, so they depend on names, not positions, and stay put when a
 tensor elsewhere changes. A re-added model reuses every fragment whose tensors are unchanged.
+
+Chunks of opaque files (``CHUNK_DTYPE``) share their file's name, so their groups are cut by
+content instead: after a chunk whose digest is 0 mod ``CHUNK_CUT`` once the group holds
+``CHUNK_GROUP_MIN`` bytes. Groups after a changed chunk then fall where they fell before.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
 
 GROUP_BYTES = 64 << 20
 NAME_CUT = 16
+CHUNK_CUT = 4
+CHUNK_GROUP_MIN = 4 << 20
 GroupKey = tuple[tuple[str, str, tuple[int, ...], str], ...]
 
 
@@ -57,8 +63,8 @@ def digests(tensors: Sequence[TensorRecord]) -> list[str]:
         return list(pool.map(lambda t: hashlib.sha256(t.data).hexdigest(), tensors))
 
 
-def plan_groups(tensors: Sequence[TensorRecord]) -> list[list[int]]:
-    """Consecutive runs of tensor indices, one run per fragment."""
+def plan_groups(tensors: Sequence[TensorRecord], sums: Sequence[str]) -> list[list[int]]:
+    """Consecutive runs of tensor indices, one run per fragment (``sums``: their digests)."""
     groups: list[list[int]] = []
     current: list[int] = []
     size = 0
@@ -68,7 +74,7 @@ def plan_groups(tensors: Sequence[TensorRecord]) -> list[list[int]]:
             current, size = [], 0
         current.append(index)
         size += len(tensor.data)
-        if _name_cut(tensor.name):
+        if _chunk_cut(sums[index], size) if tensor.is_chunk else _name_cut(tensor.name):
             groups.append(current)
             current, size = [], 0
     if current:
@@ -78,6 +84,10 @@ def plan_groups(tensors: Sequence[TensorRecord]) -> list[list[int]]:
 
 def _name_cut(name: str) -> bool:
     return hashlib.sha256(name.encode()).digest()[0] % NAME_CUT == 0
+
+
+def _chunk_cut(digest: str, group_size: int) -> bool:
+    return group_size >= CHUNK_GROUP_MIN and int(digest[:8], 16) % CHUNK_CUT == 0
 
 
 def group_key(infos: Sequence[TensorInfo]) -> GroupKey:
