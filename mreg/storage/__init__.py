@@ -16,7 +16,7 @@ def open_store(remote: RemoteConfig, repo_root: Path, jobs: int = 8) -> Store:
         return S3Store(remote, jobs=jobs)
     from mreg.storage.local import LocalStore
 
-    return LocalStore(_local_root(remote, repo_root), remote.name)
+    return LocalStore(_local_root(remote, repo_root), remote.name, remote.url)
 
 
 def lance_location(remote: RemoteConfig, repo_root: Path) -> tuple[str, dict[str, str] | None]:
@@ -31,6 +31,8 @@ def lance_location(remote: RemoteConfig, repo_root: Path) -> tuple[str, dict[str
 
 
 def _local_root(remote: RemoteConfig, repo_root: Path) -> Path:
+    """The folder of a local remote; a relative one lies relative to the repository root (not
+    the current folder), whatever folder of the work tree a command runs in."""
     root = Path(remote.url.removeprefix("file://")).expanduser()
     if not root.is_absolute():
         root = repo_root / root

@@ -17,8 +17,10 @@ from mreg.storage.landing import Landing, stream_into
 class LocalStore:
     """Files under ``root``; uploads land in a temp file first, then one rename."""
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, url: str | None = None) -> None:
         self.root = root
+        self.name = name
+        self.url = url or str(root)
         self.description = f"remote '{name}' ({root})"
 
     def list_files(self) -> dict[str, int]:
@@ -59,9 +61,22 @@ class LocalStore:
             with open(source, "rb", buffering=0) as handle:
                 return stream_into(landing, handle.readinto, advance)
         except FileNotFoundError:
+            if not self.root.is_dir():
+                raise self._missing_root() from None
             raise RemoteError(f"{self.description} has no file {relpath}") from None
         except OSError as error:
             raise RemoteError(f"{self.description}: cannot read {relpath}: {error}") from None
+
+    def _missing_root(self) -> RemoteError:
+        """The remote's folder is not there: a relative URL says from where it was resolved."""
+        given = self.url.removeprefix("file://")
+        relative = not Path(given).expanduser().is_absolute()
+        how = f" ('{given}', relative to the repository root)" if relative else ""
+        return RemoteError(
+            f"remote '{self.name}' is {self.root}{how}, which does not exist",
+            hint=f"mount or create it, or set this clone's own path: `mreg remote modify "
+            f"{self.name} --url PATH --local` (kept in git-ignored .mreg/config.local.toml)",
+        )
 
     def delete(self, relpath: str) -> None:
         with contextlib.suppress(FileNotFoundError):

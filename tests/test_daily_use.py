@@ -1,0 +1,150 @@
+"""Daily use as a DVC user expects it (issue 12): relative remotes, remote settings per clone,
+``mreg config``, ``mreg doctor``, pulls that keep going, register hygiene, file modes, hints for
+Python users, and a package that imports without POSIX-only modules."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import (
+    assert_refused,
+    commit_all,
+    git,
+    make_safetensors,
+    snapshot,
+)
+
+
+def _config(root: Path, local: bool = False) -> dict:  # type: ignore[type-arg]
+    name = "config.local.toml" if local else "config.toml"
+    path = root / ".mreg" / name
+    return tomllib.loads(path.read_text()) if path.exists() else {}
+
+
+@pytest.fixture
+def relative_origin(tmp_path: Path, repo: Path, run, monkeypatch: pytest.MonkeyPatch) -> Path:  # type: ignore[no-untyped-def]
+    """``repo`` (tmp/work) with a model pushed to the relative remote ``../store`` (tmp/store)."""
+    assert run("remote", "add", "origin", "../store", "--default").exit_code == 0
+    make_safetensors(repo / "model.safetensors")
+    assert run("add", "model.safetensors").exit_code == 0
+    commit_all(repo, "model")
+    assert run("push").exit_code == 0, "push"
+    return tmp_path / "store"
+
+
+# -- 1. a relative local-directory remote -----------------------------------------------------
+
+
+def test_relative_remote_is_kept_as_given_and_resolves_against_the_repository_root(
+    tmp_path: Path, repo: Path, relative_origin: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    assert _config(repo)["remote"]["origin"]["url"] == "../store"
+    assert (relative_origin / "data").is_dir()
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    deep = clone / "some" / "sub" / "folder"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)  # the user works three folders below the root
+    result = run("pull")
+    assert result.exit_code == 0, result.stderr
+    assert (clone / "model.safetensors").read_bytes() == (repo / "model.safetensors").read_bytes()
+
+
+def test_clone_at_another_depth_is_told_where_the_relative_remote_points_and_sets_its_own(
+    tmp_path: Path, repo: Path, relative_origin: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    near = tmp_path / "near"
+    far = tmp_path / "team" / "people" / "far"
+    for clone in (near, far):
+        git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(near)
+    assert run("pull").exit_code == 0
+    monkeypatch.chdir(far)
+    before = snapshot(far)
+    line = assert_refused(run("pull"), "origin", str(tmp_path / "team" / "people" / "store"))
+    assert "does not exist" in line and "relative to the repository root" in line
+    assert "mreg remote modify origin --url" in line and "--local" in line
+    assert snapshot(far) == before
+    assert not (tmp_path / "team" / "people" / "store").exists()
+
+    result = run("remote", "modify", "origin", "--url", "../../../store", "--local")
+    assert result.exit_code == 0, result.stderr
+    assert _config(far)["remote"]["origin"]["url"] == "../store"  # the committed file is as it was
+    assert _config(far, local=True)["remote"]["origin"]["url"] == "../../../store"
+    assert git(far, "status", "--porcelain") == ""
+    result = run("pull")
+    assert result.exit_code == 0, result.stderr
+    for clone in (near, far):
+        assert (clone / "model.safetensors").read_bytes() == (
+            repo / "model.safetensors"
+        ).read_bytes()
+
+
+# -- 2. remote modify, config ---------------------------------------------------------------
+
+
+def test_teammate_adds_own_credentials_to_an_existing_remote_without_committing_them(
+    repo: Path, s3_remote: str, run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from seaweed import ACCESS_KEY, SECRET_KEY
+
+    make_safetensors(repo / "model.safetensors")
+    assert run("add", "model.safetensors").exit_code == 0
+    commit_all(repo, "model")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    committed = (repo / ".mreg" / "config.toml").read_bytes()
+
+    assert_refused(run("remote", "modify", "s3", "--access-key-id", ACCESS_KEY), "together")
+    assert_refused(run("remote", "modify", "nope", "--region", "x"), "does not exist")
+    result = run(
+        "remote", "modify", "s3", "--access-key-id", ACCESS_KEY, "--secret-access-key", SECRET_KEY
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (repo / ".mreg" / "config.toml").read_bytes() == committed
+    assert _config(repo, local=True)["remote"]["s3"] == {
+        "access_key_id": ACCESS_KEY,
+        "secret_access_key": SECRET_KEY,
+    }
+    assert run("push").exit_code == 0
+
+    result = run("config")
+    assert result.exit_code == 0, result.stderr
+    assert SECRET_KEY not in result.stdout
+    lines = dict(line.split(" = ", 1) for line in result.stdout.splitlines())
+    assert lines["remote.s3.url"] == f"{s3_remote}  (committed)"
+    assert lines["remote.s3.secret_access_key"] == "****  (local)"
+    assert lines["remote.s3.access_key_id"] == f"{ACCESS_KEY[:4]}****  (local)"
+
+
+def test_remote_modify_writes_public_settings_to_the_committed_config_unless_local(
+    repo: Path, remote_dir: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    assert run("remote", "modify", "origin", "--region", "eu-west-1").exit_code == 0
+    assert _config(repo)["remote"]["origin"]["region"] == "eu-west-1"
+    assert run("remote", "modify", "origin", "--profile", "me", "--local").exit_code == 0
+    assert "profile" not in _config(repo)["remote"]["origin"]
+    assert _config(repo, local=True)["remote"]["origin"] == {"profile": "me"}
+    before = snapshot(repo)
+    assert_refused(
+        run("remote", "modify", "origin", "--url", "s3://KEY:SECRET@bucket/x"), "credentials"
+    )
+    assert_refused(run("remote", "modify", "origin"), "nothing to change")
+    assert snapshot(repo) == before
+
+    monkeypatch.setenv("MREG_REMOTE", "origin")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value")
+    result = run("config", "--json")
+    assert result.exit_code == 0, result.stderr
+    import json
+
+    settings = {s["key"]: (s["value"], s["source"]) for s in json.loads(result.stdout)}
+    assert settings["remote.origin.url"] == (str(remote_dir), "committed")
+    assert settings["remote.origin.region"] == ("eu-west-1", "committed")
+    assert settings["remote.origin.profile"] == ("me", "local")
+    assert settings["MREG_REMOTE"] == ("origin", "environment")
+    assert settings["AWS_SECRET_ACCESS_KEY"] == ("****", "environment")
+    assert "core.remote" not in settings  # the environment overrides it
+    assert "very-secret-value" not in result.stdout
