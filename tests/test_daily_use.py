@@ -148,3 +148,60 @@ def test_remote_modify_writes_public_settings_to_the_committed_config_unless_loc
     assert settings["AWS_SECRET_ACCESS_KEY"] == ("****", "environment")
     assert "core.remote" not in settings  # the environment overrides it
     assert "very-secret-value" not in result.stdout
+
+
+# -- 3. --version, doctor -------------------------------------------------------------------
+
+
+def test_version_prints_the_installed_version(run) -> None:  # type: ignore[no-untyped-def]
+    import mreg
+
+    result = run("--version")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == f"mreg {mreg.__version__}"
+
+
+def _without_git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user.name/email anywhere, and no guessing one from the host name."""
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.delenv(f"GIT_{role}_NAME")
+        monkeypatch.delenv(f"GIT_{role}_EMAIL")
+    import os
+
+    Path(os.environ["GIT_CONFIG_GLOBAL"]).write_text("[user]\n\tuseConfigOnly = true\n")
+
+
+def test_doctor_passes_on_a_healthy_repository(repo: Path, relative_origin: Path, run) -> None:  # type: ignore[no-untyped-def]
+    result = run("doctor")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+    assert "ok   git identity: mreg tests <tests@mreg.invalid>" in result.stdout
+    assert "ok   remote 'origin': reachable" in result.stdout
+
+
+def test_doctor_names_every_problem_with_its_fix_and_exits_1(
+    repo: Path, relative_origin: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    _without_git_identity(monkeypatch)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    # An S3 remote whose endpoint refuses connections, with no credentials anywhere.
+    url = "http://127.0.0.1:9"
+    assert run("remote", "add", "dead", "s3://bucket/x", "--endpoint-url", url).exit_code == 0
+    data = next((repo / ".mreg" / "cache" / "data").rglob("*.lance"))
+    data.write_bytes(data.read_bytes()[:-1])  # a cache file cut short
+    before = snapshot(repo)
+
+    result = run("doctor", "--json")
+    assert result.exit_code == 1
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    failed = {name for name, check in checks.items() if not check["ok"]}
+    assert failed == {"git identity", "remote 'dead' credentials", "remote 'dead'", "cache"}
+    assert all(checks[name]["fix"] for name in failed)
+    assert "git config --global user.email" in checks["git identity"]["fix"]
+    assert "mreg remote modify dead --access-key-id" in checks["remote 'dead' credentials"]["fix"]
+    assert data.relative_to(repo / ".mreg" / "cache").as_posix() in checks["cache"]["detail"]
+    assert checks["remote 'origin'"]["ok"]
+    assert snapshot(repo) == before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from json import dumps
 from typing import Annotated
 
 import typer
@@ -128,16 +127,3 @@ def remove(name: Annotated[str, typer.Argument(help="Remote name.")]) -> None:
     """Remove a remote."""
     open_repo().config.remove_remote(name)
     stdout.print(f"remote '{name}' removed")
-
-
-@app.command("config")
-def config(json: Json = False) -> None:
-    """List the effective settings and where each comes from (committed .mreg/config.toml,
-    local .mreg/config.local.toml, environment); secrets masked."""
-    settings = open_repo().config.settings()
-    if json:
-        print_json(settings)
-        return
-    for setting in settings:
-        value = setting.value if isinstance(setting.value, str) else dumps(setting.value)
-        stdout.print(f"{shown(setting.key)} = {shown(value)}  ({setting.source})")

@@ -118,6 +118,14 @@ class GitRepo:
                 found.append((meta.split()[0], name))
         return found
 
+    def identity(self) -> str | None:
+        """``Name <email>`` that git would write into a commit, or None when git has none
+        (no user.name / user.email and no GIT_COMMITTER_* variables)."""
+        done = _run(self.root, "var", "GIT_COMMITTER_IDENT")
+        if done.returncode != 0:
+            return None
+        return done.stdout.decode("utf-8", "replace").rsplit(">", 1)[0] + ">"
+
     def has_commits(self) -> bool:
         return _run(self.root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").returncode == 0
 

@@ -19,6 +19,21 @@ def open_store(remote: RemoteConfig, repo_root: Path, jobs: int = 8) -> Store:
     return LocalStore(_local_root(remote, repo_root), remote.name, remote.url)
 
 
+def probe(remote: RemoteConfig, repo_root: Path, timeout: float = 3.0) -> None:
+    """Check that ``remote`` answers within ``timeout`` seconds (an S3 listing of one object;
+    a local folder that exists); RemoteError saying what is wrong otherwise."""
+    if remote.is_s3:
+        from mreg.storage.s3 import probe as probe_s3
+
+        probe_s3(remote, timeout)
+        return
+    from mreg.storage.local import LocalStore
+
+    store = LocalStore(_local_root(remote, repo_root), remote.name, remote.url)
+    if not store.root.is_dir():
+        raise store.missing_root()
+
+
 def lance_location(remote: RemoteConfig, repo_root: Path) -> tuple[str, dict[str, str] | None]:
     """Where Lance finds ``remote``'s root (the folder whose ``data/`` holds what push wrote),
     and the ``storage_options`` that reach it (None for a local directory)."""
@@ -39,4 +54,4 @@ def _local_root(remote: RemoteConfig, repo_root: Path) -> Path:
     return root.resolve()
 
 
-__all__ = ["Store", "lance_location", "open_store"]
+__all__ = ["Store", "lance_location", "open_store", "probe"]

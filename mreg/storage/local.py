@@ -62,12 +62,12 @@ class LocalStore:
                 return stream_into(landing, handle.readinto, advance)
         except FileNotFoundError:
             if not self.root.is_dir():
-                raise self._missing_root() from None
+                raise self.missing_root() from None
             raise RemoteError(f"{self.description} has no file {relpath}") from None
         except OSError as error:
             raise RemoteError(f"{self.description}: cannot read {relpath}: {error}") from None
 
-    def _missing_root(self) -> RemoteError:
+    def missing_root(self) -> RemoteError:
         """The remote's folder is not there: a relative URL says from where it was resolved."""
         given = self.url.removeprefix("file://")
         relative = not Path(given).expanduser().is_absolute()

@@ -100,6 +100,36 @@ def lance_storage_options(remote: RemoteConfig) -> dict[str, str]:
     return options
 
 
+def credentials_source(remote: RemoteConfig) -> str | None:
+    """Where boto3 finds credentials for ``remote`` (``config.local.toml``, ``env``, a shared
+    credentials file, ...), or None when it finds none."""
+    if remote.access_key_id and remote.secret_access_key:
+        return ".mreg/config.local.toml"
+    try:
+        credentials = _session(remote).get_credentials()
+    except botocore.exceptions.BotoCoreError:  # a profile that does not exist
+        return None
+    return None if credentials is None else str(credentials.method)
+
+
+def probe(remote: RemoteConfig, timeout: float) -> None:
+    """List one object of ``remote``, with one try and ``timeout`` seconds to connect and to
+    read; RemoteError (unreachable, credentials refused, no bucket) if that fails."""
+    store = S3Store(remote, jobs=1)
+    store.client = _session(remote).client(
+        "s3",
+        endpoint_url=remote.endpoint_url,
+        config=BotoConfig(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"max_attempts": 1, "mode": "standard"},
+            s3={"addressing_style": "path"} if remote.endpoint_url else None,
+        ),
+    )
+    with store._errors("list"):
+        store.client.list_objects_v2(Bucket=store.bucket, Prefix=store.prefix, MaxKeys=1)
+
+
 class S3Store:
     def __init__(self, remote: RemoteConfig, jobs: int = 8) -> None:
         self.remote = remote
