@@ -79,6 +79,10 @@ class RemoteError(MregError):
     """A remote is not configured, unreachable, or refused the request."""
 
 
+class RemoteFileMissing(RemoteError):
+    """A file a manifest references is not on the remote (the bucket or folder is there)."""
+
+
 class GitError(MregError):
     """A git operation (revision, tag, log) failed."""
 

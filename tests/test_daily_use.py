@@ -205,3 +205,50 @@ def test_doctor_names_every_problem_with_its_fix_and_exits_1(
     assert data.relative_to(repo / ".mreg" / "cache").as_posix() in checks["cache"]["detail"]
     assert checks["remote 'origin'"]["ok"]
     assert snapshot(repo) == before
+
+
+# -- 4. pull and fetch keep going past a file the remote lacks ---------------------------------
+
+
+@pytest.fixture
+def one_lost_on_the_remote(tmp_path: Path, repo: Path, remote_dir: Path, run) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
+    """Three models pushed, then the data of ``lost.safetensors`` deleted from the remote;
+    returns a fresh clone and the commit that last changed the lost model's manifest."""
+    for seed, name in enumerate(("alpha", "lost", "omega")):
+        make_safetensors(repo / f"{name}.safetensors", seed=seed)
+        assert run("add", f"{name}.safetensors").exit_code == 0
+        commit_all(repo, f"model {name}")
+    lost_commit = git(repo, "log", "-1", "--format=%h", "--", "lost.safetensors.mreg.toml").strip()
+    assert run("push").exit_code == 0
+    lost = tomllib.loads((repo / "lost.safetensors.mreg.toml").read_text())
+    for entry in lost["lance"]["files"]:
+        (remote_dir / entry["path"]).unlink()
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    return clone, lost_commit
+
+
+@pytest.mark.parametrize("command", ["pull", "fetch"])
+def test_pull_and_fetch_get_every_other_artifact_then_name_the_one_the_remote_lacks(
+    repo: Path,
+    one_lost_on_the_remote: tuple[Path, str],
+    run,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:  # type: ignore[no-untyped-def]
+    clone, lost_commit = one_lost_on_the_remote
+    monkeypatch.chdir(clone)
+    line = assert_refused(run(command), "'lost'", "lost.safetensors", lost_commit, "origin")
+    assert line.index("'lost'") < line.index("data/")  # the artifact first, then its files
+    if command == "fetch":
+        assert run("checkout", "alpha", "omega").exit_code == 0
+    for name in ("alpha", "omega"):
+        restored = (clone / f"{name}.safetensors").read_bytes()
+        assert restored == (repo / f"{name}.safetensors").read_bytes()
+    assert not (clone / "lost.safetensors").exists()
+
+
+def test_pull_help_says_that_it_keeps_going(run) -> None:  # type: ignore[no-untyped-def]
+    for command in ("pull", "fetch"):
+        text = " ".join(run(command, "--help").stdout.split())
+        assert "keeps going" in text.lower()

@@ -215,6 +215,16 @@ class GitRepo:
             commits.append(Commit(sha, date, author, subject))
         return commits
 
+    def last_change(self, path: str, rev: str = "HEAD") -> Commit | None:
+        """The newest commit at or before ``rev`` that changed ``path``, or None."""
+        if not self.has_commits():
+            return None
+        output = self._git("log", "-1", "--format=%H%x00%aI%x00%an%x00%s", rev, "--", path)
+        if not output:
+            return None
+        sha, date, author, subject = output.split("\0", 3)
+        return Commit(sha, date, author, subject)
+
     def commit(self, rev: str) -> Commit:
         output = self._git("show", "-s", "--format=%H%x00%aI%x00%an%x00%s", self.resolve(rev))
         sha, date, author, subject = output.split("\0", 3)

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mreg.errors import RemoteError
+from mreg.errors import RemoteError, RemoteFileMissing
 from mreg.progress import Advance
 from mreg.storage.base import StoredFile
 from mreg.storage.landing import Landing, stream_into
@@ -63,7 +63,7 @@ class LocalStore:
         except FileNotFoundError:
             if not self.root.is_dir():
                 raise self.missing_root() from None
-            raise RemoteError(f"{self.description} has no file {relpath}") from None
+            raise RemoteFileMissing(f"{self.description} has no file {relpath}") from None
         except OSError as error:
             raise RemoteError(f"{self.description}: cannot read {relpath}: {error}") from None
 

@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
 from mreg.config import RemoteConfig
-from mreg.errors import RemoteError
+from mreg.errors import RemoteError, RemoteFileMissing
 from mreg.progress import Advance
 from mreg.storage.base import StoredFile
 from mreg.storage.landing import Landing, Turns, chunk_buffer, stream_into
@@ -288,7 +288,7 @@ class S3Store:
         if code in ("404", "NoSuchKey", "NotFound"):
             if not self._bucket_exists():
                 self._raise_client_error(action, {"Error": {"Code": "NoSuchBucket"}})
-            raise RemoteError(f"{self.description}: {action}: no such object") from None
+            raise RemoteFileMissing(f"{self.description}: {action}: no such object") from None
         message = response.get("Error", {}).get("Message", "")
         raise RemoteError(
             f"{self.description}: {action} failed: {code} {message}".strip()
