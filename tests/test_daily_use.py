@@ -252,3 +252,51 @@ def test_pull_help_says_that_it_keeps_going(run) -> None:  # type: ignore[no-unt
     for command in ("pull", "fetch"):
         text = " ".join(run(command, "--help").stdout.split())
         assert "keeps going" in text.lower()
+
+
+# -- 5. register hygiene ----------------------------------------------------------------------
+
+
+def _git_index(root: Path) -> str:
+    return git(root, "ls-files", "--stage")
+
+
+def test_register_ignores_the_source_file_so_git_add_all_never_commits_the_weights(
+    repo: Path, run
+) -> None:  # type: ignore[no-untyped-def]
+    commit_all(repo, "mreg init")
+    make_safetensors(repo / "weights.safetensors")
+    result = run("register", "weights.safetensors", "--name", "net")
+    assert result.exit_code == 0, result.stderr
+    commit_all(repo, "everything else")  # what a user types next
+    committed = git(repo, "ls-files").split()
+    assert "weights.safetensors" not in committed
+    assert not any(path.endswith("model.safetensors") for path in committed)
+    assert "/weights.safetensors" in (repo / ".gitignore").read_text().splitlines()
+
+
+def test_register_of_a_file_git_tracks_leaves_it_tracked_and_unignored(repo: Path, run) -> None:  # type: ignore[no-untyped-def]
+    make_safetensors(repo / "weights.safetensors")
+    commit_all(repo, "the user chose to commit the weights")
+    assert run("register", "weights.safetensors", "--name", "net").exit_code == 0
+    assert "weights.safetensors" in git(repo, "ls-files").split()
+    gitignore = repo / ".gitignore"
+    assert not gitignore.exists() or "/weights.safetensors" not in gitignore.read_text()
+
+
+def test_register_without_a_git_identity_fails_first_and_changes_nothing(
+    repo: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    commit_all(repo, "mreg init")
+    make_safetensors(repo / "weights.safetensors")
+    (repo / "notes.txt").write_text("work in progress\n")
+    git(repo, "add", "notes.txt")  # something the user staged themselves
+    index, files, tags = _git_index(repo), snapshot(repo), git(repo, "tag")
+    _without_git_identity(monkeypatch)
+
+    result = run("register", "weights.safetensors", "--name", "net")
+    assert_refused(result, "git", "identity", "user.email")
+    assert _git_index(repo) == index
+    assert snapshot(repo) == files
+    assert git(repo, "tag") == tags
+    assert not (repo / "models").exists()
