@@ -191,7 +191,9 @@ class Config:
         return sorted(found.values(), key=lambda setting: setting.key)
 
     def _save(self, filename: str, document: dict[str, Any]) -> None:
-        atomic_write_text(self.dir / filename, toml_writer.dumps(document))
+        private = filename == LOCAL_CONFIG  # it holds secrets: its owner's eyes only
+        mode = 0o600 if private else 0o666
+        atomic_write_text(self.dir / filename, toml_writer.dumps(document), mode)
 
 
 def _check_urls(name: str, url: str | None, endpoint_url: str | None) -> None:

@@ -300,3 +300,49 @@ def test_register_without_a_git_identity_fails_first_and_changes_nothing(
     assert snapshot(repo) == files
     assert git(repo, "tag") == tags
     assert not (repo / "models").exists()
+
+
+# -- 6. file modes ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask():  # type: ignore[no-untyped-def]
+    """Set the process umask for one test, then put the old one back."""
+    import os
+
+    old = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o002, 0o664)])
+def test_restored_files_manifests_and_remote_copies_get_the_users_umask_mode(
+    repo: Path, remote_dir: Path, run, umask, mask: int, expected: int
+) -> None:  # type: ignore[no-untyped-def]
+    umask(mask)
+    model = make_safetensors(repo / "model.safetensors")
+    assert run("add", "model.safetensors").exit_code == 0
+    assert run("push").exit_code == 0
+    model.unlink()
+    assert run("checkout").exit_code == 0
+    assert _mode(model) == expected
+    assert _mode(repo / "model.safetensors.mreg.toml") == expected
+    assert _mode(repo / ".gitignore") == expected
+    assert {_mode(p) for p in (remote_dir / "data").rglob("*") if p.is_file()} == {expected}
+
+
+def test_the_local_config_holding_secrets_stays_private_to_its_owner(
+    repo: Path, run, umask
+) -> None:  # type: ignore[no-untyped-def]
+    assert (
+        run(
+            "remote", "add", "s3", "s3://b/p", "--access-key-id", "K", "--secret-access-key", "S"
+        ).exit_code
+        == 0
+    )
+    assert _mode(repo / ".mreg" / "config.local.toml") == 0o600
+    assert _mode(repo / ".mreg" / "config.toml") == 0o644

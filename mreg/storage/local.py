@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from mreg.atomic import PendingFile
 from mreg.errors import RemoteError, RemoteFileMissing
 from mreg.progress import Advance
 from mreg.storage.base import StoredFile
@@ -42,15 +41,12 @@ class LocalStore:
     def upload(self, source: Path, relpath: str, advance: Advance) -> None:
         target = self.root / relpath
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            os.close(fd)
+            pending = PendingFile(target)  # the user's umask mode: teammates read this folder
             try:
-                shutil.copyfile(source, tmp)
-                os.replace(tmp, target)
+                shutil.copyfile(source, pending.temporary)
+                pending.commit()
             finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+                pending.discard()
         except OSError as error:
             raise RemoteError(f"{self.description}: cannot write {relpath}: {error}") from None
         advance(source.stat().st_size)
