@@ -346,3 +346,19 @@ def test_the_local_config_holding_secrets_stays_private_to_its_owner(
     )
     assert _mode(repo / ".mreg" / "config.local.toml") == 0o600
     assert _mode(repo / ".mreg" / "config.toml") == 0o644
+
+
+# -- 7. hints for Python users ----------------------------------------------------------------
+
+
+def test_python_users_see_the_hint_in_the_exception_message(repo: Path) -> None:
+    import mreg
+    from mreg.errors import RemoteError
+
+    with pytest.raises(RemoteError, match=r"no default remote set \(hint: run `mreg remote add"):
+        mreg.Repo(".").push()
+
+
+def test_the_cli_prints_the_hint_once(repo: Path, run) -> None:  # type: ignore[no-untyped-def]
+    line = assert_refused(run("push"), "no default remote set")
+    assert line.count("hint:") == 1 and line.count("mreg remote add") == 1

@@ -72,9 +72,7 @@ def _fail(error: MregError) -> NoReturn:
     if _options["verbose"]:
         traceback.print_exc()
     # One line, whatever a wrapped library put in the message.
-    message = "error: " + " ".join(str(error).split())
-    if error.hint:
-        message += f" (hint: {error.hint})"
+    message = "error: " + " ".join(str(error).split())  # the hint included
     stderr.print(message, markup=False, highlight=False, soft_wrap=True)
     sys.exit(error.exit_code)
 

@@ -66,7 +66,7 @@ def check_request(
     try:
         manifests.check_name(name)
     except UsageError as error:
-        raise RegistryError(str(error), hint=error.hint) from None
+        raise RegistryError(error.message, hint=error.hint) from None
     if repo.git.identity() is None:  # before anything is written or staged
         raise GitError(
             "git has no identity to commit and tag this version with (user.name and "

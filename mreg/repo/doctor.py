@@ -67,7 +67,7 @@ def _remotes(repo: Repo) -> list[Check]:
     try:
         remotes = config.remotes()
     except MregError as error:
-        return [Check("remotes", False, str(error), error.hint)]
+        return [Check("remotes", False, error.message, error.hint)]
     if not remotes:
         return [Check("remotes", True, "none configured (`mreg remote add NAME URL --default`)")]
     checks = []
@@ -79,7 +79,7 @@ def _remotes(repo: Repo) -> list[Check]:
                 checks.append(_credentials(remote))
             probe(remote, repo.root, PROBE_TIMEOUT)
         except MregError as error:
-            checks.append(Check(label, False, str(error), error.hint))
+            checks.append(Check(label, False, error.message, error.hint))
             continue
         checks.append(Check(label, True, f"reachable ({remote.url})"))
     return checks
