@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import BinaryIO
 
 from mreg.errors import local_faults
 
+# os.open flag for files written with os.write: Windows translates newlines without it.
+O_BINARY: int = getattr(os, "O_BINARY", 0)
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _OWNED = re.compile(r"\.mreg-([0-9a-f]{8})-(\d+)-[^/]*$")
 
@@ -49,6 +52,9 @@ def remove_stale(folder: Path, names: list[str] | None = None) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    if sys.platform == "win32":  # os.kill(pid, 0) would send it CTRL_C_EVENT there
+        return _alive_on_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -56,6 +62,23 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+if sys.platform == "win32":
+
+    def _alive_on_windows(pid: int) -> bool:
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.GetLastError() == 5  # ERROR_ACCESS_DENIED: it exists
+        try:
+            code = ctypes.c_ulong()
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
 
 
 def move(source: Path, target: Path) -> None:

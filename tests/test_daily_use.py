@@ -362,3 +362,56 @@ def test_python_users_see_the_hint_in_the_exception_message(repo: Path) -> None:
 def test_the_cli_prints_the_hint_once(repo: Path, run) -> None:  # type: ignore[no-untyped-def]
     line = assert_refused(run("push"), "no default remote set")
     assert line.count("hint:") == 1 and line.count("mreg remote add") == 1
+
+
+# -- 8. portability ---------------------------------------------------------------------------
+
+POSIX_ONLY = ("fcntl", "termios", "pwd", "grp", "resource")
+
+
+def test_every_mreg_module_imports_without_posix_only_modules() -> None:
+    """As on Windows: ``fcntl`` and the like do not exist there."""
+    import subprocess
+    import sys
+
+    code = f"""
+import importlib, pkgutil, sys
+for name in {POSIX_ONLY!r}:
+    sys.modules[name] = None  # import fails, as where the module does not exist
+import mreg
+failed = []
+for info in pkgutil.walk_packages(mreg.__path__, "mreg."):
+    try:
+        importlib.import_module(info.name)
+    except ImportError as error:
+        if any(name in str(error) for name in {POSIX_ONLY!r}):
+            failed.append(f"{{info.name}}: {{error}}")
+print("\\n".join(failed))
+"""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("platform", ["win32", "darwin"])
+def test_mreg_type_checks_for_windows_and_macos(platform: str) -> None:
+    """mypy knows each platform's ``os``: a POSIX-only call (``os.pwrite``, ``os.O_DIRECT``)
+    outside a guard is an error there."""
+    import shutil
+    import subprocess
+
+    if shutil.which("mypy") is None:
+        pytest.skip("mypy is not installed")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        ["mypy", "--platform", platform, "mreg"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout
