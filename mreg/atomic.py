@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import socket
-import tempfile
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +24,8 @@ from typing import BinaryIO
 
 from mreg.errors import local_faults
 
+# os.open flag for files written with os.write: Windows translates newlines without it.
+O_BINARY: int = getattr(os, "O_BINARY", 0)
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _OWNED = re.compile(r"\.mreg-([0-9a-f]{8})-(\d+)-[^/]*$")
 
@@ -50,6 +52,9 @@ def remove_stale(folder: Path, names: list[str] | None = None) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    if sys.platform == "win32":  # os.kill(pid, 0) would send it CTRL_C_EVENT there
+        return _alive_on_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -57,6 +62,23 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+if sys.platform == "win32":
+
+    def _alive_on_windows(pid: int) -> bool:
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.GetLastError() == 5  # ERROR_ACCESS_DENIED: it exists
+        try:
+            code = ctypes.c_ulong()
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
 
 
 def move(source: Path, target: Path) -> None:
@@ -98,15 +120,24 @@ def _copy(source: Path, target: Path) -> None:
 class PendingFile:
     """A temporary file beside ``path`` (created empty) that ``commit`` renames over ``path``
     and ``discard`` removes; for writers that fill it in several steps. Making one removes the
-    temporaries for ``path`` that dead processes left."""
+    temporaries for ``path`` that dead processes left.
 
-    def __init__(self, path: Path) -> None:
+    The file gets ``mode`` less the umask, as any file the user writes (0644 typically), not
+    mkstemp's 0600: restored models and remote copies are read by others too.
+    """
+
+    def __init__(self, path: Path, mode: int = 0o666) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(path.parent, [path.name])
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=owned_prefix(path.name), suffix=".tmp")
-        os.close(fd)
+        while True:
+            name = path.parent / f"{owned_prefix(path.name)}{uuid.uuid4().hex[:12]}.tmp"
+            try:
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+                break
+            except FileExistsError:
+                continue
         self.path = path
-        self.temporary = Path(name)
+        self.temporary = name
 
     def commit(self) -> None:
         os.replace(self.temporary, self.path)
@@ -117,16 +148,17 @@ class PendingFile:
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
+def atomic_output(path: Path, durable: bool = True, mode: int = 0o666) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename.
 
     ``durable`` flushes the bytes to disk before the rename. Files that can be rebuilt (restored
     artifacts) skip it: an fsync of a 1 GiB file costs about 0.4 s here, git does not fsync work
     tree files either, and a file cut short by a power loss differs in size from what the state
-    remembers, so ``mreg status`` reports it and ``mreg checkout`` rewrites it.
+    remembers, so ``mreg status`` reports it and ``mreg checkout`` rewrites it. ``mode``: see
+    ``PendingFile`` (0o600 for a file only its owner may read).
     """
     with local_faults(path):
-        pending = PendingFile(path)
+        pending = PendingFile(path, mode)
         try:
             with open(pending.temporary, "r+b") as handle:
                 yield handle
@@ -139,12 +171,12 @@ def atomic_output(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
             raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_output(path) as handle:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` atomically (``mode`` less the umask)."""
+    with atomic_output(path, mode=mode) as handle:
         handle.write(data)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, mode: int = 0o666) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (``mode`` less the umask)."""
+    atomic_write_bytes(path, text.encode("utf-8"), mode)

@@ -13,7 +13,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mreg import toml_writer
 from mreg.atomic import atomic_write_text
@@ -40,6 +40,28 @@ class RemoteConfig:
     @property
     def is_s3(self) -> bool:
         return self.url.startswith("s3://")
+
+
+# What the environment sets, beside the files: mreg's own variables and those boto3 reads for a
+# remote that has no setting of its own.
+ENVIRONMENT = (
+    "MREG_REMOTE", "MREG_TRUSTED_MODULES", "MODEL_REGISTRY_PATH", "MREG_ZIP_MAX_BYTES",
+    "MREG_ZIP_MAX_RATIO", "MREG_NO_PROGRESS", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+    "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)  # fmt: skip
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+Source = Literal["committed", "local", "environment"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One effective setting, where it comes from, and the value shown (secrets masked)."""
+
+    key: str
+    value: Any
+    source: Source
 
 
 class Config:
@@ -95,16 +117,7 @@ class Config:
 
     def add_remote(self, remote: RemoteConfig, default: bool) -> None:
         check_remote_name(remote.name)
-        for what, url in (("URL", remote.url), ("endpoint URL", remote.endpoint_url)):
-            if url and has_credentials(url):
-                raise UsageError(
-                    f"the {what} of remote '{remote.name}' holds credentials "
-                    f"({mask_url(url)}): .mreg/config.toml is committed",
-                    hint="give the URL without them and pass --access-key-id/"
-                    "--secret-access-key, which go to the git-ignored .mreg/config.local.toml",
-                )
-        if remote.is_s3 and not remote.url.removeprefix("s3://").split("/")[0]:
-            raise UsageError(f"'{remote.url}' names no bucket", hint="use s3://BUCKET/PREFIX")
+        _check_urls(remote.name, remote.url, remote.endpoint_url)
         if remote.name in self.shared.get("remote", {}):
             raise UsageError(
                 f"remote '{remote.name}' already exists",
@@ -122,6 +135,36 @@ class Config:
             self._save(LOCAL_CONFIG, self.local)
         self._save(CONFIG, self.shared)
 
+    def modify_remote(self, name: str, settings: dict[str, str], local: bool = False) -> None:
+        """Change some settings of remote ``name``: secrets always in the git-ignored
+        config.local.toml, the others in the committed config.toml, or with ``local`` in
+        config.local.toml too (this clone's own URL or endpoint, overriding the committed one)."""
+        if name not in {**self.shared.get("remote", {}), **self.local.get("remote", {})}:
+            raise UsageError(f"remote '{name}' does not exist", hint="see `mreg remote list`")
+        unknown = set(settings) - set(RemoteConfig.__dataclass_fields__) - {"name"}
+        if unknown or not settings:
+            raise UsageError(
+                f"nothing to change for remote '{name}'"
+                + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else ""),
+                hint="pass --url, --endpoint-url, --region, --profile or "
+                "--access-key-id with --secret-access-key",
+            )
+        if ("access_key_id" in settings) != ("secret_access_key" in settings):
+            raise UsageError(
+                "--access-key-id and --secret-access-key go together", hint="pass both"
+            )
+        _check_urls(name, settings.get("url"), settings.get("endpoint_url"))
+        secrets = {k: v for k, v in settings.items() if k in SECRET_KEYS}
+        public = {k: v for k, v in settings.items() if k not in SECRET_KEYS}
+        if secrets or (local and public):
+            entry = self.local.setdefault("remote", {}).setdefault(name, {})
+            entry.update(secrets)
+            entry.update(public if local else {})
+            self._save(LOCAL_CONFIG, self.local)
+        if public and not local:
+            self.shared.setdefault("remote", {}).setdefault(name, {}).update(public)
+            self._save(CONFIG, self.shared)
+
     def remove_remote(self, name: str) -> None:
         if name not in self.shared.get("remote", {}) and name not in self.local.get("remote", {}):
             raise UsageError(f"remote '{name}' does not exist", hint="see `mreg remote list`")
@@ -131,8 +174,62 @@ class Config:
                 del document["core"]["remote"]
             self._save(filename, document)
 
+    def settings(self) -> list[Setting]:
+        """Every effective setting: config.toml (committed), overlaid by config.local.toml
+        (local), then the environment; secrets masked, credentials in URLs masked."""
+        found: dict[str, Setting] = {}
+        for document, source in ((self.shared, "committed"), (self.local, "local")):
+            for key, value in _leaves(document):
+                found[key] = Setting(key, _masked(key, value), source)  # type: ignore[arg-type]
+        for variable in ENVIRONMENT:
+            if os.environ.get(variable):
+                value = os.environ[variable]
+                shown = "****" if variable in SECRET_VARIABLES else _masked(variable, value)
+                found[variable] = Setting(variable, shown, "environment")
+        if os.environ.get("MREG_REMOTE"):  # it overrides core.remote
+            found.pop("core.remote", None)
+        return sorted(found.values(), key=lambda setting: setting.key)
+
     def _save(self, filename: str, document: dict[str, Any]) -> None:
-        atomic_write_text(self.dir / filename, toml_writer.dumps(document))
+        private = filename == LOCAL_CONFIG  # it holds secrets: its owner's eyes only
+        mode = 0o600 if private else 0o666
+        atomic_write_text(self.dir / filename, toml_writer.dumps(document), mode)
+
+
+def _check_urls(name: str, url: str | None, endpoint_url: str | None) -> None:
+    """Refuse a URL or endpoint that carries credentials, and an S3 URL with no bucket."""
+    for what, given in (("URL", url), ("endpoint URL", endpoint_url)):
+        if given and has_credentials(given):
+            raise UsageError(
+                f"the {what} of remote '{name}' holds credentials "
+                f"({mask_url(given)}): .mreg/config.toml is committed",
+                hint="give the URL without them and pass --access-key-id/"
+                "--secret-access-key, which go to the git-ignored .mreg/config.local.toml",
+            )
+    if url and url.startswith("s3://") and not url.removeprefix("s3://").split("/")[0]:
+        raise UsageError(f"'{url}' names no bucket", hint="use s3://BUCKET/PREFIX")
+
+
+def _leaves(document: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted.key, value)`` for every value of a TOML document that is not a table."""
+    found = []
+    for key, value in document.items():
+        if isinstance(value, dict):
+            found.extend(_leaves(value, f"{prefix}{key}."))
+        else:
+            found.append((f"{prefix}{key}", value))
+    return found
+
+
+def _masked(key: str, value: Any) -> Any:
+    """A secret as ``****``, an access key id by its first four characters, a URL without its
+    credentials."""
+    last = key.rpartition(".")[2].lower()
+    if last in ("secret_access_key", "session_token"):
+        return "****"
+    if last in ("access_key_id", "aws_access_key_id"):
+        return str(value)[:4] + "****"
+    return mask_url(value) if isinstance(value, str) else value
 
 
 def check_remote_name(name: str) -> None:

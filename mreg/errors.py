@@ -1,7 +1,7 @@
 """One exception hierarchy. Every message is a sentence a user can act on.
 
-The CLI prints ``str(error)`` on one line to stderr (plus the ``hint`` when there is one) and
-exits non-zero; tracebacks only appear with ``--verbose``.
+The CLI prints ``str(error)`` (the message, then the ``hint`` when there is one) on one line to
+stderr and exits non-zero; tracebacks only appear with ``--verbose``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,21 @@ def one_line(error: BaseException, limit: int = 200) -> str:
 
 
 class MregError(Exception):
-    """Base class of every error mreg raises on purpose."""
+    """Base class of every error mreg raises on purpose.
+
+    ``str(error)`` is the message and, when there is one, ``(hint: ...)``: what the CLI prints,
+    so Python users see the same next step. ``message`` alone is for wrapping in another error.
+    """
 
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
+        self.message = message
         self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
 
 class NotARepository(MregError):
@@ -77,6 +85,10 @@ class MissingData(MregError):
 
 class RemoteError(MregError):
     """A remote is not configured, unreachable, or refused the request."""
+
+
+class RemoteFileMissing(RemoteError):
+    """A file a manifest references is not on the remote (the bucket or folder is there)."""
 
 
 class GitError(MregError):

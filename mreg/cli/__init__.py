@@ -27,9 +27,21 @@ INTERRUPTED = 130
 INTERRUPTED_MESSAGE = "interrupted: nothing half-written was kept; run the command again to finish"
 
 
+def _version(wanted: bool) -> None:
+    if wanted:
+        from mreg import __version__
+
+        typer.echo(f"mreg {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
 ) -> None:
     _options["verbose"] = verbose
 
@@ -60,9 +72,7 @@ def _fail(error: MregError) -> NoReturn:
     if _options["verbose"]:
         traceback.print_exc()
     # One line, whatever a wrapped library put in the message.
-    message = "error: " + " ".join(str(error).split())
-    if error.hint:
-        message += f" (hint: {error.hint})"
+    message = "error: " + " ".join(str(error).split())  # the hint included
     stderr.print(message, markup=False, highlight=False, soft_wrap=True)
     sys.exit(error.exit_code)
 
@@ -108,8 +118,9 @@ def _leave(code: int) -> NoReturn:
     os._exit(code)
 
 
-from mreg.cli import track, importing, share, history, remote, registry, demo  # noqa: E402, I001  (the order of --help)
+from mreg.cli import track, importing, share, history, remote, setup, registry, demo  # noqa: E402, I001  (the order of --help)
 
 __all__ = [
-    "app", "demo", "history", "importing", "main", "registry", "remote", "script", "share", "track",
+    "app", "demo", "history", "importing", "main", "registry", "remote", "script", "setup",
+    "share", "track",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""``mreg remote add|list|remove``."""
+"""``mreg remote add|modify|list|remove``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,49 @@ def add(
         default=default,
     )
     stdout.print(f"remote '{name}' -> {url}")
+
+
+@remote_app.command("modify")
+def modify(
+    name: Annotated[str, typer.Argument(help="Remote name.")],
+    url: Annotated[
+        str | None, typer.Option(help="s3://BUCKET/PREFIX or a local directory.")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3 endpoint (MinIO, SeaweedFS).")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="S3 region.")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    access_key_id: Annotated[
+        str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
+    ] = None,
+    secret_access_key: Annotated[
+        str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
+    ] = None,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="Keep every setting in git-ignored .mreg/config.local.toml (this clone's own), "
+            "not only the secrets.",
+        ),
+    ] = False,
+) -> None:
+    """Change settings of an existing remote (add your own credentials, a clone's own path)."""
+    given = {
+        "url": url,
+        "endpoint_url": endpoint_url,
+        "region": region,
+        "profile": profile,
+        "access_key_id": access_key_id,
+        "secret_access_key": secret_access_key,
+    }
+    settings = {key: value for key, value in given.items() if value is not None}
+    open_repo().config.modify_remote(name, settings, local=local)
+    for key in sorted(settings):
+        private = local or key in ("access_key_id", "secret_access_key")
+        where = ".mreg/config.local.toml" if private else ".mreg/config.toml"
+        stdout.print(f"remote '{name}': {key} set in {where}")
 
 
 @remote_app.command("list")

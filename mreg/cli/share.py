@@ -48,7 +48,10 @@ def push(
 
 @app.command()
 def fetch(targets: Targets = None, remote: Remote = None, jobs: Jobs = 8) -> None:
-    """Download the data files the cache lacks (each checked by sha256)."""
+    """Download the data files the cache lacks (each checked by sha256).
+
+    Keeps going: a file missing or corrupt on the remote does not stop the others; the command
+    then fails naming each artifact it could not fetch."""
     result = open_repo().fetch(targets, remote=remote, jobs=jobs)
     stdout.print(f"fetched {result.files} file(s), {human_size(result.bytes)}")
 
@@ -63,7 +66,11 @@ Force = Annotated[
 def pull(
     targets: Targets = None, remote: Remote = None, jobs: Jobs = 8, force: Force = False
 ) -> None:
-    """Fetch, then check out. NAME@REV rolls an artifact back to that version."""
+    """Fetch, then check out. NAME@REV rolls an artifact back to that version.
+
+    Keeps going: an artifact whose data the remote lacks (or holds corrupt) does not stop the
+    others, which are fetched and checked out; the command then fails naming it and the commit
+    that last changed its manifest."""
     done = open_repo().pull(targets, remote=remote, jobs=jobs, force=force)
     stdout.print(f"checked out {len(done)} artifact(s)")
     _report_leftovers(done)

@@ -23,6 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+from mreg.atomic import O_BINARY
 from mreg.converters import pytorch, safetensors
 from mreg.converters.base import (
     FolderFormat,
@@ -115,7 +116,8 @@ class TransformersConverter(FolderFormat):
             converter = _SHARD_CONVERTERS[shard["format"]]
             # Not truncated: the folder is new, and bytes a pull already landed in the shard
             # (see placements) stay where they are.
-            shard_fd = os.open(inside(folder, shard["file"]), os.O_WRONLY | os.O_CREAT, 0o644)
+            flags = os.O_WRONLY | os.O_CREAT | O_BINARY
+            shard_fd = os.open(inside(folder, shard["file"]), flags, 0o644)
             with open(shard_fd, "wb") as out:
                 converter.write(islice(stream, int(shard["tensors"])), shard["info"], out)
         for record in stream:

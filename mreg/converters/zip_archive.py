@@ -304,7 +304,7 @@ def _in_archive(name: str, call: Callable[[], T]) -> T:
 
 
 def _from_archive(name: str, error: MregError) -> MregError:
-    return type(error)(f"{name}: {error}", hint=error.hint)
+    return type(error)(f"{name}: {error.message}", hint=error.hint)
 
 
 def _batches(

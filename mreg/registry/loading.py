@@ -46,7 +46,7 @@ def load(
     except ModelIntegrityError:
         raise
     except IntegrityError as error:
-        raise ModelIntegrityError(str(error), hint=error.hint) from None
+        raise ModelIntegrityError(error.message, hint=error.hint) from None
 
 
 def check_integrity(repo: Repo, manifest: Manifest, commit: str) -> None:

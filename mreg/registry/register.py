@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import ModelFileNotFound, RegistryError, UsageError, one_line
+from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
 from mreg.registry import metadata as fields
 from mreg.registry.tags import ModelHistory, bump_patch, normalize_version
 from mreg.registry.types import ModelFormat, ModelType
 from mreg.repo import manifest as manifests
+from mreg.repo.git import ignore_in_git
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
@@ -65,7 +66,14 @@ def check_request(
     try:
         manifests.check_name(name)
     except UsageError as error:
-        raise RegistryError(str(error), hint=error.hint) from None
+        raise RegistryError(error.message, hint=error.hint) from None
+    if repo.git.identity() is None:  # before anything is written or staged
+        raise GitError(
+            "git has no identity to commit and tag this version with (user.name and "
+            "user.email are not set)",
+            hint='git config --global user.name "Your Name" && '
+            "git config --global user.email you@example.com",
+        )
     if isinstance(model, str | os.PathLike) and not Path(model).exists():
         raise ModelFileNotFound(f"{model}: no such file or folder")
     fmt = ModelFormat.parse(model_format) if model_format else _infer_format(model)
@@ -112,7 +120,22 @@ def register(repo: Repo, request: Request, loader: Any, folder: Path) -> str:
         # A version's metadata are its own, not merged with the previous version's.
         repo.add(path, name=request.name, kind="model", meta=meta, replace_meta=True)
         message = f"Register {request.name} {request.version}"
-        return repo.git.commit_paths(rel_folder, message)
+        commit = repo.git.commit_paths(rel_folder, message)
+    if is_path:
+        _ignore_source(repo, Path(model))
+    return commit
+
+
+def _ignore_source(repo: Repo, source: Path) -> None:
+    """Ignore the registered file in git, as ``mreg add`` does, when it lies in the work tree
+    and git does not track it: a later ``git add -A`` must not commit the weights."""
+    source = source.resolve()
+    if not source.is_relative_to(repo.root) or source == repo.root:
+        return
+    relpath = repo.relpath(source)
+    if relpath.split("/")[0] in (".git", ".mreg") or repo.git.tracked(relpath):
+        return
+    ignore_in_git(repo.root, relpath)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mreg.repo.add import AddResult, Mode
     from mreg.repo.checkout import CheckedOut
     from mreg.repo.diff import Diff
+    from mreg.repo.doctor import Check
     from mreg.repo.gc import GcReport
     from mreg.repo.status import ArtifactStatus
     from mreg.repo.verify import Problem
@@ -347,6 +348,12 @@ class Repo:
 
         with self.lock.held():
             return pull(self, targets, remote=remote, jobs=jobs, force=force)
+
+    def doctor(self) -> list[Check]:
+        """What this machine and repository need, checked quickly, each with its fix."""
+        from mreg.repo.doctor import doctor
+
+        return doctor(self)
 
     def verify(self, targets: list[str] | None = None, remote: str | None = None) -> list[Problem]:
         from mreg.repo.verify import verify

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from mreg import converters
-from mreg.atomic import PendingFile, atomic_write_bytes, move, owned_prefix, remove_stale
+from mreg.atomic import (
+    O_BINARY,
+    PendingFile,
+    atomic_write_bytes,
+    move,
+    owned_prefix,
+    remove_stale,
+)
 from mreg.converters.base import DatasetConverter, ModelConverter, inside
 from mreg.converters.base import Target as BaseTarget
 from mreg.errors import IntegrityError, MissingData, WorkTreeChanged, local_faults
@@ -251,7 +258,7 @@ class Restoration:
             else:
                 assert self._pending is not None and file == ""
                 path = self._pending.temporary
-            self._outputs[file] = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            self._outputs[file] = os.open(path, os.O_WRONLY | os.O_CREAT | O_BINARY, 0o644)
         return self._outputs[file]
 
     def _close_outputs(self) -> None:

@@ -125,7 +125,7 @@ def _fetch(repo: Repo, git_remote: str) -> list[str]:
         return repo.git.fetch_every_ref(git_remote)
     except GitError as error:
         raise RemoteError(
-            f"{error} (a remote gc counts every ref of every git remote first)",
+            f"{error.message} (a remote gc counts every ref of every git remote first)",
             hint=f"make git remote '{git_remote}' reachable, or pass --no-fetch to count only "
             "the refs this clone has (a teammate's unfetched branch then keeps only the "
             "--older-than grace period)",

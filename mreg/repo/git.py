@@ -118,6 +118,14 @@ class GitRepo:
                 found.append((meta.split()[0], name))
         return found
 
+    def identity(self) -> str | None:
+        """``Name <email>`` that git would write into a commit, or None when git has none
+        (no user.name / user.email and no GIT_COMMITTER_* variables)."""
+        done = _run(self.root, "var", "GIT_COMMITTER_IDENT")
+        if done.returncode != 0:
+            return None
+        return done.stdout.decode("utf-8", "replace").rsplit(">", 1)[0] + ">"
+
     def has_commits(self) -> bool:
         return _run(self.root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").returncode == 0
 
@@ -206,6 +214,16 @@ class GitRepo:
             sha, date, author, subject = line.split("\0", 3)
             commits.append(Commit(sha, date, author, subject))
         return commits
+
+    def last_change(self, path: str, rev: str = "HEAD") -> Commit | None:
+        """The newest commit at or before ``rev`` that changed ``path``, or None."""
+        if not self.has_commits():
+            return None
+        output = self._git("log", "-1", "--format=%H%x00%aI%x00%an%x00%s", rev, "--", path)
+        if not output:
+            return None
+        sha, date, author, subject = output.split("\0", 3)
+        return Commit(sha, date, author, subject)
 
     def commit(self, rev: str) -> Commit:
         output = self._git("show", "-s", "--format=%H%x00%aI%x00%an%x00%s", self.resolve(rev))

@@ -2,14 +2,15 @@
 
 ``gc --force`` deleting files that a running ``add`` has just moved into the cache, or two
 ``fetch``es renaming the same file, are the races this prevents. The lock is an advisory
-``flock`` on ``.mreg/lock``: it disappears with the process, so a killed command leaves none.
+``flock`` on ``.mreg/lock`` (``msvcrt.locking`` of its first byte on Windows): it disappears with
+the process, so a killed command leaves none.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,10 +46,10 @@ class RepoLock:
         deadline = time.monotonic() + WAIT_SECONDS
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock(fd)
                 self._fd = fd
                 return
-            except BlockingIOError:
+            except (BlockingIOError, PermissionError):  # held (msvcrt says: access denied)
                 if time.monotonic() > deadline:
                     os.close(fd)
                     raise MregError(
@@ -59,6 +60,34 @@ class RepoLock:
 
     def _release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            _unlock(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+# The platform's lock, imported where it is used: ``import mreg`` needs neither module.
+if sys.platform == "win32":
+
+    def _lock(fd: int) -> None:
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+    def _unlock(fd: int) -> None:
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+
+    def _lock(fd: int) -> None:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(fd: int) -> None:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -16,7 +16,22 @@ def open_store(remote: RemoteConfig, repo_root: Path, jobs: int = 8) -> Store:
         return S3Store(remote, jobs=jobs)
     from mreg.storage.local import LocalStore
 
-    return LocalStore(_local_root(remote, repo_root), remote.name)
+    return LocalStore(_local_root(remote, repo_root), remote.name, remote.url)
+
+
+def probe(remote: RemoteConfig, repo_root: Path, timeout: float = 3.0) -> None:
+    """Check that ``remote`` answers within ``timeout`` seconds (an S3 listing of one object;
+    a local folder that exists); RemoteError saying what is wrong otherwise."""
+    if remote.is_s3:
+        from mreg.storage.s3 import probe as probe_s3
+
+        probe_s3(remote, timeout)
+        return
+    from mreg.storage.local import LocalStore
+
+    store = LocalStore(_local_root(remote, repo_root), remote.name, remote.url)
+    if not store.root.is_dir():
+        raise store.missing_root()
 
 
 def lance_location(remote: RemoteConfig, repo_root: Path) -> tuple[str, dict[str, str] | None]:
@@ -31,10 +46,12 @@ def lance_location(remote: RemoteConfig, repo_root: Path) -> tuple[str, dict[str
 
 
 def _local_root(remote: RemoteConfig, repo_root: Path) -> Path:
+    """The folder of a local remote; a relative one lies relative to the repository root (not
+    the current folder), whatever folder of the work tree a command runs in."""
     root = Path(remote.url.removeprefix("file://")).expanduser()
     if not root.is_absolute():
         root = repo_root / root
     return root.resolve()
 
 
-__all__ = ["Store", "lance_location", "open_store"]
+__all__ = ["Store", "lance_location", "open_store", "probe"]

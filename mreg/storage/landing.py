@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from mreg.atomic import O_BINARY
 from mreg.errors import local_fault
 from mreg.progress import Advance
 
@@ -226,10 +227,10 @@ def _covers(copies: Sequence[Copy], size: int) -> bool:
 def _open(path: Path, direct: bool, truncate: bool = True) -> tuple[int, bool]:
     """A descriptor for writing ``path``, and whether it is direct: O_DIRECT when asked for
     and the file system takes it, else ordinary writes."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0)
-    if direct:
+    flags = os.O_WRONLY | os.O_CREAT | O_BINARY | (os.O_TRUNC if truncate else 0)
+    if direct and DIRECT_IO:
         try:
-            return os.open(path, flags | os.O_DIRECT, 0o644), True
+            return os.open(path, flags | getattr(os, "O_DIRECT", 0), 0o644), True
         except OSError as error:
             if error.errno != errno.EINVAL:
                 raise
@@ -245,5 +246,17 @@ def _raise_local(error: OSError, path: Path | None) -> NoReturn:
 
 def _write_all(fd: int, data: memoryview, offset: int) -> None:
     while data:
-        written = os.pwrite(fd, data, offset)
+        written = _pwrite(fd, data, offset)
         data, offset = data[written:], offset + written
+
+
+_seek_lock = threading.Lock()
+
+
+def _pwrite(fd: int, data: memoryview, offset: int) -> int:
+    """``os.pwrite``; where there is none (Windows), a seek and a write, one at a time."""
+    if hasattr(os, "pwrite"):
+        return os.pwrite(fd, data, offset)
+    with _seek_lock:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.write(fd, data)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from mreg.errors import RemoteError
+from mreg.atomic import PendingFile
+from mreg.errors import RemoteError, RemoteFileMissing
 from mreg.progress import Advance
 from mreg.storage.base import StoredFile
 from mreg.storage.landing import Landing, stream_into
@@ -17,8 +16,10 @@ from mreg.storage.landing import Landing, stream_into
 class LocalStore:
     """Files under ``root``; uploads land in a temp file first, then one rename."""
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, url: str | None = None) -> None:
         self.root = root
+        self.name = name
+        self.url = url or str(root)
         self.description = f"remote '{name}' ({root})"
 
     def list_files(self) -> dict[str, int]:
@@ -40,15 +41,12 @@ class LocalStore:
     def upload(self, source: Path, relpath: str, advance: Advance) -> None:
         target = self.root / relpath
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            os.close(fd)
+            pending = PendingFile(target)  # the user's umask mode: teammates read this folder
             try:
-                shutil.copyfile(source, tmp)
-                os.replace(tmp, target)
+                shutil.copyfile(source, pending.temporary)
+                pending.commit()
             finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+                pending.discard()
         except OSError as error:
             raise RemoteError(f"{self.description}: cannot write {relpath}: {error}") from None
         advance(source.stat().st_size)
@@ -59,9 +57,22 @@ class LocalStore:
             with open(source, "rb", buffering=0) as handle:
                 return stream_into(landing, handle.readinto, advance)
         except FileNotFoundError:
-            raise RemoteError(f"{self.description} has no file {relpath}") from None
+            if not self.root.is_dir():
+                raise self.missing_root() from None
+            raise RemoteFileMissing(f"{self.description} has no file {relpath}") from None
         except OSError as error:
             raise RemoteError(f"{self.description}: cannot read {relpath}: {error}") from None
+
+    def missing_root(self) -> RemoteError:
+        """The remote's folder is not there: a relative URL says from where it was resolved."""
+        given = self.url.removeprefix("file://")
+        relative = not Path(given).expanduser().is_absolute()
+        how = f" ('{given}', relative to the repository root)" if relative else ""
+        return RemoteError(
+            f"remote '{self.name}' is {self.root}{how}, which does not exist",
+            hint=f"mount or create it, or set this clone's own path: `mreg remote modify "
+            f"{self.name} --url PATH --local` (kept in git-ignored .mreg/config.local.toml)",
+        )
 
     def delete(self, relpath: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
 from mreg.config import RemoteConfig
-from mreg.errors import RemoteError
+from mreg.errors import RemoteError, RemoteFileMissing
 from mreg.progress import Advance
 from mreg.storage.base import StoredFile
 from mreg.storage.landing import Landing, Turns, chunk_buffer, stream_into
@@ -98,6 +98,36 @@ def lance_storage_options(remote: RemoteConfig) -> dict[str, str]:
         options["aws_endpoint"] = remote.endpoint_url
         options["allow_http"] = str(remote.endpoint_url.startswith("http://")).lower()
     return options
+
+
+def credentials_source(remote: RemoteConfig) -> str | None:
+    """Where boto3 finds credentials for ``remote`` (``config.local.toml``, ``env``, a shared
+    credentials file, ...), or None when it finds none."""
+    if remote.access_key_id and remote.secret_access_key:
+        return ".mreg/config.local.toml"
+    try:
+        credentials = _session(remote).get_credentials()
+    except botocore.exceptions.BotoCoreError:  # a profile that does not exist
+        return None
+    return None if credentials is None else str(credentials.method)
+
+
+def probe(remote: RemoteConfig, timeout: float) -> None:
+    """List one object of ``remote``, with one try and ``timeout`` seconds to connect and to
+    read; RemoteError (unreachable, credentials refused, no bucket) if that fails."""
+    store = S3Store(remote, jobs=1)
+    store.client = _session(remote).client(
+        "s3",
+        endpoint_url=remote.endpoint_url,
+        config=BotoConfig(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"max_attempts": 1, "mode": "standard"},
+            s3={"addressing_style": "path"} if remote.endpoint_url else None,
+        ),
+    )
+    with store._errors("list"):
+        store.client.list_objects_v2(Bucket=store.bucket, Prefix=store.prefix, MaxKeys=1)
 
 
 class S3Store:
@@ -258,7 +288,7 @@ class S3Store:
         if code in ("404", "NoSuchKey", "NotFound"):
             if not self._bucket_exists():
                 self._raise_client_error(action, {"Error": {"Code": "NoSuchBucket"}})
-            raise RemoteError(f"{self.description}: {action}: no such object") from None
+            raise RemoteFileMissing(f"{self.description}: {action}: no such object") from None
         message = response.get("Error", {}).get("Message", "")
         raise RemoteError(
             f"{self.description}: {action} failed: {code} {message}".strip()

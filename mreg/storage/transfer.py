@@ -18,27 +18,39 @@ def run_parallel(
     description: str,
     total_bytes: int,
     jobs: int,
-) -> None:
+    keep_going: tuple[type[Exception], ...] = (),
+) -> list[tuple[T, Exception]]:
     """Run ``work(item, advance)`` for every item on ``jobs`` threads.
 
-    On the first failure (or Ctrl-C) nothing new starts, the transfers in flight finish, and the
-    error is raised; what completed stays complete, so a re-run only does what is left.
+    An error of a ``keep_going`` type fails only its item: the others run, and the failed items
+    are returned with their errors. On any other failure (or Ctrl-C) nothing new starts, the
+    transfers in flight finish, and the error is raised; what completed stays complete, so a
+    re-run only does what is left.
     """
     if not items:
-        return
+        return []
+    failed: list[tuple[T, Exception]] = []
+
+    def one(item: T, advance: Advance) -> None:
+        try:
+            work(item, advance)
+        except keep_going as error:
+            failed.append((item, error))
+
     with bar(description, total_bytes) as advance:
         pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="mreg-transfer")
         futures: list[Future[None]] = []
         try:
-            futures = [pool.submit(work, item, advance) for item in items]
+            futures = [pool.submit(one, item, advance) for item in items]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
-            if failed:
-                raise failed[0].exception()  # type: ignore[misc]
+            raised = [f for f in done if f.exception() is not None]
+            if raised:
+                raise raised[0].exception()  # type: ignore[misc]
         finally:
             for future in futures:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+    return failed
 
 
 @dataclass(frozen=True)
