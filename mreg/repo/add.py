@@ -17,7 +17,7 @@ from lance.fragment import write_fragments
 from mreg import converters
 from mreg.converters.base import DatasetConverter, ModelConverter, ReadOptions
 from mreg.errors import MregError, NameConflict, UsageError
-from mreg.hashing import sha256_tree, tree_files
+from mreg.hashing import sha256_path, sha256_tree, tree_files
 from mreg.progress import bar
 from mreg.repo import manifest as manifests
 from mreg.repo import tensor_table
@@ -73,7 +73,7 @@ def add(
     file was downloaded from (``mreg import``). ``meta`` is merged into the previous version's
     metadata, or replaces them with ``replace_meta``.
     """
-    source_path = repo.path_in_work_tree(path)
+    source_path = _source_path(repo, path, mode)
     if not source_path.exists():
         raise UsageError(f"{path}: no such file or folder")
     converter = converters.get(format) if format else converters.detect(source_path)
@@ -98,6 +98,22 @@ def add(
     artifact_rel = result.manifest_path.removesuffix(manifests.SUFFIX)
     repo.state.remember_held(artifact_rel, result.manifest, result.manifest.source.sha256)
     return replace(result, skipped=tuple(options.skipped), opaque=opaque)
+
+
+def _source_path(repo: Repo, path: str | Path, mode: Mode) -> Path:
+    """The source, made absolute. An append only reads its batch, so the batch may lie outside
+    the work tree; whatever becomes an artifact must lie inside it."""
+    absolute = Path(path).absolute()
+    if mode == "append" and not absolute.resolve().is_relative_to(repo.root):
+        return absolute.resolve()
+    return repo.path_in_work_tree(path)
+
+
+def _batch_digest(repo: Repo, batch_path: Path) -> str:
+    """sha256 of an append's batch: through the state inside the work tree, else hashed."""
+    if batch_path.is_relative_to(repo.root):
+        return repo.workspace_digest(repo.relpath(batch_path)) or ""
+    return sha256_path(batch_path)
 
 
 def _overwrite(
@@ -199,18 +215,29 @@ def _append(
 ) -> AddResult:
     if converter.kind != "dataset":
         raise UsageError("--mode append adds rows to a dataset; models are replaced with overwrite")
+    outside = not batch_path.is_relative_to(repo.root)
+    if name is None and outside:
+        raise UsageError(
+            f"{batch_path} is outside the repository: name the dataset its rows go to",
+            hint=f"mreg add {batch_path} --name NAME --mode append",
+        )
     if name is None:
         own = repo.manifests().get(repo.relpath(batch_path) + manifests.SUFFIX)
         name = own.name if own else None
     else:
         manifests.check_name(name)
     target = repo.lookup(name) if name is not None else None
+    if target is None and outside:
+        raise UsageError(
+            f"no dataset named '{name}' to append {batch_path.name} to",
+            hint="see `mreg ls`; a new dataset is added from a path inside the repository",
+        )
     if target is None:
         return _overwrite(repo, batch_path, converter, name, meta, options)
     manifest_rel, previous = target
     if previous.kind != "dataset":
         raise UsageError(f"'{previous.name}' is a model; --mode append adds rows to datasets")
-    batch_sha = repo.workspace_digest(repo.relpath(batch_path)) or ""
+    batch_sha = _batch_digest(repo, batch_path)
     if batch_sha in (previous.source.sha256, previous.source.appended):
         # The artifact itself, or the batch appended last: its rows are in already (a re-run
         # of an append that was interrupted after its manifest was written finishes it here).
