@@ -146,6 +146,10 @@ def test_a_registered_model_whose_format_changes_keeps_its_whole_history(repo: P
         ["net@v1.1.0"],
         ["net@v1.0.0"],
     ]
+    models = run("models", "--json")
+    assert models.exit_code == 0, models.stderr
+    [net] = [m for m in json.loads(models.stdout) if m["name"] == "net"]
+    assert net["versions"] == ["v1.0.0", "v1.1.0", "v2.0.0", "v2.1.0"]
 
 
 @pytest.mark.parametrize(
