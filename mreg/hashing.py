@@ -41,11 +41,23 @@ def sha256_tree(root: Path, leave_out: Collection[str] = ()) -> str:
 
     ``leave_out`` names relative posix paths to hash as if they were not there.
     """
+    return tree_digest(sha256_listing(root, leave_out))
+
+
+def sha256_listing(root: Path, leave_out: Collection[str] = ()) -> list[tuple[str, int, str]]:
+    """(relative posix path, size, sha256) of every file under ``root``, in tree order."""
     files = [p for p in tree_files(root) if p.relative_to(root).as_posix() not in leave_out]
+    return [
+        (path.relative_to(root).as_posix(), path.stat().st_size, file_digest)
+        for path, file_digest in zip(files, sha256_files(files), strict=True)
+    ]
+
+
+def tree_digest(listing: list[tuple[str, int, str]]) -> str:
+    """The folder digest ``sha256_tree`` gives, from its listing."""
     digest = hashlib.sha256()
-    for path, file_digest in zip(files, sha256_files(files), strict=True):
-        rel = path.relative_to(root).as_posix()
-        digest.update(f"{rel}\0{path.stat().st_size}\0{file_digest}\n".encode())
+    for rel, size, file_digest in listing:
+        digest.update(f"{rel}\0{size}\0{file_digest}\n".encode())
     return digest.hexdigest()
 
 

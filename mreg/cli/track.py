@@ -1,4 +1,4 @@
-"""Commands that track artifacts: init, add, ls, show, status."""
+"""Commands that track artifacts: init, add, move, ls, show, status."""
 
 from __future__ import annotations
 
@@ -102,6 +102,19 @@ def parse_meta(pairs: list[str] | None, stored: bool = True) -> dict[str, str]:
 
         check_meta(meta)
     return meta
+
+
+@app.command()
+def move(
+    old: Annotated[str, typer.Argument(help="The artifact's file or folder (or its manifest).")],
+    new: Annotated[str, typer.Argument(help="Its new path, or a folder to move it into.")],
+) -> None:
+    """Move an artifact and its manifest, fix .gitignore, and stage the move in git."""
+    moved = open_repo().move(old, new)
+    stdout.print(
+        f"moved {shown(moved.name)}: {shown(moved.old)} -> {shown(moved.new)} "
+        f"(staged {shown(', '.join(moved.staged))}; commit it)"
+    )
 
 
 @app.command("ls")

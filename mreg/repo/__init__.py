@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mreg.repo.diff import Diff
     from mreg.repo.doctor import Check
     from mreg.repo.gc import GcReport
+    from mreg.repo.move import Moved
     from mreg.repo.status import ArtifactStatus
     from mreg.repo.verify import Problem
     from mreg.repo.versions import LogEntry
@@ -382,6 +383,12 @@ class Repo:
         from mreg.repo.versions import log
 
         return log(self, name)
+
+    def move(self, old: str | Path, new: str | Path) -> Moved:
+        from mreg.repo.move import move
+
+        with self.lock.held():
+            return move(self, old, new)
 
     def diff(self, rev_a: str | None = None, rev_b: str | None = None) -> Diff:
         from mreg.repo.diff import diff

@@ -17,7 +17,7 @@ from lance.fragment import write_fragments
 from mreg import converters
 from mreg.converters.base import DatasetConverter, ModelConverter, ReadOptions
 from mreg.errors import MregError, NameConflict, UsageError
-from mreg.hashing import sha256_path, sha256_tree, tree_files
+from mreg.hashing import sha256_listing, sha256_path, sha256_tree, tree_digest, tree_files
 from mreg.progress import bar
 from mreg.repo import manifest as manifests
 from mreg.repo import tensor_table
@@ -163,18 +163,32 @@ def _overwrite(
         return AddResult(updated, manifest_rel, changed=updated != previous, new_bytes=0)
     # A new version. A source not hashed above is hashed on a thread while it converts (sha256
     # releases the GIL): for 1 GiB, 1 s of the 3.3 s an add took when one waited for the other.
+    # A folder's files are listed (path, size, sha256) for `mreg diff`, in the same pass that
+    # hashes the folder; opaque folders list them in their restore info already.
+    listed = source_path.is_dir() and converter.format != converters.OPAQUE_DIR
     with ThreadPoolExecutor(1, thread_name_prefix="mreg-source-hash") as hasher:
-        hashing = hasher.submit(repo.workspace_digest, relpath, companions) if sha is None else None
+        if listed:
+            listing = hasher.submit(sha256_listing, source_path)
+        hashing = (
+            hasher.submit(repo.workspace_digest, relpath, companions)
+            if sha is None and not listed
+            else None
+        )
         converted = _convert(repo, converter, source_path, previous, options)
         if hashing is not None:
             sha = hashing.result() or ""
+        files = listing.result() if listed else []
+    if listed and sha is None:
+        sha = tree_digest(files)
+        repo.state.remember_sha256(relpath, sha)
     assert sha is not None
     kept_meta = previous.meta if previous else {}
     if options.skipped and source_path.is_dir():
         # The artifact is the folder without the skipped files: that is what checkout gives
         # back, and status shows the work tree (which still holds them) as changed.
         skipped = set(options.skipped)
-        sha = sha256_tree(source_path, leave_out=skipped)
+        files = [f for f in files if f[0] not in skipped]
+        sha = tree_digest(files) if listed else sha256_tree(source_path, leave_out=skipped)
         size = sum(
             p.stat().st_size
             for p in tree_files(source_path)
@@ -192,6 +206,7 @@ def _overwrite(
             converted.restore_info,
             url=source_url,
             companions=companions,
+            files=tuple(FileEntry(*f) for f in files),
         ),
         rows=sum(f.rows for f in converted.fragments),
         schema=converted.schema,

@@ -68,7 +68,7 @@ def _by_name(found: dict[str, Manifest]) -> dict[str, Manifest]:
 
 def _summary(manifest: Manifest) -> tuple[str, ...]:
     if manifest.source.format in (converters.OPAQUE_FILE, converters.OPAQUE_DIR):
-        files = len(_opaque_files(manifest))
+        files = len(_folder_files(manifest))
         return (
             f"{files} file(s), {manifest.source.size:,} bytes "
             f"in {len(manifest.chunks):,} chunks (opaque)",
@@ -85,8 +85,9 @@ def _compare(before: Manifest, after: Manifest) -> tuple[str, ...]:
             f"source {before.source.format} {before.source.sha256[:12]} -> "
             f"{after.source.format} {after.source.sha256[:12]}"
         )
-    details += _compare_opaque(before, after)
-    details += _compare_tensors(before, after) if after.kind == "model" else []
+    listed = _compare_files(before, after)
+    details += listed
+    details += _compare_tensors(before, after, bool(listed)) if after.kind == "model" else []
     details += _compare_dataset(before, after) if after.kind == "dataset" else []
     details += _compare_fragments(before, after)
     for section, old, new in (("meta", before.meta, after.meta), ("info", before.info, after.info)):
@@ -96,21 +97,24 @@ def _compare(before: Manifest, after: Manifest) -> tuple[str, ...]:
     return tuple(details)
 
 
-def _opaque_files(manifest: Manifest) -> dict[str, tuple[int, str]]:
-    """Path in the artifact ("" for a single file) -> (size, sha256) of the files of opaque
-    bytes ({} for other formats)."""
+def _folder_files(manifest: Manifest) -> dict[str, tuple[int, str]]:
+    """Path in the artifact ("" for a single opaque file) -> (size, sha256) of the files it
+    holds, where the manifest records them: opaque bytes, and folders added since mreg lists
+    their files ({} otherwise)."""
     if manifest.source.format == converters.OPAQUE_FILE:
         return {"": (manifest.source.size, manifest.source.sha256)}
     if manifest.source.format == converters.OPAQUE_DIR:
         listed = listed_files(manifest.source.restore_info)
         return {f["path"]: (int(f["size"]), f["sha256"]) for f in listed}
-    return {}
+    return {f.path: (f.size, f.sha256) for f in manifest.source.files}
 
 
-def _compare_opaque(before: Manifest, after: Manifest) -> list[str]:
-    """Files added, removed and changed (how many chunks, how many bytes) between two versions
-    of opaque bytes."""
-    old, new = _opaque_files(before), _opaque_files(after)
+def _compare_files(before: Manifest, after: Manifest) -> list[str]:
+    """Files added, removed and changed, as DVC's diff lists them (for opaque bytes, how many
+    chunks and bytes are new). Nothing when either version does not list its files."""
+    old, new = _folder_files(before), _folder_files(after)
+    if not old or not new:
+        return []
 
     def shown(rel: str) -> str:
         return f"{after.path}/{rel}" if rel else after.path
@@ -119,6 +123,9 @@ def _compare_opaque(before: Manifest, after: Manifest) -> list[str]:
     lines += [f"- file {shown(p)} ({old[p][0]:,} bytes)" for p in old if p not in new]
     for rel in (p for p in new if p in old and new[p] != old[p]):
         chunks = [c for c in after.chunks if c.name == rel]
+        if not chunks:
+            lines.append(f"~ file {shown(rel)}: {old[rel][0]:,} -> {new[rel][0]:,} bytes")
+            continue
         fresh = _new_chunks([c for c in before.chunks if c.name == rel], chunks)
         lines.append(
             f"~ file {shown(rel)}: {old[rel][0]:,} -> {new[rel][0]:,} bytes, "
@@ -139,9 +146,12 @@ def _new_chunks(before: list[TensorInfo], after: list[TensorInfo]) -> list[Tenso
     return fresh
 
 
-def _compare_tensors(before: Manifest, after: Manifest) -> list[str]:
-    old = {t.name: t for t in before.tensors if t.dtype != CHUNK_DTYPE}
-    new = {t.name: t for t in after.tensors if t.dtype != CHUNK_DTYPE}
+def _compare_tensors(before: Manifest, after: Manifest, files_listed: bool) -> list[str]:
+    """Tensors added, removed and changed; side files too, unless the folder's files were
+    listed already."""
+    left_out = (CHUNK_DTYPE, FILE_DTYPE) if files_listed else (CHUNK_DTYPE,)
+    old = {t.name: t for t in before.tensors if t.dtype not in left_out}
+    new = {t.name: t for t in after.tensors if t.dtype not in left_out}
     lines = [f"+ {_describe(new[n])}" for n in new if n not in old]
     lines += [f"- {_describe(old[n])}" for n in old if n not in new]
     for name in (n for n in new if n in old):

@@ -204,6 +204,11 @@ class GitRepo:
             pos += size + 1
         return found
 
+    def stage(self, paths: list[str]) -> None:
+        """``git add -A`` of exactly these paths (each existing, or tracked): additions,
+        changes and removals, as ``git mv`` stages a move."""
+        self._git("add", "-A", "--", *(f":(literal){p}" for p in paths))
+
     def log(self, path: str) -> list[Commit]:
         """Commits that touched ``path``, newest first."""
         if not self.has_commits():
@@ -214,6 +219,23 @@ class GitRepo:
             sha, date, author, subject = line.split("\0", 3)
             commits.append(Commit(sha, date, author, subject))
         return commits
+
+    def changes(self, suffix: str) -> list[tuple[Commit, list[str]]]:
+        """Every commit (newest first) that added, changed or removed a file whose name ends
+        with ``suffix``, anywhere in the tree and under any path, with those files' paths."""
+        if not self.has_commits():
+            return []
+        output = self._git(
+            "-c", "core.quotePath=false", "log", "--no-renames", "--name-only",
+            "--format=%x01%H%x00%aI%x00%an%x00%s", "--", f"*{suffix}",
+        )  # fmt: skip
+        found = []
+        for record in output.split("\x01")[1:]:
+            header, _, names = record.partition("\n")
+            sha, date, author, subject = header.split("\0", 3)
+            paths = [n for n in names.splitlines() if n.endswith(suffix)]
+            found.append((Commit(sha, date, author, subject), paths))
+        return found
 
     def last_change(self, path: str, rev: str = "HEAD") -> Commit | None:
         """The newest commit at or before ``rev`` that changed ``path``, or None."""

@@ -97,6 +97,9 @@ class Source:
     companions: tuple[str, ...] = ()
     # sha256 of the last file appended (``--mode append``): appending it again adds nothing.
     appended: str = ""
+    # A folder's files (path inside it, size, sha256), for `mreg diff`; () for a file, and for
+    # versions added before mreg recorded them.
+    files: tuple[FileEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,10 @@ def dumps(manifest: Manifest) -> str:
             "companions": list(manifest.source.companions) or None,
             "restore_info": manifest.source.restore_info or None,
             "appended": manifest.source.appended or None,
+            "files": [
+                {"path": f.path, "size": f.size, "sha256": f.sha256} for f in manifest.source.files
+            ]
+            or None,
         },
     }
     if manifest.meta:
@@ -276,6 +283,10 @@ def _from_document(doc: dict[str, Any]) -> Manifest:
             url=str(source.get("url", "")),
             companions=tuple(str(c) for c in source.get("companions", [])),
             appended=str(source.get("appended", "")),
+            files=tuple(
+                FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"]))
+                for f in source.get("files", [])
+            ),
         ),
         meta={str(k): str(v) for k, v in doc.get("meta", {}).items()},
         info={str(k): str(v) for k, v in doc.get("info", {}).items()},

@@ -163,6 +163,16 @@ class State:
     def held_paths(self) -> list[str]:
         return sorted(self._data["restored"])
 
+    def moved(self, old: str, new: str) -> None:
+        """The artifact at ``old`` is now at ``new`` (renamed, bytes unchanged): what mreg
+        knows about it follows it."""
+        with self._lock:
+            for table in ("restored", "hashes"):
+                entry = self._data[table].pop(old, None)
+                if entry is not None:
+                    self._data[table][new] = entry
+            self._save()
+
     def forget_held(self, relpath: str) -> None:
         with self._lock:
             self._data["restored"].pop(relpath, None)

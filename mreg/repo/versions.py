@@ -21,13 +21,14 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mreg.errors import ArtifactNotFound, UsageError
+from mreg.errors import ArtifactNotFound, ManifestError, UsageError
 from mreg.repo import manifest as manifests
 from mreg.repo.index import ManifestIndex
-from mreg.repo.manifest import FileEntry, check_name
+from mreg.repo.manifest import FileEntry, Manifest, check_name
 
 if TYPE_CHECKING:
     from mreg.repo import Repo, Target
+    from mreg.repo.git import Commit
 
 _NAME = r"[a-zA-Z0-9](?:[a-zA-Z0-9_/-]*[a-zA-Z0-9])?"
 _DIRNAME = r"[a-zA-Z0-9_./-]+"
@@ -160,24 +161,23 @@ def tag(repo: Repo, name: str, version: str, message: str | None = None) -> str:
 
 
 def log(repo: Repo, name: str) -> list[LogEntry]:
-    """Every commit that changed ``name``'s manifest and every version tag, newest first."""
+    """Every commit that changed ``name``'s manifest and every version tag, newest first. The
+    manifest is followed by name, not path: across ``mreg move`` and a change of format (which
+    changes the file name), the whole history shows."""
     found = repo.lookup(name) or (repo.lookup(name, "HEAD") if repo.git.has_commits() else None)
     if found is None:
         raise ArtifactNotFound(f"no artifact named '{name}'", hint="see `mreg ls`")
-    manifest_rel = found[0]
     tags: dict[str, list[str]] = {}
     for tag_ in repo.git.tags(f"{name}@"):
         tags.setdefault(tag_.commit, []).append(tag_.name)
-    commits = {c.sha: c for c in repo.git.log(manifest_rel)}
+    history = _history(repo, name)
     for sha in tags:
-        if sha not in commits:
-            commits[sha] = repo.git.commit(sha)
+        if sha not in history:
+            at = repo.lookup(name, sha)
+            if at is not None:
+                history[sha] = (repo.git.commit(sha), at[1])
     entries = []
-    for commit in sorted(commits.values(), key=lambda c: c.date, reverse=True):
-        data = repo.git.show(commit.sha, manifest_rel)
-        if data is None:
-            continue
-        manifest = manifests.loads(data.decode("utf-8"), f"{manifest_rel} at {commit.sha[:12]}")
+    for commit, manifest in sorted(history.values(), key=lambda e: e[0].date, reverse=True):
         entries.append(
             LogEntry(
                 commit=commit.sha,
@@ -191,6 +191,26 @@ def log(repo: Repo, name: str) -> list[LogEntry]:
             )
         )
     return entries
+
+
+def _history(repo: Repo, name: str) -> dict[str, tuple[Commit, Manifest]]:
+    """sha -> (commit, ``name``'s manifest there) for every commit that wrote a manifest of
+    that name, at any path; all manifests read through one ``git cat-file``."""
+    changes = repo.git.changes(manifests.SUFFIX)
+    blobs = repo.git.read_blobs([f"{c.sha}:{p}" for c, paths in changes for p in paths])
+    history: dict[str, tuple[Commit, Manifest]] = {}
+    for commit, paths in changes:
+        for rel in paths:
+            data = blobs.get(f"{commit.sha}:{rel}")
+            if data is None or commit.sha in history:
+                continue
+            try:
+                manifest = manifests.loads(data.decode("utf-8"), f"{rel} at {commit.sha[:12]}")
+            except (ManifestError, UnicodeDecodeError):
+                continue
+            if manifest.name == name:
+                history[commit.sha] = (commit, manifest)
+    return history
 
 
 def tagged_versions(repo: Repo, folders: dict[str, str]) -> list[TaggedVersion]:
