@@ -15,22 +15,25 @@ remote_app = typer.Typer(
 app.add_typer(remote_app, name="remote")
 
 
+# Options that `remote add` and `remote modify` share, declared once.
+EndpointUrl = Annotated[str | None, typer.Option(help="S3 endpoint (MinIO, SeaweedFS).")]
+Region = Annotated[str | None, typer.Option(help="S3 region.")]
+Profile = Annotated[str | None, typer.Option(help="AWS profile for credentials.")]
+LocalSecret = Annotated[
+    str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
+]
+
+
 @remote_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="Remote name.")],
     url: Annotated[str, typer.Argument(help="s3://BUCKET/PREFIX or a local directory.")],
     default: Annotated[bool, typer.Option("--default", "-d", help="Make it the default.")] = False,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint (MinIO, SeaweedFS).")
-    ] = None,
-    region: Annotated[str | None, typer.Option(help="S3 region.")] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
-    access_key_id: Annotated[
-        str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
-    ] = None,
-    secret_access_key: Annotated[
-        str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
-    ] = None,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    access_key_id: LocalSecret = None,
+    secret_access_key: LocalSecret = None,
 ) -> None:
     """Add a remote; credentials never go into the committed config."""
     from mreg.config import RemoteConfig  # loaded with the repository, not at start-up
@@ -57,17 +60,11 @@ def modify(
     url: Annotated[
         str | None, typer.Option(help="s3://BUCKET/PREFIX or a local directory.")
     ] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint (MinIO, SeaweedFS).")
-    ] = None,
-    region: Annotated[str | None, typer.Option(help="S3 region.")] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
-    access_key_id: Annotated[
-        str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
-    ] = None,
-    secret_access_key: Annotated[
-        str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
-    ] = None,
+    endpoint_url: EndpointUrl = None,
+    region: Region = None,
+    profile: Profile = None,
+    access_key_id: LocalSecret = None,
+    secret_access_key: LocalSecret = None,
     local: Annotated[
         bool,
         typer.Option(
