@@ -120,6 +120,25 @@ def inside(folder: Path, relpath: str) -> Path:
     return folder.joinpath(*parts)
 
 
+def folder_files(path: Path, links: str) -> list[str]:
+    """Relative paths of every file under the folder ``path``, sorted. A symbolic link (to a
+    file or a folder), anything that is not a regular file, and a name holding '\\' (another
+    system's separator) are refused by name; ``links`` says why links are refused."""
+    found = []
+    for folder, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            entry = Path(folder) / name
+            relpath = entry.relative_to(path).as_posix()
+            if entry.is_symlink():
+                raise CorruptInput(f"{path.name}/{relpath} is a symbolic link: refused ({links})")
+            if "\\" in name:
+                raise CorruptInput(f"{path.name}/{relpath}: a file name with '\\' is refused")
+            if name in filenames and not entry.is_file():
+                raise CorruptInput(f"{path.name}/{relpath} is not a regular file: refused")
+        found += [(Path(folder) / n).relative_to(path).as_posix() for n in filenames]
+    return sorted(found)
+
+
 def contained(folder: Path, relpath: str, what: str) -> Path:
     """``folder / relpath`` for a path that a file in ``folder`` names (a shard list, a split,
     an image path): CorruptInput when it would leave the folder, by its name or through a

@@ -22,6 +22,7 @@ from mreg.converters.base import (
     ReadOptions,
     Target,
     TensorRecord,
+    folder_files,
     inside,
     write_tensor,
 )
@@ -103,31 +104,18 @@ def _write_file(out: Any, entry: dict[str, Any], stream: Iterator[TensorRecord])
 def _files(path: Path) -> list[str]:
     """Every file under ``path`` by sorted relative path; a symbolic link or anything that is
     not a regular file is refused by name (mreg does not follow links out of a folder)."""
-    found = []
-    for folder, dirs, names in os.walk(path):
-        for name in [*names, *(d for d in dirs if os.path.islink(os.path.join(folder, d)))]:
-            full = Path(folder) / name
-            relpath = full.relative_to(path).as_posix()
-            if full.is_symlink():
-                raise CorruptInput(
-                    f"{path.name}/{relpath} is a symbolic link: refused "
-                    "(mreg does not follow links out of a folder it reads)"
-                )
-            if not full.is_file():
-                raise CorruptInput(f"{path.name}/{relpath} is not a regular file")
-            _check_name(path, relpath)
-            found.append(relpath)
-    return sorted(found)
+    found = folder_files(path, "mreg does not follow links out of a folder it reads")
+    for relpath in found:
+        _check_name(path, relpath)
+    return found
 
 
 def _check_name(path: Path, relpath: str) -> None:
-    """A name the manifest can hold and every system can write back."""
+    """A name the manifest (UTF-8 text) can hold; '\\' is refused by ``folder_files``."""
     try:
         relpath.encode("utf-8")
     except UnicodeEncodeError:
         raise CorruptInput(f"{path.name}/{relpath!r}: file name is not valid UTF-8") from None
-    if "\\" in relpath:
-        raise CorruptInput(f"{path.name}/{relpath}: a file name holding '\\' is refused")
 
 
 CONVERTER = BlobFolderConverter()

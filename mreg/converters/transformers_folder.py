@@ -34,6 +34,7 @@ from mreg.converters.base import (
     Target,
     TensorRecord,
     file_record,
+    folder_files,
     inside,
 )
 from mreg.errors import CorruptInput, IntegrityError, one_line
@@ -167,22 +168,9 @@ def _files(path: Path) -> list[str]:
     """Relative paths of every file in the folder, sorted; links and special files refused."""
     if path.is_symlink():
         raise CorruptInput(f"{path.name} is a symbolic link: refused (mreg does not follow links)")
-    found = []
-    for folder, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            entry = Path(folder) / name
-            relpath = entry.relative_to(path).as_posix()
-            if entry.is_symlink():
-                raise CorruptInput(
-                    f"{path.name}/{relpath} is a symbolic link: refused "
-                    "(mreg does not follow links in a model folder; copy the file in instead)"
-                )
-            if "\\" in name:
-                raise CorruptInput(f"{path.name}/{relpath}: a file name with '\\' is refused")
-            if name in filenames and not entry.is_file():
-                raise CorruptInput(f"{path.name}/{relpath} is not a regular file: refused")
-        found += [(Path(folder) / n).relative_to(path).as_posix() for n in filenames]
-    return sorted(found)
+    return folder_files(
+        path, "mreg does not follow links in a model folder; copy the file in instead"
+    )
 
 
 def _check_config(path: Path, files: list[str]) -> None:
