@@ -215,11 +215,16 @@ def s3_remote(
     repo: Path, seaweed: Seaweed, s3_bucket: str, run, monkeypatch: pytest.MonkeyPatch
 ) -> str:  # type: ignore[no-untyped-def]
     """The repo's default remote in a fresh SeaweedFS bucket; credentials from AWS variables."""
+    return add_s3_remote(run, monkeypatch, f"s3://{s3_bucket}/team/models", seaweed.endpoint)
+
+
+def add_s3_remote(run, monkeypatch: pytest.MonkeyPatch, url: str, endpoint: str) -> str:  # type: ignore[no-untyped-def]
+    """``mreg remote add s3 URL --default`` at ``endpoint``, the test server's keys in the
+    AWS variables; returns ``url``."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    url = f"s3://{s3_bucket}/team/models"
     result = run(
-        "remote", "add", "s3", url, "--default", "--endpoint-url", seaweed.endpoint,
+        "remote", "add", "s3", url, "--default", "--endpoint-url", endpoint,
         "--region", "us-east-1",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr

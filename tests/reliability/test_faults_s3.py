@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import assert_refused, commit_all, make_table
+from conftest import add_s3_remote, assert_refused, commit_all, make_table
 from fault_tools import (
     Fault,
     FaultProxy,
@@ -19,7 +19,7 @@ from fault_tools import (
     sha256,
     temp_files,
 )
-from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed
+from seaweed import Seaweed
 
 PREFIX = "team/models/"
 
@@ -34,15 +34,8 @@ def proxy(seaweed: Seaweed) -> FaultProxy:
 @pytest.fixture
 def proxied_remote(repo, run, proxy, s3_bucket, monkeypatch) -> str:  # type: ignore[no-untyped-def]
     """The repo's default remote is the bucket, reached through the proxy."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     url = f"s3://{s3_bucket}/{PREFIX.rstrip('/')}"
-    result = run(
-        "remote", "add", "s3", url, "--default", "--endpoint-url", proxy.endpoint,
-        "--region", "us-east-1",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    return url
+    return add_s3_remote(run, monkeypatch, url, proxy.endpoint)
 
 
 @pytest.fixture
