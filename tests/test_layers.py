@@ -32,7 +32,8 @@ ALLOWED = {
     "registry": {"registry", "repo", "storage", "converters"},
     "torch": {"torch", "repo", "storage", "converters"},
     "demo": {"demo", "torch", "registry", "repo", "storage", "converters"},
-    "cli": {"cli", "demo", "repo", "registry", "storage", "converters"},
+    "server": {"server", "registry", "repo", "storage", "converters"},
+    "cli": {"cli", "demo", "server", "repo", "registry", "storage", "converters"},
 }
 
 
