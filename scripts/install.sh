@@ -4,5 +4,7 @@
 # pull the newest release plus gigabytes of CUDA wheels.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-python3 -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+# MREG_TORCH_INDEX=https://download.pytorch.org/whl/cpu: PyPI's torch==2.13.0 is the CUDA build.
+python3 -m pip install --quiet --disable-pip-version-check "torch==2.13.0" \
+    ${MREG_TORCH_INDEX:+--index-url "$MREG_TORCH_INDEX"}
 python3 -m pip install --quiet --disable-pip-version-check -e ".[dev]"
