@@ -213,3 +213,21 @@ def test_a_models_name_is_not_registered_as_a_dataset_nor_the_reverse(
     assert snapshot(repo) == before and tags(repo) == tagged
     with pytest.raises(RegistryError, match="is a dataset, not a registered model"):
         mreg.DataManager().register_model("train", weights)
+
+
+def test_unstage_remove_and_deprecate_commands_take_a_dataset(train: Path, repo: Path, run) -> None:  # type: ignore[no-untyped-def]
+    assert run("stage", "train", "1.0.0", "prod").exit_code == 0
+    result = run("unstage", "train", "prod")
+    assert result.exit_code == 0, result.stderr
+    assert "train#prod!#2" in result.stdout
+    result = run("remove", "train@1.0.0")
+    assert result.exit_code == 0, result.stderr
+    assert "train@v1.0.0!" in result.stdout
+    assert run("deprecate", "train").exit_code == 0
+    result = run("search", "kind:dataset", "--json")
+    assert [(e["version"], e["deprecated"]) for e in json.loads(result.stdout)] == [
+        ("v1.1.0", True)
+    ]
+    # A removed version is not staged again; its rows stay readable by tag (data until gc).
+    assert_refused(run("stage", "train", "1.0.0", "prod"), "train v1.0.0 was removed")
+    assert mreg.open("train", rev="train@v1.0.0").count_rows() == 100
