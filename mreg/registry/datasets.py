@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from mreg.errors import ArtifactNotFound, RegistryError
 from mreg.registry import catalog, resolution
 from mreg.registry import search as searching
-from mreg.registry.tags import ModelHistory, bump_patch, check_model_name, normalize_version
+from mreg.registry.tags import ModelHistory, check_model_name, choose_version
 from mreg.registry.types import DatasetEntry
 from mreg.repo import manifest as manifests
 from mreg.repo.index import ManifestFacts, facts_of
@@ -47,7 +47,7 @@ def register(
     reused). ``meta`` is merged into the manifest's ``[meta]``."""
     check_model_name(name)
     with repo.lock.held():
-        chosen = _next_version(history(repo, name, folder, must_exist=False), version)
+        chosen = choose_version(history(repo, name, folder, must_exist=False), version)
         rel = _track(repo, name, source, meta)
         beside = rel.rpartition("/")[0] + "/.gitignore" if "/" in rel else ".gitignore"
         ignore = (beside,) if (repo.root / beside).exists() else ()
@@ -55,17 +55,6 @@ def register(
         message = f"Registering artifact {name} version {chosen}"
         repo.git.create_tag(f"{name}@{chosen}", message, rev=commit)
     return entry(repo, history(repo, name, folder), chosen, commit)
-
-
-def _next_version(found: ModelHistory, version: str | None) -> str:
-    chosen = normalize_version(version) if version is not None else bump_patch(found)
-    if chosen in found.registered:
-        removed = " (removed, and versions are never reused)" if chosen in found.removed else ""
-        raise RegistryError(
-            f"{found.name} {chosen} is already registered{removed}",
-            hint=f"pass another version, or none for {bump_patch(found)}",
-        )
-    return chosen
 
 
 def _track(repo: Repo, name: str, source: Path | None, meta: dict[str, str]) -> str:
