@@ -231,3 +231,17 @@ def test_unstage_remove_and_deprecate_commands_take_a_dataset(train: Path, repo:
     # A removed version is not staged again; its rows stay readable by tag (data until gc).
     assert_refused(run("stage", "train", "1.0.0", "prod"), "train v1.0.0 was removed")
     assert mreg.open("train", rev="train@v1.0.0").count_rows() == 100
+
+
+def test_status_names_the_staged_dataset_version_the_remote_lacks_until_a_plain_push(
+    train: Path, repo: Path, remote_dir: Path, run
+) -> None:  # type: ignore[no-untyped-def]
+    assert run("stage", "train", "1.1.0", "prod").exit_code == 0
+    assert run("checkout", "train@v1.0.0").exit_code == 0
+    commit_all(repo, "Back to train v1.0.0")
+    result = run("status", "--remote", "origin")
+    assert result.exit_code == 0, result.stderr
+    assert "train@v1.1.0" in result.stdout and "not pushed" in result.stdout
+    assert run("push").exit_code == 0
+    result = run("status", "--remote", "origin")
+    assert "not pushed" not in result.stdout, result.stdout
