@@ -210,6 +210,8 @@ def test_a_models_name_is_not_registered_as_a_dataset_nor_the_reverse(
     assert_refused(result, "'train' is a dataset, not a registered model")
     result = run("register", str(weights), "--name", "train")  # the name's kind: a dataset
     assert_refused(result, "'train' is a dataset, not a registered model")
+    result = run("register", "train.parquet", "--name", "train", "--type", "vision")
+    assert_refused(result, "'model_type' is for models; 'train' is registered as a dataset")
     assert snapshot(repo) == before and tags(repo) == tagged
     with pytest.raises(RegistryError, match="is a dataset, not a registered model"):
         mreg.DataManager().register_model("train", weights)
