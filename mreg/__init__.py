@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from mreg.registry import (
         CompressionType,
+        DataManager,
         ModelEntry,
         ModelFormat,
         ModelRegistry,
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 # or starting the CLI does not pay for them.
 _LAZY = {
     "CompressionType": "mreg.registry",
+    "DataManager": "mreg.registry",
     "ModelEntry": "mreg.registry",
     "ModelFormat": "mreg.registry",
     "ModelRegistry": "mreg.registry",
@@ -77,6 +79,7 @@ def load_state_dict(name: str, rev: str | None = None, repo: str | Path = ".") -
 
 __all__ = [
     "CompressionType",
+    "DataManager",
     "IntegrityError",
     "ModelEntry",
     "ModelFormat",

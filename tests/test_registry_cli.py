@@ -100,7 +100,7 @@ def test_show_name_hash_stage_describes_the_version_now_in_that_stage(
     assert (snapshot(repo), git(repo, "tag", "--list")) == before
 
 
-def test_models_search_stats_and_validate_list_models_only_when_a_dataset_is_tagged(
+def test_models_stats_and_validate_list_models_only_and_search_both_when_a_dataset_is_tagged(
     repo: Path, run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     added(run, make_table(repo / "t.csv", rows=5))
@@ -116,6 +116,8 @@ def test_models_search_stats_and_validate_list_models_only_when_a_dataset_is_tag
     assert [m["name"] for m in json.loads(listed.stdout)] == ["clf"]
     searched = run("search", "--json")
     assert searched.exit_code == 0, searched.stderr
+    assert [e["tag"] for e in json.loads(searched.stdout)] == ["clf@v0.1.0", "t@v1.0.0"]
+    searched = run("search", "kind:model", "--json")
     assert [e["tag"] for e in json.loads(searched.stdout)] == ["clf@v0.1.0"]
     counted = run("stats", "--json")
     assert counted.exit_code == 0, counted.stderr
@@ -124,13 +126,13 @@ def test_models_search_stats_and_validate_list_models_only_when_a_dataset_is_tag
     assert checked.exit_code == 0, checked.stdout
     assert json.loads(checked.stdout)["versions"] == 1
 
-    # The dataset stays the core commands' business; the registry commands refuse it.
+    # Stage verbs take the dataset as a dataset (tests/test_data_manager.py); registering a
+    # model under its name is refused.
     shown = run("show", "t@v1.0.0")
     assert shown.exit_code == 0, shown.stderr
     assert "t (dataset) t.csv at t@v1.0.0" in shown.stdout
     before = snapshot(repo), git(repo, "tag", "--list")
     refused = "'t' is a dataset, not a registered model"
-    assert_refused(run("stage", "t", "v1.0.0", "prod"), refused, "mreg show t")
-    assert_refused(run("show", "t#prod"), refused)
-    assert_refused(run("register", tmp_path / "w.pth", "--name", "t"), refused)
+    assert_refused(run("show", "t#prod"), "no version of 't' is in stage 'prod'")
+    assert_refused(run("register", tmp_path / "w.pth", "--name", "t"), refused, "mreg show t")
     assert (snapshot(repo), git(repo, "tag", "--list")) == before

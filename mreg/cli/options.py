@@ -16,7 +16,7 @@ from rich.markup import escape
 from mreg.terminal import SafeConsole, printable
 
 if TYPE_CHECKING:
-    from mreg.registry import ModelRegistry
+    from mreg.registry import DataManager, ModelRegistry
     from mreg.repo import Repo
 
 stdout = SafeConsole(soft_wrap=True, highlight=False)
@@ -46,6 +46,13 @@ def open_registry() -> ModelRegistry:
     from mreg.registry import ModelRegistry
 
     return ModelRegistry()
+
+
+def open_data_manager() -> DataManager:
+    """The registry of both kinds: for the verbs that apply to datasets as to models."""
+    from mreg.registry import DataManager
+
+    return DataManager()
 
 
 def print_json(value: Any) -> None:

@@ -1,5 +1,6 @@
 """Commands of the model registry: register, models, search, stage, unstage, deprecate, remove,
-export, validate, stats.
+export, validate, stats. Register, search, the stage verbs and remove take datasets too (through
+``DataManager``); the others are the models'.
 
 The registry (and rich's tables) load inside the commands, so that starting the CLI for any other
 command does not pay for them."""
@@ -12,21 +13,33 @@ from typing import Annotated, Any
 import typer
 
 from mreg.cli import app
-from mreg.cli.options import Json, human_size, open_registry, print_json, shown, stdout
+from mreg.cli.options import (
+    Json,
+    human_size,
+    open_data_manager,
+    open_registry,
+    print_json,
+    shown,
+    stdout,
+)
 from mreg.cli.track import parse_meta
 from mreg.errors import UsageError, VerificationFailed
 
-Name = Annotated[str, typer.Argument(help="Model name.")]
+Name = Annotated[str, typer.Argument(help="Model or dataset name.")]
 # register_model's own parameters, which --meta cannot set.
 _ARGUMENTS = {"name", "model", "model_format", "model_type", "version", "tokenizer"}
 
 
 @app.command()
 def register(
-    path: Annotated[str, typer.Argument(help="Weights file or model folder.")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Model name.")],
+    path: Annotated[str, typer.Argument(help="Weights file, model folder, or a dataset.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Model or dataset name.")],
     version: Annotated[
         str | None, typer.Option("--version", help="X.Y.Z (default: next patch).")
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="model or dataset (default: the name's kind, else what PATH is)."),
     ] = None,
     type_: Annotated[
         str | None, typer.Option("--type", "-t", help="classification, regression, ...")
@@ -37,7 +50,7 @@ def register(
     ] = None,
     meta: Annotated[list[str] | None, typer.Option(help="Metadata KEY=VALUE (repeatable).")] = None,
 ) -> None:
-    """Register PATH as a new version of model NAME: commit it and tag NAME@vX.Y.Z."""
+    """Register PATH as a new version of model or dataset NAME: commit it, tag NAME@vX.Y.Z."""
     # The registry turns these into their stored form (tags=a,b into a JSON list...).
     given = parse_meta(meta, stored=False)
     taken = sorted(given.keys() & _ARGUMENTS)
@@ -45,13 +58,19 @@ def register(
         raise UsageError(
             f"--meta {taken[0]}=... is not metadata", hint="see `mreg register --help`"
         )
+    from mreg.registry.types import DatasetEntry
+
     fields: dict[str, Any] = {**given, "performance_metrics": _metrics(metric)}
-    entry = open_registry().register_model(
-        name, Path(path), model_format=format, model_type=type_, version=version, **fields
+    entry = open_data_manager().register(
+        name, Path(path), version, kind=kind, model_format=format, model_type=type_, **fields
     )
+    if isinstance(entry, DatasetEntry):
+        size = f"{entry.rows:,} rows"
+    else:
+        size = f"{entry.metadata.parameters_count:,} parameters"
     stdout.print(
-        f"registered {entry.tag} ({entry.metadata.parameters_count:,} parameters, "
-        f"commit {entry.commit[:10]}; share it with `git push --follow-tags` and `mreg push`)"
+        f"registered {shown(entry.tag)} ({size}, commit {entry.commit[:10]}; "
+        "share it with `git push --follow-tags` and `mreg push`)"
     )
 
 
@@ -79,30 +98,42 @@ def models(json: Json = False) -> None:
 def search(
     query: Annotated[
         list[str] | None,
-        typer.Argument(help="Terms, all must match: resnet* type:vision tag:cv accuracy>=0.9"),
+        typer.Argument(
+            help="Terms, all must match: resnet* kind:dataset rows>1000 tag:cv accuracy>=0.9"
+        ),
     ] = None,
     latest: Annotated[
-        bool, typer.Option("--latest", help="Only each model's newest matching version.")
+        bool, typer.Option("--latest", help="Only each name's newest matching version.")
     ] = False,
     json: Json = False,
 ) -> None:
-    """Find registered versions by name, type, format, tags, stage, metadata and metrics."""
-    entries = open_registry().search(" ".join(query or []), latest=latest)
+    """Find registered versions of models and datasets by name, kind, type, format, tags,
+    stage, rows, columns, metadata and metrics."""
+    from mreg.registry.types import DatasetEntry
+
+    entries = open_data_manager().search(" ".join(query or []), latest=latest)
     if json:
         print_json(entries)
         return
     from rich.table import Table
 
-    table = Table("name", "version", "type", "format", "stages", "metrics", box=None)
+    table = Table("name", "version", "kind", "type", "format", "stages", "details", box=None)
     for e in entries:
-        metrics = ", ".join(f"{k}={v:g}" for k, v in e.metadata.performance_metrics.items())
+        if isinstance(e, DatasetEntry):
+            kind, type_, format_ = "dataset", "", e.format
+            details = f"{e.rows:,} rows; columns " + ", ".join(e.columns)
+        else:
+            kind, type_, format_ = "model", e.model_type.value, e.model_format.value
+            metrics = e.metadata.performance_metrics.items()
+            details = ", ".join(f"{k}={v:g}" for k, v in metrics)
         table.add_row(
             shown(e.name),
             shown(e.version),
-            e.model_type.value,
-            e.model_format.value,
+            kind,
+            type_,
+            shown(format_),
             shown(", ".join(e.stages)),
-            shown(metrics),
+            shown(details),
         )
     stdout.print(table)
 
@@ -114,21 +145,21 @@ def stage(
     stage: Annotated[str, typer.Argument(help="Stage, for example prod.")],
 ) -> None:
     """Put a version in a stage (tag NAME#STAGE#N)."""
-    tag = open_registry().stage(name, version, stage)
+    tag = open_data_manager().stage(name, version, stage)
     stdout.print(f"tagged {tag} (share it with `git push --tags`)")
 
 
 @app.command()
 def unstage(name: Name, stage: Annotated[str, typer.Argument(help="Stage.")]) -> None:
     """Take the version now in a stage out of it (tag NAME#STAGE!#N)."""
-    tag = open_registry().unstage(name, stage)
+    tag = open_data_manager().unstage(name, stage)
     stdout.print(f"tagged {tag} (share it with `git push --tags`)")
 
 
 @app.command()
 def deprecate(name: Name) -> None:
-    """Mark a model deprecated (tag NAME@deprecated)."""
-    tag = open_registry().deprecate(name)
+    """Mark a model or dataset deprecated (tag NAME@deprecated)."""
+    tag = open_data_manager().deprecate(name)
     stdout.print(f"tagged {tag} (share it with `git push --tags`)")
 
 
@@ -138,7 +169,7 @@ def remove(
 ) -> None:
     """Deregister a version, or every version (tags NAME@vX.Y.Z!); data stay until gc."""
     name, _, version = spec.partition("@")
-    tags = open_registry().remove_model(name, version or None)
+    tags = open_data_manager().delete(name, version or None)
     stdout.print(f"tagged {', '.join(tags)} (share with `git push --tags`)")
 
 
@@ -162,7 +193,7 @@ def export(
 
     name, version = split_spec(spec)
     axes = parse_dynamic_axes(dynamic_axis or [])
-    path = open_registry().export_model(name, version, output, format, dynamic_axes=axes)
+    path = open_data_manager().export_model(name, version, output, format, dynamic_axes=axes)
     stdout.print(f"exported {shown(spec)} to {shown(str(path))}")
 
 

@@ -11,7 +11,7 @@ from mreg.cli.options import (
     Json,
     Remote,
     human_size,
-    open_registry,
+    open_data_manager,
     open_repo,
     print_json,
     shown,
@@ -164,7 +164,7 @@ def show(
         from mreg.registry.resolution import split_spec
 
         # A stage is the registry's notion; its version's tag names the same manifest.
-        spec = open_registry().get_model_info(*split_spec(spec)).tag
+        spec = open_data_manager().info(*split_spec(spec)).tag
     target = open_repo().show(spec)
     m = target.manifest
     if json:

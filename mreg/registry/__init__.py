@@ -12,14 +12,24 @@ from mreg.errors import (
     ModelIntegrityError,
     RegistryError,
 )
+from mreg.registry.data_manager import DataManager
 from mreg.registry.huggingface import TransformersLoader
 from mreg.registry.loaders import ModelLoader, OnnxLoader, PytorchLoader
 from mreg.registry.metadata import ModelMetadata
 from mreg.registry.registry import ModelRegistry
-from mreg.registry.types import CompressionType, ModelEntry, ModelFormat, ModelSummary, ModelType
+from mreg.registry.types import (
+    CompressionType,
+    DatasetEntry,
+    ModelEntry,
+    ModelFormat,
+    ModelSummary,
+    ModelType,
+)
 
 __all__ = [
     "CompressionType",
+    "DataManager",
+    "DatasetEntry",
     "ModelClassError",
     "ModelEntry",
     "ModelFileNotFound",

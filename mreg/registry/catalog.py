@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 ENTRY_FILTERS = ("name", "version", "stage", "deprecated")
 MODEL = "model"
+DATASET = "dataset"
 
 
 @dataclass(frozen=True)
@@ -42,41 +43,68 @@ class Registered:
 
 
 def registered(
-    repo: Repo, folder: Path, histories: dict[str, ModelHistory] | None = None, save: bool = True
+    repo: Repo,
+    folder: Path,
+    histories: dict[str, ModelHistory] | None = None,
+    save: bool = True,
+    kind: str = MODEL,
 ) -> Registered:
-    """The models among ``histories`` (default: every name with registry tags). A version whose
-    manifest at its tagged commit is a dataset is left out, and a name left with no version is
-    not a model; a version whose manifest cannot be read stays (listing it says why). The
-    manifests are read through the index in batch (``folder``: the registry folder, where each
-    model's manifest is looked for first), and the index is saved when ``save``."""
+    """The models (or datasets, by ``kind``) among ``histories`` (default: every name with
+    registry tags). A version whose manifest at its tagged commit is of another kind is left
+    out, and a name left with no version is not of this kind; a version whose manifest cannot
+    be read stays among the models (listing it says why). The manifests are read through the
+    index in batch (``folder``: the registry folder, where each model's manifest is looked for
+    first), and the index is saved when ``save``."""
     histories = read_histories(repo) if histories is None else histories
+    return of_kind(histories, read_manifests(repo, folder, histories, save), kind)
+
+
+def read_manifests(
+    repo: Repo, folder: Path, histories: dict[str, ModelHistory], save: bool = True
+) -> dict[str, tuple[str, ManifestFacts]]:
+    """What the index says of the manifest of every registered version of ``histories``
+    (``COMMIT:NAME`` -> manifest path, facts), in batch."""
     wanted = [(h.name, tag.commit) for h in histories.values() for tag in h.registered.values()]
     index = ManifestIndex(repo)
     known = index.lookup(wanted, {name: repo.relpath(folder / name) for name in histories})
     if save:
         index.save()
-    models = {}
+    return known
+
+
+def of_kind(
+    histories: dict[str, ModelHistory], known: dict[str, tuple[str, ManifestFacts]], kind: str
+) -> Registered:
+    """The histories of ``kind`` (``registered``) from manifests ``read_manifests`` read."""
+    accepted = (MODEL, None) if kind == MODEL else (kind,)
+    chosen = {}
     for history in histories.values():
         kept = {
             version: tag
             for version, tag in history.registered.items()
-            if _kind(known.get(f"{tag.commit}:{history.name}")) in (MODEL, None)
+            if _kind(known.get(f"{tag.commit}:{history.name}")) in accepted
         }
         if kept or not history.registered:
-            models[history.name] = replace(
+            chosen[history.name] = replace(
                 history,
                 registered=kept,
                 removed=set(history.removed),
                 stage_events=list(history.stage_events),
             )
-    return Registered(models, known)
+    return Registered(chosen, known)
 
 
 def not_a_model(name: str, kind: str) -> RegistryError:
     """The error for asking the registry about an artifact that is not a model."""
+    return wrong_kind(name, kind, MODEL)
+
+
+def wrong_kind(name: str, kind: str, wanted: str) -> RegistryError:
+    """The error for asking about ``name`` (a ``kind``) as a registered ``wanted``."""
+    listing = "`mreg models`" if wanted == MODEL else "`mreg search kind:dataset`"
     return RegistryError(
-        f"'{name}' is a {kind}, not a registered model",
-        hint=f"describe it with `mreg show {name}`; the registered models: `mreg models`",
+        f"'{name}' is a {kind}, not a registered {wanted}",
+        hint=f"describe it with `mreg show {name}`; the registered {wanted}s: {listing}",
     )
 
 
@@ -162,11 +190,14 @@ def summary(
     )
 
 
-def candidates(repo: Repo, folder: Path) -> dict[str, list[searching.Candidate]]:
-    """Every active version of every model, oldest first, read through the search index;
-    ``folder`` is the registry folder, where each model's manifest is looked for first."""
-    models = registered(repo, folder)
-    found: dict[str, list[searching.Candidate]] = {}
+def candidates(
+    repo: Repo, folder: Path, models: Registered | None = None
+) -> dict[str, list[searching.Candidate[ModelEntry]]]:
+    """Every active version of every model (of ``models``), oldest first, read through the
+    search index; ``folder`` is the registry folder, where each model's manifest is looked for
+    first."""
+    models = registered(repo, folder) if models is None else models
+    found: dict[str, list[searching.Candidate[ModelEntry]]] = {}
     for history in models.histories.values():
         for version in history.versions():
             commit = history.registered[version].commit

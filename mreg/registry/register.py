@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
 from mreg.registry import metadata as fields
-from mreg.registry.tags import ModelHistory, bump_patch, normalize_version
+from mreg.registry.tags import ModelHistory, choose_version
 from mreg.registry.types import ModelFormat, ModelType
 from mreg.repo import manifest as manifests
 from mreg.repo.git import ignore_in_git
@@ -78,13 +78,7 @@ def check_request(
         raise ModelFileNotFound(f"{model}: no such file or folder")
     fmt = ModelFormat.parse(model_format) if model_format else _infer_format(model)
     _check_tokenizer(tokenizer, fmt, model)
-    chosen = normalize_version(version) if version is not None else bump_patch(history)
-    if chosen in history.registered:
-        removed = " (removed, and versions are never reused)" if chosen in history.removed else ""
-        raise RegistryError(
-            f"{name} {chosen} is already registered{removed}",
-            hint=f"pass another version, or none for {bump_patch(history)}",
-        )
+    chosen = choose_version(history, version)
     meta = fields.to_meta(metadata)
     meta[fields.FORMAT_KEY] = fmt.value
     meta[fields.TYPE_KEY] = ModelType.parse(model_type or ModelType.CUSTOM).value

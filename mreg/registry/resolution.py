@@ -27,20 +27,25 @@ def split_spec(spec: str) -> tuple[str, str]:
     return name, f"#{stage}" if sep else "latest"
 
 
-def history_of(repo: Repo, name: str, folder: Path, must_exist: bool = True) -> ModelHistory:
-    """Every registry tag of ``name`` (its model versions only); RegistryError (a ValueError) if
-    ``name`` is a dataset (every version tagged is a dataset's, as ``mreg tag`` makes them), or
-    if it has no version and ``must_exist``. ``folder``: the registry folder, where its
-    manifests are looked for first. Loading one model reads the index but never writes it (a
-    cache shared by many loading processes, or read-only, stays as it is)."""
+def history_of(
+    repo: Repo, name: str, folder: Path, must_exist: bool = True, kind: str = catalog.MODEL
+) -> ModelHistory:
+    """Every registry tag of ``name`` (its model versions only, or its dataset versions by
+    ``kind``); RegistryError (a ValueError) if ``name`` is of another kind (every version
+    tagged is a dataset's, as ``mreg tag`` makes them, or a model's), or if it has no version
+    and ``must_exist``. ``folder``: the registry folder, where its manifests are looked for
+    first. Loading one model reads the index but never writes it (a cache shared by many
+    loading processes, or read-only, stays as it is)."""
     everything = read_histories(repo, name)
-    known = catalog.registered(repo, folder, everything, save=False)
+    known = catalog.registered(repo, folder, everything, save=False, kind=kind)
     if name not in known.histories:
-        kinds = {facts.kind for _, facts in known.manifests.values()} - {catalog.MODEL}
-        raise catalog.not_a_model(name, min(kinds, default="dataset"))
+        kinds = {facts.kind for _, facts in known.manifests.values()} - {kind}
+        other = catalog.DATASET if kind == catalog.MODEL else catalog.MODEL
+        raise catalog.wrong_kind(name, min(kinds, default=other), kind)
     history = known.histories[name]
     if must_exist and not history.registered:
-        raise RegistryError(f"no model named '{name}' is registered", hint="see `mreg models`")
+        listing = "`mreg models`" if kind == catalog.MODEL else "`mreg search kind:dataset`"
+        raise RegistryError(f"no {kind} named '{name}' is registered", hint=f"see {listing}")
     return history
 
 

@@ -1,10 +1,12 @@
 """The registry's search language: space-separated terms, every one must match.
 
-* ``resnet*`` or ``name:resnet*``: the model name (a glob);
-* ``type:classification``, ``format:onnx``, ``kind:model``, ``tag:cv`` (or ``tags:``),
-  ``stage:prod`` (versions now in that stage), ``version>=v1.0.0``;
-* any metadata field, ``author:ana`` or ``license!=MIT``, and any metric by its name,
-  ``accuracy>=0.9`` (the manifest's ``metric.accuracy``).
+* ``resnet*`` or ``name:resnet*``: the model or dataset name (a glob);
+* ``kind:model`` or ``kind:dataset`` (any other kind is an error), ``format:onnx``,
+  ``tag:cv`` (or ``tags:``), ``stage:prod`` (versions now in that stage), ``version>=v1.0.0``;
+* models: ``type:classification``, any metadata field, ``author:ana`` or ``license!=MIT``,
+  and any metric by its name, ``accuracy>=0.9`` (the manifest's ``metric.accuracy``);
+* datasets: ``rows>1000``, ``column:label`` (or ``columns:``: a column name), ``size>=1e6``
+  (source bytes), ``format:parquet`` (the source format) and any ``[meta]`` field.
 
 Operators: ``:`` and ``=`` match a glob (case-insensitive; numbers compare as numbers), ``!=``
 negates it, ``<``, ``<=``, ``>``, ``>=`` compare numbers when both sides are numbers, versions
@@ -18,12 +20,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from mreg.errors import RegistryError
-from mreg.registry.metadata import METRIC, ModelMetadata
+from mreg.registry.metadata import EXTRA, METRIC, ModelMetadata
 from mreg.registry.tags import is_version, version_key
-from mreg.registry.types import ModelEntry
+from mreg.registry.types import DatasetEntry, ModelEntry
 
 _TERM = re.compile(r"^(?P<key>[A-Za-z_][\w.\-]*)(?P<op>>=|<=|!=|=|>|<|:)(?P<value>[^<>=!:].*)$")
 _BARE = re.compile(r"^[^<>=!:]+$")
@@ -33,8 +35,18 @@ _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-_ALIASES = {"tag": "tags", "type": "model_type", "format": "format", "stage": "stages"}
-HINT = "terms look like resnet*, type:classification, tag:cv, stage:prod, accuracy>=0.9"
+_ALIASES = {
+    "tag": "tags",
+    "type": "model_type",
+    "format": "format",
+    "stage": "stages",
+    "column": "columns",
+}
+KINDS = ("model", "dataset")
+HINT = (
+    "terms look like resnet*, kind:dataset, rows>1000, column:label, type:classification, "
+    "tag:cv, stage:prod, accuracy>=0.9"
+)
 
 
 @dataclass(frozen=True)
@@ -46,11 +58,14 @@ class Term:
     value: str
 
 
+E = TypeVar("E", ModelEntry, DatasetEntry)
+
+
 @dataclass(frozen=True)
-class Candidate:
+class Candidate(Generic[E]):
     """One registered version as search sees it: its entry and its manifest's kind."""
 
-    entry: ModelEntry
+    entry: E
     kind: str
 
 
@@ -61,7 +76,9 @@ def parse(query: str) -> list[Term]:
         match = _TERM.match(text)
         if match is not None:
             key = match["key"].lower()
-            terms.append(Term(_ALIASES.get(key, key), match["op"], match["value"]))
+            term = Term(_ALIASES.get(key, key), match["op"], match["value"])
+            _check_kind(term, text)
+            terms.append(term)
         elif _BARE.match(text):
             terms.append(Term("name", ":", text))
         else:
@@ -69,16 +86,29 @@ def parse(query: str) -> list[Term]:
     return terms
 
 
-def matches(terms: list[Term], candidate: Candidate) -> bool:
+def matches(terms: list[Term], candidate: Candidate[Any]) -> bool:
     """Whether ``candidate`` satisfies every term."""
     return all(_holds(term, _values(term.key, candidate)) for term in terms)
 
 
-def _values(key: str, candidate: Candidate) -> list[Any]:
+def _check_kind(term: Term, text: str) -> None:
+    """RegistryError for a ``kind`` term that no kind can match (``kind:tabel``)."""
+    if term.key != "kind" or term.op not in (":", "=", "!="):
+        return
+    if not any(fnmatchcase(kind, term.value.lower()) for kind in KINDS):
+        raise RegistryError(
+            f"malformed search term '{text}': no kind '{term.value}'",
+            hint="kinds are kind:model and kind:dataset",
+        )
+
+
+def _values(key: str, candidate: Candidate[Any]) -> list[Any]:
     """What the version has under ``key`` (several for list fields; none when it lacks it)."""
-    entry, meta = candidate.entry, candidate.entry.metadata
     if key == "kind":
         return [candidate.kind]
+    if isinstance(candidate.entry, DatasetEntry):
+        return _dataset_values(key, candidate.entry)
+    entry, meta = candidate.entry, candidate.entry.metadata
     if key in ("name", "version", "stages", "deprecated"):
         return _listed(getattr(entry, key))
     if key in _METADATA_FIELDS:
@@ -90,6 +120,19 @@ def _values(key: str, candidate: Candidate) -> list[Any]:
         return [meta.extra[name]]
     if key in meta.info:
         return [meta.info[key]]
+    return []
+
+
+def _dataset_values(key: str, entry: DatasetEntry) -> list[Any]:
+    """A dataset version's values: its entry's fields, else a ``[meta]`` field (as ``mreg add
+    --meta`` writes it, or under ``extra.`` as the registry's metadata do)."""
+    if key in ("name", "version", "stages", "deprecated", "rows", "columns", "format", "size"):
+        return _listed(getattr(entry, key))
+    if key == "tags":
+        return list(entry.tags)
+    for field in (key, f"{EXTRA}{key}"):
+        if field in entry.meta:
+            return [entry.meta[field]]
     return []
 
 

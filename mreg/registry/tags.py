@@ -150,3 +150,16 @@ def bump_patch(history: ModelHistory) -> str:
         return "v0.1.0"
     major, minor, patch = version_key(every[-1])[:3]
     return f"v{major}.{minor}.{patch + 1}"
+
+
+def choose_version(history: ModelHistory, version: str | None) -> str:
+    """``version`` normalised, or the next patch; RegistryError when it was ever registered
+    (removed versions are never reused)."""
+    chosen = normalize_version(version) if version is not None else bump_patch(history)
+    if chosen in history.registered:
+        removed = " (removed, and versions are never reused)" if chosen in history.removed else ""
+        raise RegistryError(
+            f"{history.name} {chosen} is already registered{removed}",
+            hint=f"pass another version, or none for {bump_patch(history)}",
+        )
+    return chosen

@@ -91,3 +91,25 @@ class ModelSummary:
     model_format: str
     model_type: str
     deprecated: bool
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One registered dataset version: where git keeps it, and what its manifest says (rows,
+    column names, source format, size, tags and ``[meta]``)."""
+
+    name: str
+    version: str
+    tag: str
+    commit: str
+    registered_at: str
+    manifest_path: str
+    stages: tuple[str, ...]
+    deprecated: bool
+    rows: int
+    columns: tuple[str, ...]
+    format: str
+    size: int
+    tags: tuple[str, ...]
+    meta: dict[str, str]
+    kind: str = "dataset"

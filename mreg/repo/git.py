@@ -275,20 +275,21 @@ class GitRepo:
             raise GitError(f"git could not create tag '{name}': {error.stderr.strip()}") from None
         return next(tag for tag in self.tags(name) if tag.name == name)
 
-    def commit_paths(self, folder_rel: str, message: str) -> str:
-        """Commit every change under ``folder_rel`` and nothing else the user has staged;
-        returns the commit holding the folder as it is now (the last one when unchanged)."""
+    def commit_paths(self, folder_rel: str, message: str, *more: str) -> str:
+        """Commit every change under ``folder_rel`` (and the paths ``more``) and nothing else
+        the user has staged; returns the commit holding the folder as it is now (the last one
+        that changed it when nothing changed)."""
         import git
 
         driver = self._repo.git
         try:
-            driver.add("-A", "--", folder_rel)
-            changed = driver.diff("--cached", "--name-only", "--", folder_rel).strip()
+            driver.add("-A", "--", folder_rel, *more)
+            changed = driver.diff("--cached", "--name-only", "--", folder_rel, *more).strip()
             if not changed and self.has_commits():
                 last = self.log(folder_rel)
                 if last:
                     return last[0].sha
-            driver.commit("-q", "-m", message, "--", folder_rel)
+            driver.commit("-q", "-m", message, "--", folder_rel, *more)
         except git.GitCommandError as error:
             raise GitError(f"git could not commit {folder_rel}: {one_line(error)}") from None
         return self.resolve("HEAD")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from mreg.repo import Repo
 
 INDEX_FILE = "registry-index.json"
-INDEX_VERSION = 2
+INDEX_VERSION = 3  # 3: rows and column names, for dataset search
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class ManifestFacts:
     info: dict[str, str]
     source_format: str
     files: tuple[FileEntry, ...] = ()
+    rows: int = 0
+    columns: tuple[str, ...] = ()
 
 
 def facts_of(manifest: Manifest) -> ManifestFacts:
@@ -57,6 +59,8 @@ def facts_of(manifest: Manifest) -> ManifestFacts:
         info=dict(manifest.info),
         source_format=manifest.source.format,
         files=tuple(manifest.files),
+        rows=manifest.rows,
+        columns=tuple(c.name for c in manifest.columns),
     )
 
 
@@ -210,4 +214,11 @@ class ManifestIndex:
 
 def _facts(document: dict[str, Any]) -> ManifestFacts:
     files = tuple(FileEntry(**f) for f in document["files"])
-    return ManifestFacts(**{**document, "dtypes": tuple(document["dtypes"]), "files": files})
+    return ManifestFacts(
+        **{
+            **document,
+            "dtypes": tuple(document["dtypes"]),
+            "files": files,
+            "columns": tuple(document.get("columns", ())),
+        }
+    )
