@@ -231,7 +231,7 @@ class UploadFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("name", "files", "folder", "version", "model_format", "model_type", "performance_metrics", "metadata")
+    __slots__ = ("name", "files", "folder", "version", "model_format", "model_type", "performance_metrics", "metadata_json")
     class PerformanceMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -239,13 +239,6 @@ class UploadHeader(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
-    class MetadataEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     FOLDER_FIELD_NUMBER: _ClassVar[int]
@@ -253,7 +246,7 @@ class UploadHeader(_message.Message):
     MODEL_FORMAT_FIELD_NUMBER: _ClassVar[int]
     MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
     PERFORMANCE_METRICS_FIELD_NUMBER: _ClassVar[int]
-    METADATA_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     files: _containers.RepeatedCompositeFieldContainer[UploadFile]
     folder: bool
@@ -261,8 +254,8 @@ class UploadHeader(_message.Message):
     model_format: str
     model_type: str
     performance_metrics: _containers.ScalarMap[str, float]
-    metadata: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., files: _Optional[_Iterable[_Union[UploadFile, _Mapping]]] = ..., folder: _Optional[bool] = ..., version: _Optional[str] = ..., model_format: _Optional[str] = ..., model_type: _Optional[str] = ..., performance_metrics: _Optional[_Mapping[str, float]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    metadata_json: str
+    def __init__(self, name: _Optional[str] = ..., files: _Optional[_Iterable[_Union[UploadFile, _Mapping]]] = ..., folder: _Optional[bool] = ..., version: _Optional[str] = ..., model_format: _Optional[str] = ..., model_type: _Optional[str] = ..., performance_metrics: _Optional[_Mapping[str, float]] = ..., metadata_json: _Optional[str] = ...) -> None: ...
 
 class UploadMessage(_message.Message):
     __slots__ = ("header", "chunk")

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
+from mreg.errors import (
+    GitError,
+    ModelFileNotFound,
+    RegistryError,
+    UsageError,
+    VersionConflict,
+    one_line,
+)
 from mreg.registry import metadata as fields
 from mreg.registry.tags import ModelHistory, bump_patch, normalize_version
 from mreg.registry.types import ModelFormat, ModelType
@@ -76,12 +83,12 @@ def check_request(
         )
     if isinstance(model, str | os.PathLike) and not Path(model).exists():
         raise ModelFileNotFound(f"{model}: no such file or folder")
-    fmt = ModelFormat.parse(model_format) if model_format else _infer_format(model)
+    fmt = ModelFormat.parse(model_format) if model_format else infer_format(model)
     _check_tokenizer(tokenizer, fmt, model)
     chosen = normalize_version(version) if version is not None else bump_patch(history)
     if chosen in history.registered:
         removed = " (removed, and versions are never reused)" if chosen in history.removed else ""
-        raise RegistryError(
+        raise VersionConflict(
             f"{name} {chosen} is already registered{removed}",
             hint=f"pass another version, or none for {bump_patch(history)}",
         )
@@ -215,7 +222,7 @@ def _copy_in(source: Path, folder: Path, stage: Path) -> Path:
     return target
 
 
-def _infer_format(model: Any) -> ModelFormat:
+def infer_format(model: Any) -> ModelFormat:
     if isinstance(model, str | os.PathLike):
         path = Path(model)
         if path.is_dir():
