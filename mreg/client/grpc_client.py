@@ -17,9 +17,10 @@ import json
 import os
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from mreg.errors import (
     IntegrityError,
@@ -188,10 +189,18 @@ class GrpcClient:
 
     # -- bytes ------------------------------------------------------------------------------
 
-    def download(self, target: str, path: str | Path) -> Path:
+    def download(
+        self,
+        target: str,
+        path: str | Path,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Path:
         """The file of ``target`` (``NAME``, ``NAME@vX.Y.Z``, ``NAME#STAGE``, ``NAME@REV``) in
         its original format at ``path`` (a model folder: a tar of it); its sha256 is checked
-        before it takes ``path``'s place. A broken stream resumes where it stopped."""
+        before it takes ``path``'s place. A stream that breaks is resumed from the bytes
+        received (a few tries); when the server stays away, the bytes received are kept beside
+        ``path`` and the next ``download`` to ``path`` resumes from them. ``progress(done,
+        size)`` is called after each chunk."""
         return self._receive_file(
             lambda offset: self._stub.Download(
                 _pb().DownloadRequest(target=target, offset=offset),
@@ -199,6 +208,7 @@ class GrpcClient:
                 timeout=self.timeout,
             ),
             Path(path),
+            progress=progress,
         )
 
     def export_model(
@@ -280,42 +290,27 @@ class GrpcClient:
         open_stream: Callable[[int], Iterator[mreg_pb2.FileChunk]],
         path: Path,
         resumable: bool = True,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Path:
-        """Write a file stream to a temporary file beside ``path``, resuming a broken stream
-        from the bytes received; rename it into place once its sha256 matches."""
-        import grpc
-
+        """Write a file stream into a partial file beside ``path`` (resumed from its bytes when
+        one is there), then rename it into place once the whole file's sha256 matches."""
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.parent / f".{path.name}.mreg-partial"
-        expected: tuple[str, int] | None = None
+        if not resumable:
+            partial.unlink(missing_ok=True)
         digest = hashlib.sha256()
-        tries = 0
-        with open(partial, "wb") as out:
-            while True:
-                received = out.tell()
-                try:
-                    with _errors():
-                        for chunk in open_stream(received):
-                            if chunk.sha256:
-                                if expected not in (None, (chunk.sha256, chunk.size)):
-                                    raise IntegrityError(f"{path.name} changed on the server")
-                                expected = (chunk.sha256, chunk.size)
-                            if chunk.offset != out.tell():
-                                raise IntegrityError(f"{path.name}: the server skipped bytes")
-                            out.write(chunk.data)
-                            digest.update(chunk.data)
-                    break
-                except ServerError as error:
-                    tries += 1
-                    broken = error.code == grpc.StatusCode.UNAVAILABLE.name
-                    if not (resumable and broken and expected and tries <= RETRIES):
-                        partial.unlink(missing_ok=True)
-                        raise
-        if (
-            expected is None
-            or digest.hexdigest() != expected[0]
-            or partial.stat().st_size != expected[1]
-        ):
+        try:
+            with open(partial, "a+b") as out:
+                out.seek(0)
+                while data := out.read(CHUNK):  # what an earlier, broken download received
+                    digest.update(data)
+                expected = self._stream_into(open_stream, out, digest, resumable, progress)
+        except MregError as error:
+            # Kept only to resume: bytes that are wrong, or none at all, are not worth it.
+            if isinstance(error, IntegrityError) or partial.stat().st_size == 0:
+                partial.unlink(missing_ok=True)
+            raise
+        if digest.hexdigest() != expected[0] or partial.stat().st_size != expected[1]:
             partial.unlink(missing_ok=True)
             raise IntegrityError(
                 f"{path.name}: the bytes received do not match the sha256 the server sent",
@@ -323,6 +318,51 @@ class GrpcClient:
             )
         os.replace(partial, path)
         return path
+
+    def _stream_into(
+        self,
+        open_stream: Callable[[int], Iterator[mreg_pb2.FileChunk]],
+        out: BinaryIO,
+        digest: Any,
+        resumable: bool,
+        progress: Callable[[int, int], None] | None,
+    ) -> tuple[str, int]:
+        """Append the stream to ``out`` from its end, retrying a broken stream from there;
+        returns the (sha256, size) the server announced."""
+        import grpc
+
+        expected: tuple[str, int] | None = None
+        for attempt in range(RETRIES + 1):
+            try:
+                with _errors():
+                    for chunk in open_stream(out.tell()):
+                        if chunk.sha256:
+                            announced = (chunk.sha256, chunk.size)
+                            if expected not in (None, announced):
+                                raise IntegrityError("the file changed on the server")
+                            expected = announced
+                        if chunk.offset != out.tell():
+                            raise IntegrityError("the server sent bytes out of order")
+                        out.write(chunk.data)
+                        digest.update(chunk.data)
+                        if progress is not None and expected is not None:
+                            progress(out.tell(), expected[1])
+                assert expected is not None, "a file stream starts with its size and sha256"
+                return expected
+            except ServerError as error:
+                broken = error.code == grpc.StatusCode.UNAVAILABLE.name
+                if not (resumable and broken):
+                    out.truncate(0)
+                    raise
+                if attempt == RETRIES:
+                    out.flush()
+                    raise ServerError(
+                        f"{error.message} ({out.tell():,} bytes received and kept)",
+                        error.code,
+                        hint="run the download again when the server is back: it resumes",
+                    ) from None
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("not reached")
 
 
 # -- helpers ----------------------------------------------------------------------------------
