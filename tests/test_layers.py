@@ -22,6 +22,9 @@ HEAVY = (
     "pandas",
     "boto3",
     "git",
+    # The gRPC runtime loads with a server or client only (mreg.server, mreg.client).
+    "grpc",
+    "google.protobuf",
 )
 
 # Which mreg sub-packages each layer may import (besides the top-level helper modules).
