@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -29,23 +27,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import mreg
 from mreg.errors import (
-    ArtifactNotFound,
-    CorruptInput,
-    IntegrityError,
-    MissingData,
-    ModelNotFound,
     MregError,
     RepositoryBusy,
-    UnsupportedFormat,
     UsageError,
-    VersionConflict,
 )
 from mreg.hashing import sha256_file
 from mreg.protocol import codec
 from mreg.repo import manifest as manifests
-from mreg.server import download, upload
-from mreg.server.access import Access, AccessDenied, Identity, WriteForbidden, load_access
-from mreg.server.upload import UploadTooLarge
+from mreg.server import download, grpc_messages, grpc_status, upload
+from mreg.server.access import Access, Identity, load_access
 
 if TYPE_CHECKING:
     import grpc
@@ -54,7 +44,7 @@ if TYPE_CHECKING:
     from mreg.registry import ModelRegistry
     from mreg.repo import Repo
 
-CHUNK = 1 << 20
+
 DEFAULT_MAX_UPLOAD = 4 << 30
 WRITE_WAIT_SECONDS = 120.0
 T = TypeVar("T")
@@ -70,7 +60,7 @@ def start(
     from mreg.protocol import mreg_pb2_grpc
 
     servicer = RegistryService(mreg.Repo(root).root, access, max_upload)
-    limit = CHUNK * 4
+    limit = grpc_messages.CHUNK * 4
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="mreg-grpc"),
         options=[
@@ -87,66 +77,6 @@ def start(
         raise UsageError(f"cannot listen on {host}:{port}", hint="choose another --grpc-port")
     server.start()
     return server
-
-
-# -- errors -----------------------------------------------------------------------------------
-
-
-def status_code(error: MregError) -> grpc.StatusCode:
-    """The gRPC status of an mreg error (the transport-neutral kinds, mapped once)."""
-    import grpc
-
-    kinds: list[tuple[type[MregError], grpc.StatusCode]] = [
-        (AccessDenied, grpc.StatusCode.UNAUTHENTICATED),
-        (WriteForbidden, grpc.StatusCode.PERMISSION_DENIED),
-        (ArtifactNotFound, grpc.StatusCode.NOT_FOUND),
-        (ModelNotFound, grpc.StatusCode.NOT_FOUND),
-        (VersionConflict, grpc.StatusCode.ABORTED),
-        (RepositoryBusy, grpc.StatusCode.ABORTED),
-        (UploadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
-        (UsageError, grpc.StatusCode.INVALID_ARGUMENT),
-        (UnsupportedFormat, grpc.StatusCode.INVALID_ARGUMENT),
-        (CorruptInput, grpc.StatusCode.INVALID_ARGUMENT),
-        (MissingData, grpc.StatusCode.FAILED_PRECONDITION),
-        (IntegrityError, grpc.StatusCode.DATA_LOSS),
-    ]
-    for kind, code in kinds:
-        if isinstance(error, kind):
-            return code
-    return grpc.StatusCode.FAILED_PRECONDITION
-
-
-def _abort(context: grpc.ServicerContext, error: BaseException) -> None:
-    import grpc
-
-    if isinstance(error, MregError):
-        context.abort(status_code(error), " ".join(str(error).split()))
-    # A bug: the traceback goes to the server's log, the caller gets its kind only.
-    traceback.print_exception(error, file=sys.stderr)
-    context.abort(grpc.StatusCode.INTERNAL, f"the server failed: {type(error).__name__}")
-
-
-def _unary(method: Callable[..., T]) -> Callable[..., T]:
-    @functools.wraps(method)
-    def call(self: RegistryService, request: Any, context: grpc.ServicerContext) -> T:
-        try:
-            return method(self, request, context)
-        except Exception as error:
-            _abort(context, error)
-            raise  # not reached: abort raises
-
-    return call
-
-
-def _streaming(method: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
-    @functools.wraps(method)
-    def call(self: RegistryService, request: Any, context: grpc.ServicerContext) -> Iterator[T]:
-        try:
-            yield from method(self, request, context)
-        except Exception as error:
-            _abort(context, error)
-
-    return call
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -189,7 +119,7 @@ class RegistryService:
 
     # -- metadata
 
-    @_unary
+    @grpc_status.unary
     def Info(self, request: mreg_pb2.InfoRequest, context: Any) -> mreg_pb2.InfoReply:
         from mreg.protocol import mreg_pb2
 
@@ -200,7 +130,7 @@ class RegistryService:
             caller=caller.name,
         )
 
-    @_unary
+    @grpc_status.unary
     def ListArtifacts(
         self, request: mreg_pb2.ListArtifactsRequest, context: Any
     ) -> mreg_pb2.ArtifactList:
@@ -210,39 +140,39 @@ class RegistryService:
         if request.kind not in ("", "model", "dataset"):
             raise UsageError(f"kind must be 'model' or 'dataset', not {request.kind!r}")
         found = [t for t in self._repo().ls() if request.kind in ("", t.manifest.kind)]
-        return mreg_pb2.ArtifactList(artifacts=[_artifact(t) for t in found])
+        return mreg_pb2.ArtifactList(artifacts=[grpc_messages.artifact(t) for t in found])
 
-    @_unary
+    @grpc_status.unary
     def ShowArtifact(self, request: mreg_pb2.ArtifactRequest, context: Any) -> mreg_pb2.Artifact:
         self._reader(context)
-        return _artifact(self._repo().show(self._spec(request.spec)))
+        return grpc_messages.artifact(self._repo().show(self._spec(request.spec)))
 
-    @_unary
+    @grpc_status.unary
     def ListModels(self, request: mreg_pb2.ListModelsRequest, context: Any) -> mreg_pb2.EntryList:
         self._reader(context)
         entries = self._registry().list_models(request.model_type or None, **request.filters)
-        return _entries(entries)
+        return grpc_messages.entries(entries)
 
-    @_unary
+    @grpc_status.unary
     def ListVersions(self, request: mreg_pb2.ModelRequest, context: Any) -> mreg_pb2.VersionList:
         from mreg.protocol import mreg_pb2
 
         self._reader(context)
         return mreg_pb2.VersionList(versions=self._registry().versions(_name(request.name)))
 
-    @_unary
+    @grpc_status.unary
     def GetModelInfo(self, request: mreg_pb2.ModelRequest, context: Any) -> mreg_pb2.ModelEntry:
         self._reader(context)
         name = _name(request.name)
         entry = self._registry().get_model_info(name, request.version or "latest")
         return codec.entry_message(entry)
 
-    @_unary
+    @grpc_status.unary
     def Search(self, request: mreg_pb2.SearchRequest, context: Any) -> mreg_pb2.EntryList:
         self._reader(context)
-        return _entries(self._registry().search(request.query, latest=request.latest))
+        return grpc_messages.entries(self._registry().search(request.query, latest=request.latest))
 
-    @_unary
+    @grpc_status.unary
     def Validate(self, request: mreg_pb2.ValidateRequest, context: Any) -> mreg_pb2.Report:
         from mreg.protocol import mreg_pb2
 
@@ -250,7 +180,7 @@ class RegistryService:
         report = self._registry().validate_registry(load=request.load)
         return mreg_pb2.Report(json=codec.to_json(report), ok=report.ok)
 
-    @_unary
+    @grpc_status.unary
     def Stats(self, request: mreg_pb2.StatsRequest, context: Any) -> mreg_pb2.Report:
         from mreg.protocol import mreg_pb2
 
@@ -259,34 +189,36 @@ class RegistryService:
 
     # -- stage moves and removal (tags only: no data to push)
 
-    @_unary
+    @grpc_status.unary
     def Stage(self, request: mreg_pb2.StageRequest, context: Any) -> mreg_pb2.TagList:
         caller = self.access.authorize_write(_token(context))
         name = _name(request.name)
         tag = self._write(caller, lambda r: r.stage(name, request.version, request.stage))
-        return _tags([tag])
+        return grpc_messages.tags([tag])
 
-    @_unary
+    @grpc_status.unary
     def Unstage(self, request: mreg_pb2.StageRequest, context: Any) -> mreg_pb2.TagList:
         caller = self.access.authorize_write(_token(context))
         name = _name(request.name)
-        return _tags([self._write(caller, lambda r: r.unstage(name, request.stage))])
+        return grpc_messages.tags([self._write(caller, lambda r: r.unstage(name, request.stage))])
 
-    @_unary
+    @grpc_status.unary
     def Deprecate(self, request: mreg_pb2.ModelRequest, context: Any) -> mreg_pb2.TagList:
         caller = self.access.authorize_write(_token(context))
         name = _name(request.name)
-        return _tags([self._write(caller, lambda r: r.deprecate(name))])
+        return grpc_messages.tags([self._write(caller, lambda r: r.deprecate(name))])
 
-    @_unary
+    @grpc_status.unary
     def Remove(self, request: mreg_pb2.ModelRequest, context: Any) -> mreg_pb2.TagList:
         caller = self.access.authorize_write(_token(context))
         name = _name(request.name)
-        return _tags(self._write(caller, lambda r: r.remove_model(name, request.version or None)))
+        return grpc_messages.tags(
+            self._write(caller, lambda r: r.remove_model(name, request.version or None))
+        )
 
     # -- bytes out
 
-    @_streaming
+    @grpc_status.streaming
     def Download(
         self, request: mreg_pb2.DownloadRequest, context: Any
     ) -> Iterator[mreg_pb2.FileChunk]:
@@ -295,9 +227,9 @@ class RegistryService:
         repo = self._repo()
         with repo.cache.staging() as folder:
             path, name, digest = download.build(repo, spec, folder)
-            yield from _file_chunks(path, name, digest, request.offset)
+            yield from grpc_messages.file_chunks(path, name, digest, request.offset)
 
-    @_streaming
+    @grpc_status.streaming
     def Export(self, request: mreg_pb2.ExportRequest, context: Any) -> Iterator[mreg_pb2.FileChunk]:
         self._reader(context)
         name = _name(request.name)
@@ -305,9 +237,9 @@ class RegistryService:
         with registry.repo.cache.staging() as folder:
             wanted = folder / f"{name}.{request.format.lower().lstrip('.')}"
             path = registry.export_model(name, request.version or "latest", wanted, request.format)
-            yield from _file_chunks(path, path.name, sha256_file(path), 0)
+            yield from grpc_messages.file_chunks(path, path.name, sha256_file(path), 0)
 
-    @_streaming
+    @grpc_status.streaming
     def ReadRows(self, request: mreg_pb2.RowsRequest, context: Any) -> Iterator[mreg_pb2.RowBatch]:
         from mreg.protocol import mreg_pb2
 
@@ -332,13 +264,13 @@ class RegistryService:
             import pyarrow as pa
 
             first = pa.RecordBatch.from_pylist([], schema=scanner.projected_schema)
-        yield mreg_pb2.RowBatch(arrow_ipc=_ipc(first))
+        yield mreg_pb2.RowBatch(arrow_ipc=grpc_messages.ipc(first))
         for batch in batches:
-            yield mreg_pb2.RowBatch(arrow_ipc=_ipc(batch))
+            yield mreg_pb2.RowBatch(arrow_ipc=grpc_messages.ipc(batch))
 
     # -- bytes in
 
-    @_unary
+    @grpc_status.unary
     def Register(
         self, request_iterator: Iterator[mreg_pb2.UploadMessage], context: Any
     ) -> mreg_pb2.ModelEntry:
@@ -435,64 +367,6 @@ def _push(repo: Repo, tag: str) -> None:
 
 def _no_header(message: mreg_pb2.UploadMessage) -> bytes:
     raise UsageError("an upload sends one header, then chunks only")
-
-
-def _file_chunks(path: Path, name: str, digest: str, offset: int) -> Iterator[mreg_pb2.FileChunk]:
-    """``path`` from ``offset`` on, in chunks; the first tells the name, size and sha256."""
-    from mreg.protocol import mreg_pb2
-
-    size = path.stat().st_size
-    if offset > size:
-        raise UsageError(f"offset {offset:,} is past the end of {name} ({size:,} bytes)")
-    with open(path, "rb") as source:
-        source.seek(offset)
-        first = True
-        while True:
-            data = source.read(CHUNK)
-            if not data and not first:
-                return
-            if first:
-                yield mreg_pb2.FileChunk(
-                    offset=offset, data=data, name=name, size=size, sha256=digest
-                )
-                first = False
-            else:
-                yield mreg_pb2.FileChunk(offset=offset, data=data)
-            offset += len(data)
-
-
-def _ipc(batch: Any) -> bytes:
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return bytes(sink.getvalue())
-
-
-def _artifact(target: Any) -> mreg_pb2.Artifact:
-    from mreg.protocol import mreg_pb2
-
-    m = target.manifest
-    return mreg_pb2.Artifact(
-        name=m.name,
-        kind=m.kind,
-        path=target.artifact_rel,
-        rev=target.rev or "",
-        manifest_toml=manifests.dumps(m),
-    )
-
-
-def _entries(entries: list[Any]) -> mreg_pb2.EntryList:
-    from mreg.protocol import mreg_pb2
-
-    return mreg_pb2.EntryList(entries=[codec.entry_message(e) for e in entries])
-
-
-def _tags(tags: list[str]) -> mreg_pb2.TagList:
-    from mreg.protocol import mreg_pb2
-
-    return mreg_pb2.TagList(tags=tags)
 
 
 def _first_line(error: BaseException) -> str:
