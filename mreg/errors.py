@@ -103,6 +103,19 @@ class RegistryError(UsageError, ValueError):
     """An unknown model, version or stage; a duplicate or invalid version; a stage not allowed."""
 
 
+class ModelNotFound(RegistryError):
+    """No such registered model or dataset, or no such version of it (a server answers 404 /
+    NOT_FOUND)."""
+
+
+class VersionConflict(RegistryError):
+    """The version asked for is registered already (a server answers 409 / ABORTED)."""
+
+
+class RepositoryBusy(MregError):
+    """Another command held the repository lock for too long (409 / ABORTED: try again)."""
+
+
 class ModelIntegrityError(IntegrityError):
     """The bytes of a registered model do not match the sha256 its manifest records."""
 

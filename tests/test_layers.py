@@ -22,6 +22,9 @@ HEAVY = (
     "pandas",
     "boto3",
     "git",
+    # The gRPC runtime loads with a server or client only (mreg.server, mreg.client).
+    "grpc",
+    "google.protobuf",
 )
 
 # Which mreg sub-packages each layer may import (besides the top-level helper modules).
@@ -32,8 +35,12 @@ ALLOWED = {
     "registry": {"registry", "repo", "storage", "converters"},
     "torch": {"torch", "repo", "storage", "converters"},
     "demo": {"demo", "torch", "registry", "repo", "storage", "converters"},
-    "server": {"server", "registry", "repo", "storage", "converters"},
-    "cli": {"cli", "demo", "server", "repo", "registry", "storage", "converters"},
+    # The gRPC modules generated from mreg/server/mreg.proto, and how entries travel in them.
+    "protocol": {"protocol", "registry", "repo", "storage", "converters"},
+    "server": {"server", "protocol", "registry", "repo", "storage", "converters"},
+    # A remote client talks to a server over the wire only: never through mreg.server.
+    "client": {"client", "protocol", "registry", "repo", "storage", "converters"},
+    "cli": {"cli", "demo", "server", "client", "repo", "registry", "storage", "converters"},
 }
 
 

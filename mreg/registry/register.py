@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
+from mreg.errors import (
+    GitError,
+    ModelFileNotFound,
+    RegistryError,
+    UsageError,
+    one_line,
+)
 from mreg.registry import metadata as fields
 from mreg.registry.tags import ModelHistory, choose_version
 from mreg.registry.types import ModelFormat, ModelType
@@ -76,7 +82,7 @@ def check_request(
         )
     if isinstance(model, str | os.PathLike) and not Path(model).exists():
         raise ModelFileNotFound(f"{model}: no such file or folder")
-    fmt = ModelFormat.parse(model_format) if model_format else _infer_format(model)
+    fmt = ModelFormat.parse(model_format) if model_format else infer_format(model)
     _check_tokenizer(tokenizer, fmt, model)
     chosen = choose_version(history, version)
     meta = fields.to_meta(metadata)
@@ -209,7 +215,7 @@ def _copy_in(source: Path, folder: Path, stage: Path) -> Path:
     return target
 
 
-def _infer_format(model: Any) -> ModelFormat:
+def infer_format(model: Any) -> ModelFormat:
     if isinstance(model, str | os.PathLike):
         path = Path(model)
         if path.is_dir():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.errors import GitError, RegistryError, UsageError
+from mreg.errors import GitError, ModelNotFound, RegistryError, UsageError
 from mreg.registry import catalog
 from mreg.registry import stages as staging
 from mreg.registry.tags import ModelHistory, is_version, normalize_version, read_histories
@@ -45,7 +45,7 @@ def history_of(
     history = known.histories[name]
     if must_exist and not history.registered:
         listing = "`mreg models`" if kind == catalog.MODEL else "`mreg search kind:dataset`"
-        raise RegistryError(f"no {kind} named '{name}' is registered", hint=f"see {listing}")
+        raise ModelNotFound(f"no {kind} named '{name}' is registered", hint=f"see {listing}")
     return history
 
 
@@ -53,7 +53,7 @@ def check_active(history: ModelHistory, version: str) -> None:
     """RegistryError unless ``version`` is registered and not removed."""
     if version not in history.registered:
         known = ", ".join(history.versions()) or "none"
-        raise RegistryError(f"{history.name} has no version {version}", hint=f"versions: {known}")
+        raise ModelNotFound(f"{history.name} has no version {version}", hint=f"versions: {known}")
     if version in history.removed:
         raise RegistryError(f"{history.name} {version} was removed")
 

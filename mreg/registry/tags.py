@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from mreg.errors import RegistryError, UsageError
+from mreg.errors import RegistryError, UsageError, VersionConflict
 from mreg.repo import versions as grammar
 from mreg.repo.git import Tag
 from mreg.repo.versions import VERSION, check_tag_name, parse_tag, version_key
@@ -158,7 +158,7 @@ def choose_version(history: ModelHistory, version: str | None) -> str:
     chosen = normalize_version(version) if version is not None else bump_patch(history)
     if chosen in history.registered:
         removed = " (removed, and versions are never reused)" if chosen in history.removed else ""
-        raise RegistryError(
+        raise VersionConflict(
             f"{history.name} {chosen} is already registered{removed}",
             hint=f"pass another version, or none for {bump_patch(history)}",
         )

@@ -284,6 +284,24 @@ class Restoration:
                 aside.unlink(missing_ok=True)
 
 
+def write_copy(repo: Repo, manifest: Manifest, target: Path) -> str:
+    """Rebuild the artifact of ``manifest`` from the cache at ``target`` (a new file or folder
+    outside the work tree: what a server hands out), checked as a checkout checks it; returns
+    its sha256 (of the file, or ``sha256_tree`` of the folder)."""
+    converter = converters.get(manifest.source.format)
+    assembled = manifest.source.restore == "exact" and converter.assembled_exactly
+    write = _writer(repo, manifest, converter, assembled, {})
+    if converter.directory:
+        target.mkdir()
+        write(target)
+        digest = manifest.source.sha256 if assembled else sha256_tree(target)
+    else:
+        with open(target, "w+b") as raw:
+            digest = _write_file(raw, write, manifest, assembled)
+    _check_exact(manifest.name, manifest, digest)
+    return digest
+
+
 def _write_file(
     raw: BinaryIO, write: Callable[[BaseTarget], None], manifest: Manifest, assembled: bool
 ) -> str:

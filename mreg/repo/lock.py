@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mreg.errors import MregError, local_faults
+from mreg.errors import RepositoryBusy, local_faults
 
 WAIT_SECONDS = 30.0
 
@@ -52,7 +52,7 @@ class RepoLock:
             except (BlockingIOError, PermissionError):  # held (msvcrt says: access denied)
                 if time.monotonic() > deadline:
                     os.close(fd)
-                    raise MregError(
+                    raise RepositoryBusy(
                         "another mreg command is changing this repository",
                         hint="wait for it to finish, then run this command again",
                     ) from None
