@@ -103,6 +103,11 @@ class RegistryError(UsageError, ValueError):
     """An unknown model, version or stage; a duplicate or invalid version; a stage not allowed."""
 
 
+class ModelNotFound(RegistryError):
+    """No registered model, or no such version, stage or revision of one (or it was removed):
+    ``get_model_info`` gives None for it, as the seed system did."""
+
+
 class ModelIntegrityError(IntegrityError):
     """The bytes of a registered model do not match the sha256 its manifest records."""
 

@@ -138,7 +138,7 @@ def remove(
 ) -> None:
     """Deregister a version, or every version (tags NAME@vX.Y.Z!); data stay until gc."""
     name, _, version = spec.partition("@")
-    tags = open_registry().remove_model(name, version or None)
+    tags = open_registry().remove_versions(name, version or None)
     stdout.print(f"tagged {', '.join(tags)} (share with `git push --tags`)")
 
 

@@ -164,7 +164,7 @@ def show(
         from mreg.registry.resolution import split_spec
 
         # A stage is the registry's notion; its version's tag names the same manifest.
-        spec = open_registry().get_model_info(*split_spec(spec)).tag
+        spec = open_registry().entry(*split_spec(spec)).tag
     target = open_repo().show(spec)
     m = target.manifest
     if json:
