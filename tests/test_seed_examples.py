@@ -36,8 +36,10 @@ from mreg.registry import (
 def trusted_here(monkeypatch: pytest.MonkeyPatch) -> None:
     """The examples' own model classes live in this module: trust it, as a user trusts theirs."""
     monkeypatch.setenv("MREG_TRUSTED_MODULES", "registry_models,test_seed_examples")
-    monkeypatch.delenv("MODEL_REGISTRY_PATH", raising=False)
-    monkeypatch.delenv("MODEL_REGISTRY_CACHE_SIZE", raising=False)
+    # Set, then unset: the examples assign os.environ themselves, and teardown undoes that too.
+    for name in ("MODEL_REGISTRY_PATH", "MODEL_REGISTRY_CACHE_SIZE"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture
