@@ -104,8 +104,9 @@ class RegistryError(UsageError, ValueError):
 
 
 class ModelNotFound(RegistryError):
-    """No such registered model or dataset, or no such version of it (a server answers 404 /
-    NOT_FOUND)."""
+    """No registered model or dataset, or no such version, stage or revision of one (or it was
+    removed): ``get_model_info`` gives None for it, as the seed system did; a server answers 404 /
+    NOT_FOUND."""
 
 
 class VersionConflict(RegistryError):

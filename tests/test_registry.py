@@ -127,7 +127,8 @@ def test_unknown_names_and_versions_raise_value_errors(repo: Path) -> None:
         registry.load_model("ghost")
     registry.register_model("clf", train(3)[0], "pytorch")
     with pytest.raises(ValueError, match=r"clf has no version v9\.9\.9"):
-        registry.get_model_info("clf", "9.9.9")
+        registry.entry("clf", "9.9.9")
+    assert registry.get_model_info("clf", "9.9.9") is None  # the seed's answer
     with pytest.raises(ValueError, match="no version of 'clf' is in stage 'prod'"):
         registry.load_model("clf", "#prod")
     with pytest.raises(ValueError, match="'nonsense' is not a version, stage or git revision"):
@@ -235,7 +236,7 @@ def test_remove_writes_deregistration_tags_and_keeps_the_data(repo: Path) -> Non
     for model in models:
         registry.register_model("clf", model, "pytorch")
     cache_before = snapshot(repo / ".mreg" / "cache" / "data")
-    assert registry.remove_model("clf", "0.1.1") == ["clf@v0.1.1!"]
+    assert registry.remove_versions("clf", "0.1.1") == ["clf@v0.1.1!"]
     assert registry.versions("clf") == ["v0.1.0"]
     with pytest.raises(ValueError, match=r"clf v0\.1\.1 was removed"):
         registry.load_model("clf", "v0.1.1")
@@ -243,7 +244,7 @@ def test_remove_writes_deregistration_tags_and_keeps_the_data(repo: Path) -> Non
         registry.register_model("clf", models[1], "pytorch", version="0.1.1")
     latest, _ = registry.load_model("clf")
     assert torch.equal(predict(latest, X), predict(models[0], X))
-    assert registry.remove_model("clf") == ["clf@v0.1.0!"]
+    assert registry.remove_versions("clf") == ["clf@v0.1.0!"]
     assert registry.list_models() == []
     assert snapshot(repo / ".mreg" / "cache" / "data") == cache_before
     assert registry.deprecate("clf") == "clf@deprecated"

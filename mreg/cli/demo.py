@@ -9,7 +9,7 @@ import typer
 
 from mreg.cli import app
 from mreg.cli.options import human_size, stdout
-from mreg.demo.options import DEFAULT_MODEL_URL, DEFAULT_PREFIX
+from mreg.demo.options import DEFAULT_BATCH, DEFAULT_LIMIT, DEFAULT_MODEL_URL, DEFAULT_PREFIX
 from mreg.progress import stderr
 
 if TYPE_CHECKING:
@@ -43,41 +43,62 @@ def train(
         typer.Option(
             "--dataset_mode",
             "--dataset-mode",
-            help="repo (read the Lance artifact) | arrow (read the datasets arrow folder).",
+            help="repo (read the Lance artifact) | arrow (read the datasets arrow folder). "
+            "Default repo, not the seed's arrow: the demo shows training from Lance.",
         ),
     ] = "repo",
     split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
     eval_split: Annotated[
         str, typer.Option("--eval_split", "--eval-split", help="Held-out split to evaluate on.")
     ] = "test",
-    limit: Annotated[int | None, typer.Option(help="Use at most N rows of each split.")] = None,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 64,
-    epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 1,
+    limit: Annotated[
+        int | None, typer.Option(help="Use at most N rows of each split.")
+    ] = DEFAULT_LIMIT,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = DEFAULT_BATCH,
+    epochs: Annotated[int, typer.Option(help="Epochs: of --steps steps each, or a pass.")] = 1,
     steps: Annotated[
-        int | None, typer.Option(help="Exactly N optimizer steps (overrides --epochs).")
+        int | None,
+        typer.Option(help="Optimizer steps per epoch (data repeat as needed). Default: a pass."),
     ] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     name: Annotated[
         str | None, typer.Option(help="Registered model name. Default: DATASET-resnet18.")
     ] = None,
     s3_endpoint: Annotated[
-        str | None, typer.Option(help="S3 endpoint URL (MinIO, SeaweedFS).")
+        str | None,
+        typer.Option(
+            help="S3 endpoint URL (MinIO, SeaweedFS). No default (the seed's localhost:9000): "
+            "a run pushes to S3 only when asked."
+        ),
     ] = None,
     aws_access_key: Annotated[
-        str | None, typer.Option(help="S3 access key (kept in .mreg/config.local.toml only).")
+        str | None,
+        typer.Option(
+            help="S3 access key (kept in .mreg/config.local.toml only). "
+            "Default with --s3-endpoint: minioadmin."
+        ),
     ] = None,
     aws_secret_key: Annotated[
-        str | None, typer.Option(help="S3 secret key (kept in .mreg/config.local.toml only).")
+        str | None,
+        typer.Option(
+            help="S3 secret key (kept in .mreg/config.local.toml only). "
+            "Default with --s3-endpoint: minioadmin123."
+        ),
     ] = None,
     aws_region: Annotated[str | None, typer.Option(help="S3 region.")] = None,
     bucket: Annotated[
-        str | None, typer.Option(help="Push to s3://BUCKET/PREFIX (remote demo-s3).")
+        str | None,
+        typer.Option(
+            help="Push to s3://BUCKET/PREFIX (remote demo-s3). No default (the seed's "
+            "my-bucket): without it the repository's default remote is used."
+        ),
     ] = None,
     prefix: Annotated[str, typer.Option(help="Key prefix in --bucket.")] = DEFAULT_PREFIX,
     cache: Annotated[
         Path | None,
         typer.Option(
-            help="Downloads (and a local remote, if one is made). Default: ~/.cache/mreg/demo."
+            help="Downloads (and a local remote, if one is made). Default: ~/.cache/mreg/demo, "
+            "not the seed's ./_cache, which `git add -A` would commit."
         ),
     ] = None,
     offline: Annotated[

@@ -45,7 +45,8 @@ def open_repo() -> Repo:
 def open_registry() -> ModelRegistry:
     from mreg.registry import ModelRegistry
 
-    return ModelRegistry()
+    # The CLI asks for `mreg init` as every other command does; the Python API runs it itself.
+    return ModelRegistry(init=False)
 
 
 def open_data_manager() -> DataManager:

@@ -111,8 +111,16 @@ class GrpcClient:
             "caller": reply.caller,
         }
 
-    def get_model_info(self, name: str, version: str = "latest") -> ModelEntry:
-        """The entry of one version (``latest``, ``vX.Y.Z``, a stage, a git revision)."""
+    def get_model_info(self, name: str, version: str = "latest") -> ModelEntry | None:
+        """The entry of one version (``latest``, ``vX.Y.Z``, a stage, a git revision); None when
+        there is no such model or version, as the local registry answers."""
+        try:
+            return self.entry(name, version)
+        except ModelNotFound:
+            return None
+
+    def entry(self, name: str, version: str = "latest") -> ModelEntry:
+        """``get_model_info`` that raises ModelNotFound with the server's reason."""
         request = _pb().ModelRequest(name=name, version=version)
         return codec.entry_from_message(self._call(self._stub.GetModelInfo, request))
 
@@ -141,7 +149,11 @@ class GrpcClient:
     def deprecate(self, name: str) -> str:
         return str(self._call(self._stub.Deprecate, _pb().ModelRequest(name=name)).tags[0])
 
-    def remove_model(self, name: str, version: str | None = None) -> list[str]:
+    def remove_model(self, name: str, version: str | None = None) -> bool:
+        """True when something was removed, as the local registry answers."""
+        return bool(self.remove_versions(name, version))
+
+    def remove_versions(self, name: str, version: str | None = None) -> list[str]:
         request = _pb().ModelRequest(name=name, version=version or "")
         return list(self._call(self._stub.Remove, request).tags)
 
@@ -217,19 +229,22 @@ class GrpcClient:
         version: str = "latest",
         export_path: str | Path = ".",
         export_format: str = "safetensors",
-    ) -> Path:
+    ) -> str:
         """Have the server write one version as ``safetensors``, ``pth`` or ``onnx``; it lands
-        at ``export_path`` (a file, or a folder to put ``NAME.FORMAT`` in). Returns the path."""
+        at ``export_path`` (a file, or a folder to put ``NAME.FORMAT`` in). Returns the path, as
+        the local registry does."""
         path = Path(export_path)
         if path.is_dir():
             path = path / f"{name}.{export_format.lower().lstrip('.')}"
         request = _pb().ExportRequest(name=name, version=version, format=export_format)
-        return self._receive_file(
-            lambda offset: self._stub.Export(
-                request, metadata=self._metadata, timeout=self.timeout
-            ),
-            path,
-            resumable=False,
+        return str(
+            self._receive_file(
+                lambda offset: self._stub.Export(
+                    request, metadata=self._metadata, timeout=self.timeout
+                ),
+                path,
+                resumable=False,
+            )
         )
 
     def load_model(
@@ -238,7 +253,7 @@ class GrpcClient:
         """``(model, tokenizer)`` of one version, as the local ``load_model`` gives them: the
         file is downloaded (sha256 checked) into a temporary folder and loaded from there
         (PyTorch weights never through pickle)."""
-        entry = self.get_model_info(name, version)
+        entry = self.entry(name, version)
         with tempfile.TemporaryDirectory(prefix="mreg-model-") as scratch:
             path = self.download(f"{entry.name}@{entry.version}", Path(scratch) / "download")
             return _load(entry, path, Path(scratch), device, self._trusted(), kwargs)

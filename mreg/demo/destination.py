@@ -27,8 +27,8 @@ def choose_remote(repo: Repo, options: TrainOptions) -> RemoteConfig:
             url=f"s3://{options.bucket}/{options.prefix.strip('/')}".rstrip("/"),
             endpoint_url=options.s3_endpoint,
             region=options.aws_region,
-            access_key_id=options.aws_access_key,
-            secret_access_key=options.aws_secret_key,
+            access_key_id=options.access_key,
+            secret_access_key=options.secret_key,
         )
         return _configured(repo, wanted)
     default = repo.config.default_remote_name()

@@ -15,6 +15,10 @@ OFFLINE_DATASET = "digits"
 MODEL_MODES = ("url", "repo", "transformers")
 DATASET_MODES = ("repo", "arrow")
 DEFAULT_PREFIX = "mreg-demo"
+# The seed's defaults: 1,000 rows, batches of 32, and MinIO's own keys for an --s3-endpoint.
+DEFAULT_LIMIT = 1000
+DEFAULT_BATCH = 32
+MINIO_KEYS = ("minioadmin", "minioadmin123")
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,9 @@ class TrainOptions:
     ``model`` is a URL (``model_mode="url"``), an mreg artifact ``NAME[@REV]`` (``"repo"``), or a
     Transformers image-classification folder or Hub id (``"transformers"``). ``dataset`` is
     ``digits`` (scikit-learn's, rendered as PNG images) or a Hugging Face dataset name.
-    ``limit`` caps the rows used of each split; ``steps``, when given, is the exact number of
-    optimizer steps (epochs repeat as needed), otherwise ``epochs`` full passes run.
+    ``limit`` caps the rows used of each split (the seed's 1,000 by default); ``steps``, when
+    given, is the number of optimizer steps of each of the ``epochs`` (the seed's meaning: the
+    data repeat as needed), otherwise each epoch is one full pass.
     """
 
     model: str | None = None
@@ -34,8 +39,8 @@ class TrainOptions:
     dataset_mode: str = "repo"
     split: str = "train"
     eval_split: str = "test"
-    limit: int | None = None
-    batch: int = 64
+    limit: int | None = DEFAULT_LIMIT
+    batch: int = DEFAULT_BATCH
     epochs: int = 1
     steps: int | None = None
     lr: float = 1e-3
@@ -93,6 +98,17 @@ class TrainOptions:
                 f"--bucket '{self.bucket}' is not a bucket name",
                 hint="put the path inside the bucket in --prefix",
             )
+
+    @property
+    def access_key(self) -> str | None:
+        """``--aws-access-key``; with an ``--s3-endpoint`` (MinIO) and no keys, MinIO's default
+        ``minioadmin``, as the seed had it. Without an endpoint (AWS) the usual AWS chain."""
+        return self.aws_access_key or (MINIO_KEYS[0] if self.s3_endpoint else None)
+
+    @property
+    def secret_key(self) -> str | None:
+        """``--aws-secret-key``, or MinIO's default ``minioadmin123`` (see ``access_key``)."""
+        return self.aws_secret_key or (MINIO_KEYS[1] if self.s3_endpoint else None)
 
     @property
     def model_source(self) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,13 +79,13 @@ def fit(
     steps: int | None = None,
     seed: int = 0,
 ) -> Fit:
-    """Train ``model`` with Adam for ``steps`` optimizer steps (epochs repeat as needed) or,
-    without ``steps``, for ``epochs`` full passes."""
+    """Train ``model`` with Adam for ``epochs`` epochs of ``steps`` optimizer steps each (the
+    data repeat as needed) or, without ``steps``, of one full pass each."""
     import torch
 
     data = loader(train, batch, shuffle=True, seed=seed)
     per_epoch = len(data)
-    total = steps if steps is not None else epochs * per_epoch
+    total = epochs * (steps if steps is not None else per_epoch)
     target = device()
     model.to(target).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -103,7 +102,7 @@ def fit(
             advance(1)
     seconds = time.perf_counter() - started
     recalibrate_batchnorm(model, data)
-    return Fit(total, math.ceil(total / per_epoch), samples, seconds)
+    return Fit(total, epochs, samples, seconds)
 
 
 def recalibrate_batchnorm(model: torch.nn.Module, data: Any, batches: int = 8) -> None:

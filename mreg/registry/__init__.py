@@ -10,13 +10,20 @@ from mreg.errors import (
     ModelClassError,
     ModelFileNotFound,
     ModelIntegrityError,
+    ModelNotFound,
     RegistryError,
 )
 from mreg.registry.data_manager import DataManager
 from mreg.registry.huggingface import TransformersLoader
+from mreg.registry.integrity import calculate_checksum
 from mreg.registry.loaders import ModelLoader, OnnxLoader, PytorchLoader
 from mreg.registry.metadata import ModelMetadata
 from mreg.registry.registry import ModelRegistry
+from mreg.registry.shortcuts import (
+    register_huggingface_model,
+    register_onnx_model,
+    register_pytorch_model,
+)
 from mreg.registry.types import (
     CompressionType,
     DatasetEntry,
@@ -37,6 +44,7 @@ __all__ = [
     "ModelIntegrityError",
     "ModelLoader",
     "ModelMetadata",
+    "ModelNotFound",
     "ModelRegistry",
     "ModelSummary",
     "ModelType",
@@ -44,4 +52,8 @@ __all__ = [
     "PytorchLoader",
     "RegistryError",
     "TransformersLoader",
+    "calculate_checksum",
+    "register_huggingface_model",
+    "register_onnx_model",
+    "register_pytorch_model",
 ]

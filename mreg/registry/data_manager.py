@@ -138,7 +138,7 @@ class DataManager:
     def info(self, name: str, version: str = "latest") -> Entry:
         """The entry of one version: ``latest``, ``vX.Y.Z``, a stage or a git revision."""
         if self.kind_of(name) == catalog.MODEL:
-            return self.models.get_model_info(name, version)
+            return self.models.entry(name, version)
         found = self._datasets._history(name)
         label, commit = self._datasets._resolve(name, version)
         return datasets.entry(self.repo, found, label, commit)
@@ -164,7 +164,7 @@ class DataManager:
         """``ModelRegistry.load_model``: ``(model, tokenizer)``."""
         return self.models.load_model(name, version, **kwargs)
 
-    def export_model(self, name: str, version: str = "latest", *args: Any, **kwargs: Any) -> Path:
+    def export_model(self, name: str, version: str = "latest", *args: Any, **kwargs: Any) -> str:
         """``ModelRegistry.export_model``; RegistryError for a dataset, which has no export
         (restore a version with ``rollback``, read it with ``open``)."""
         if self.kind_of(name) == catalog.DATASET:
@@ -192,7 +192,7 @@ class DataManager:
     def delete(self, name: str, version: str | None = None) -> list[str]:
         """Deregister one version, or every version (tags ``NAME@vX.Y.Z!``); the data stay in
         the cache and on remotes until ``mreg gc``. Returns the tags."""
-        return self._registry(name).remove_model(name, version)
+        return self._registry(name).remove_versions(name, version)
 
     def rollback(self, name: str, version: str, force: bool = False) -> Path:
         """Restore ``version`` (``vX.Y.Z``, a stage, ``latest``) of ``name`` into the work

@@ -1,15 +1,19 @@
 """Exporting a registered version to another format: PyTorch to safetensors, ``.pth`` or ONNX;
-Transformers to ONNX; ONNX as is. The model is loaded through the registry, so its sha256 is
-checked first. ONNX exports have dynamic axes (``onnx_export.py``)."""
+Transformers to ONNX; ONNX as is; any format as it is stored (``export_format=None``). The model
+is loaded through the registry, so its sha256 is checked first. ONNX exports have dynamic axes
+(``onnx_export.py``)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import UnsupportedFormat, UsageError
+from mreg.registry import catalog, loading
+from mreg.registry.loaders import StoredModel
 from mreg.registry.onnx_export import export_module
-from mreg.registry.types import ModelFormat
+from mreg.registry.types import ModelEntry, ModelFormat
 
 if TYPE_CHECKING:
     from mreg.registry.onnx_export import DynamicAxes
@@ -38,16 +42,19 @@ def export_model(
     name: str,
     version: str,
     export_path: str | Path,
-    export_format: str,
+    export_format: str | ModelFormat | None,
     example_input: Any = None,
     dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
-    """Write ``name`` at ``version`` to ``export_path`` in ``export_format``; returns the path.
-    ONNX exports take any batch size (see ``onnx_export``); ``dynamic_axes`` names more."""
-    target = export_format_of(export_format)
-    entry = registry.get_model_info(name, version)
+    """Write ``name`` at ``version`` to ``export_path`` in ``export_format`` (None, or the
+    model's own ModelFormat: as stored); returns the path. ONNX exports take any batch size
+    (see ``onnx_export``); ``dynamic_axes`` names more."""
+    entry = registry.entry(name, version)
     source = entry.model_format
     path = Path(export_path)
+    if export_format is None or export_format == source != ModelFormat.PYTORCH:
+        return _export_stored(registry, entry, path)
+    target = export_format_of(export_format)
     if source == ModelFormat.ONNX:
         if target != "onnx":
             raise UnsupportedFormat(
@@ -83,6 +90,20 @@ def export_model(
             import torch
 
             torch.save(state, str(path))
+    return path
+
+
+def _export_stored(registry: ModelRegistry, entry: ModelEntry, path: Path) -> Path:
+    """The version's artifact as it was registered, rebuilt from the cache after its sha256
+    check, at ``path`` (or in it, under the artifact's name, when ``path`` is a folder)."""
+    _, manifest = catalog.manifest_at(registry.repo, entry.name, entry.commit)
+    loading.check_integrity(registry.repo, manifest, entry.commit)
+    stored = StoredModel(registry.repo, entry.commit, manifest, entry.metadata)
+    if path.is_dir():
+        path = path / Path(manifest.path).name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with registry.repo.cache.staging() as folder:
+        shutil.move(stored.restore_into(folder), path)
     return path
 
 

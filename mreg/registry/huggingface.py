@@ -39,8 +39,16 @@ class TransformersLoader:
     def supported_formats(self) -> list[ModelFormat]:
         return [ModelFormat.HUGGINGFACE]
 
-    def save(self, model: Any, model_path: str, tokenizer: Any = None, **kwargs: Any) -> str:
-        """The folder ``model_path`` holding the model and, if given, its tokenizer."""
+    def save(
+        self,
+        model: Any,
+        model_path: str,
+        tokenizer: Any = None,
+        max_shard_size: str | int | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """The folder ``model_path`` holding the model (in shards of at most
+        ``max_shard_size``, if given) and, if given, its tokenizer."""
         if not (hasattr(model, "save_pretrained") and hasattr(model, "config")):
             raise RegistryError(
                 f"cannot register a {type(model).__name__} as a Transformers model",
@@ -49,7 +57,8 @@ class TransformersLoader:
         folder = Path(model_path)
         folder.mkdir()
         # safetensors is save_pretrained's default: the weights never become a pickle.
-        model.save_pretrained(folder)
+        shards = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+        model.save_pretrained(folder, **shards)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         return str(folder)

@@ -17,13 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import (
-    GitError,
-    ModelFileNotFound,
-    RegistryError,
-    UsageError,
-    one_line,
-)
+from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
+from mreg.registry import constructor, trust
 from mreg.registry import metadata as fields
 from mreg.registry.tags import ModelHistory, choose_version
 from mreg.registry.types import ModelFormat, ModelType
@@ -53,6 +48,8 @@ class Request:
     version: str
     meta: dict[str, str]
     tokenizer: Any = None
+    # save_pretrained's max_shard_size ("2GB"): how many weight files the folder gets.
+    max_shard_size: str | int | None = None
 
 
 def check_request(
@@ -67,8 +64,10 @@ def check_request(
     model_class: str | None,
     metadata: Mapping[str, Any],
     tokenizer: Any = None,
+    trusted: tuple[str, ...] = trust.BUILT_IN,
 ) -> Request:
-    """Every check that needs no writing: name, format, version, metadata types, tokenizer."""
+    """Every check that needs no writing: name, format, version, metadata types, tokenizer,
+    and how to build an ``nn.Module`` again (``init_kwargs``, recovered when not given)."""
     try:
         manifests.check_name(name)
     except UsageError as error:
@@ -84,12 +83,17 @@ def check_request(
         raise ModelFileNotFound(f"{model}: no such file or folder")
     fmt = ModelFormat.parse(model_format) if model_format else infer_format(model)
     _check_tokenizer(tokenizer, fmt, model)
+    metadata = dict(metadata)
+    shard = metadata.pop("max_shard_size", None)
+    _check_shard_size(shard, fmt, model)
     chosen = choose_version(history, version)
     meta = fields.to_meta(metadata)
     meta[fields.FORMAT_KEY] = fmt.value
     meta[fields.TYPE_KEY] = ModelType.parse(model_type or ModelType.CUSTOM).value
     if model_class:
         meta[fields.CLASS_KEY] = model_class
+    if init_kwargs is None and model_class is None and _rebuilt(model, fmt):
+        init_kwargs = constructor.recover_init_kwargs(model, trusted)
     meta[fields.KWARGS_KEY] = _kwargs_json(init_kwargs)
     meta.setdefault("python_version", "{}.{}.{}".format(*sys.version_info[:3]))
     if repo.git.has_commits():
@@ -97,7 +101,8 @@ def check_request(
     lineage = _lineage(repo, meta.get("training_dataset"))
     if lineage:
         meta["training_dataset_version"] = lineage
-    return Request(name, model, fmt, ModelType(meta[fields.TYPE_KEY]), chosen, meta, tokenizer)
+    model_type = ModelType(meta[fields.TYPE_KEY])
+    return Request(name, model, fmt, model_type, chosen, meta, tokenizer, shard)
 
 
 def register(repo: Repo, request: Request, loader: Any, folder: Path) -> str:
@@ -182,8 +187,26 @@ def _is_model(name: str) -> bool:
 
 
 def _save_kwargs(request: Request) -> dict[str, Any]:
-    # Only loaders that keep a tokenizer are given one (plug-in loaders need not accept it).
-    return {} if request.tokenizer is None else {"tokenizer": request.tokenizer}
+    # Only loaders that keep a tokenizer (or shard) are given one (plug-ins need not accept it).
+    found: dict[str, Any] = {}
+    if request.tokenizer is not None:
+        found["tokenizer"] = request.tokenizer
+    if request.max_shard_size is not None:
+        found["max_shard_size"] = request.max_shard_size
+    return found
+
+
+def _check_shard_size(shard: Any, fmt: ModelFormat, model: Any) -> None:
+    if shard is None:
+        return
+    if fmt != ModelFormat.HUGGINGFACE or isinstance(model, str | os.PathLike):
+        raise RegistryError(
+            "max_shard_size splits the weights of a Transformers model that save_pretrained "
+            "writes; mreg keeps every tensor as its own row, so other models need no shards",
+            hint="leave max_shard_size out",
+        )
+    if not isinstance(shard, str | int) or isinstance(shard, bool):
+        raise RegistryError(f"max_shard_size must be a size like '2GB', not {shard!r}")
 
 
 def _check_tokenizer(tokenizer: Any, fmt: ModelFormat, model: Any) -> None:
@@ -215,6 +238,14 @@ def _copy_in(source: Path, folder: Path, stage: Path) -> Path:
     return target
 
 
+def format_of(model: Any, default: ModelFormat) -> ModelFormat:
+    """The format ``model`` itself tells (its type, its file's suffix), else ``default``."""
+    try:
+        return infer_format(model)
+    except RegistryError:
+        return default
+
+
 def infer_format(model: Any) -> ModelFormat:
     if isinstance(model, str | os.PathLike):
         path = Path(model)
@@ -237,6 +268,11 @@ def infer_format(model: Any) -> ModelFormat:
         f"cannot tell the format of a {type(model).__name__}",
         hint="pass model_format=ModelFormat....",
     )
+
+
+def _rebuilt(model: Any, fmt: ModelFormat) -> bool:
+    """Whether loading builds ``model``'s class again from recorded arguments."""
+    return fmt in (ModelFormat.PYTORCH, ModelFormat.SAFETENSORS) and constructor.is_module(model)
 
 
 def _kwargs_json(init_kwargs: Mapping[str, Any] | str | None) -> str:

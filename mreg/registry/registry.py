@@ -10,13 +10,15 @@ a name means), ``loading``, ``catalog`` (entries, listings, search candidates), 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import RegistryError
-from mreg.registry import catalog, loading, resolution, trust
+from mreg.errors import ModelNotFound, NotARepository, RegistryError
+from mreg.registry import catalog, loading, model_cache, resolution, trust
 from mreg.registry import export as exporting
 from mreg.registry import metadata as fields
 from mreg.registry import register as registering
@@ -36,6 +38,15 @@ if TYPE_CHECKING:
 
 ENV_PATH = "MODEL_REGISTRY_PATH"
 DEFAULT_FOLDER = "models"
+# The seed system's registry options: what each does here is in ModelRegistry's docstring.
+OPTIONS = (
+    "default_format",
+    "cache_size",
+    "auto_validate",
+    "compression_threshold",
+    "backup_enabled",
+)
+log = logging.getLogger("mreg.registry")
 
 
 class ModelRegistry:
@@ -43,19 +54,36 @@ class ModelRegistry:
 
     ``path`` defaults to ``$MODEL_REGISTRY_PATH``, then the current directory. A path inside the
     repository (``ModelRegistry("./my_models")``) is where new models are written; otherwise
-    ``[registry] path`` in ``.mreg/config.toml``, or ``models/``. Loading builds model classes
-    of ``torch.nn``, ``transformers`` and of ``trusted_modules`` only (with those of
-    ``$MREG_TRUSTED_MODULES`` and of ``.mreg/config.local.toml``; see ``mreg.registry.trust``).
+    ``[registry] path`` in ``.mreg/config.toml``, or ``models/``. ``registry_path`` is the
+    seed's name for ``path``. The git work tree is set up for mreg on first use (``mreg init``;
+    ``init=False`` asks for it instead); outside a git work tree, NotARepository says to run
+    ``git init``. Loading builds model classes of ``torch.nn``, ``transformers`` and of
+    ``trusted_modules`` only (with those of ``$MREG_TRUSTED_MODULES`` and of
+    ``.mreg/config.local.toml``; see ``mreg.registry.trust``).
+
+    ``options`` are the seed's: ``default_format`` (the format of a model whose type does not
+    tell it), ``cache_size`` (loaded models kept, default ``$MODEL_REGISTRY_CACHE_SIZE`` or 0;
+    see ``model_cache``); ``auto_validate``, ``compression_threshold`` and ``backup_enabled``
+    are accepted and change nothing: every load checks sha256 already, mreg stores tensors
+    uncompressed in Lance, and git keeps every version. Actions are logged to ``mreg.registry``.
     """
 
     def __init__(
-        self, path: str | Path | None = None, trusted_modules: list[str] | None = None
+        self,
+        path: str | Path | None = None,
+        trusted_modules: list[str] | None = None,
+        *,
+        registry_path: str | Path | None = None,
+        init: bool = True,
+        **options: Any,
     ) -> None:
+        _check_options(options)
+        path = path if path is not None else registry_path
         chosen = Path(path or os.environ.get(ENV_PATH) or ".").resolve()
         existing = chosen
         while not existing.exists():
             existing = existing.parent
-        self.repo = Repo(existing)
+        self.repo = _open_repo(existing, init)
         configured = self.repo.config.shared.get("registry", {}).get("path", DEFAULT_FOLDER)
         explicit = path is not None or ENV_PATH in os.environ
         inside = explicit and chosen != self.repo.root
@@ -63,6 +91,11 @@ class ModelRegistry:
         self.loaders: dict[ModelFormat, Any] = loading.default_loaders()
         # Loading builds classes of these modules only (mreg.registry.trust).
         self.trusted_modules = trust.trusted_modules(self.repo, trusted_modules)
+        default = options.get("default_format")
+        self.default_format = ModelFormat.parse(default) if default else None
+        self.cache_size = model_cache.cache_size(options.get("cache_size"))
+        self._loaded = model_cache.LoadedModels(self.cache_size)
+        self.options = options
 
     # -- registering ----------------------------------------------------------------------
 
@@ -91,11 +124,13 @@ class ModelRegistry:
         get versions of their own, or wait and then fail in one line.
         """
         check_model_name(name)
+        if model_format is None and self.default_format is not None:
+            model_format = registering.format_of(model, self.default_format)
         with self.repo.lock.held():
             history = self._history(name, must_exist=False)
             request = registering.check_request(
                 self.repo, history, name, model, model_format, model_type, version,
-                init_kwargs, model_class, metadata, tokenizer,
+                init_kwargs, model_class, metadata, tokenizer, self.trusted_modules,
             )  # fmt: skip
             loader = self._loader(request.format)
             found = self.repo.lookup(name)
@@ -110,7 +145,8 @@ class ModelRegistry:
                 f"Registering artifact {name} version {request.version}",
                 rev=commit,
             )
-        return self.get_model_info(name, request.version)
+        log.info("registered %s %s", name, request.version)
+        return self.entry(name, request.version)
 
     def register_pytorch_model(self, name: str, model: Any, **kwargs: Any) -> ModelEntry:
         """``register_model`` of an ``nn.Module``, a state dict or a ``.pth`` /
@@ -146,13 +182,27 @@ class ModelRegistry:
         (ModelIntegrityError on a mismatch). PyTorch weights never pass through pickle, so
         ``weights_only`` is always in effect; ONNX gives an onnxruntime session
         (``return_proto=True``: the ModelProto); Transformers gives the model and its tokenizer
-        (None when none was registered)."""
+        (None when none was registered). With a cache size (``MODEL_REGISTRY_CACHE_SIZE``),
+        loading a version again with the same arguments returns the same objects."""
+        return self._load(name, version, device, cached=True, **kwargs)
+
+    def _load(
+        self, name: str, version: str, device: str, cached: bool, **kwargs: Any
+    ) -> tuple[Any, Any | None]:
         label, commit = self._resolve(name, version)
+        key = (name, commit, device, repr(sorted(kwargs.items())))
+        found = self._loaded.get(key) if cached else None
+        if found is not None:
+            return found
         _, manifest = self._manifest(name, commit)
         metadata = fields.from_manifest(manifest, label)
         stored = StoredModel(self.repo, commit, manifest, metadata, self.trusted_modules)
         loader = self._loader(stored.metadata.format)
-        return loading.load(stored, loader, device, **kwargs)
+        loaded = loading.load(stored, loader, device, **kwargs)
+        log.info("loaded %s %s", name, label)
+        if cached:
+            self._loaded.put(key, loaded)
+        return loaded
 
     @contextlib.contextmanager
     def temporary_model(
@@ -161,16 +211,24 @@ class ModelRegistry:
         """``with registry.temporary_model(name) as (model, tokenizer):``: ``load_model`` for
         the block only. On exit the registry drops its references, collects garbage and
         empties the CUDA cache; the memory is freed once the caller's own names for the model
-        are gone too (do not keep them past the block)."""
-        model, tokenizer = self.load_model(name, version, device, **kwargs)
+        are gone too (do not keep them past the block). It never enters the model cache."""
+        model, tokenizer = self._load(name, version, device, cached=False, **kwargs)
         try:
             yield model, tokenizer
         finally:
             del model, tokenizer
             loading.free_memory()
 
-    def get_model_info(self, name: str, version: str = "latest") -> ModelEntry:
-        """The entry of one version (same ``version`` forms as ``load_model``)."""
+    def get_model_info(self, name: str, version: str = "latest") -> ModelEntry | None:
+        """The entry of one version (same ``version`` forms as ``load_model``), or None when
+        there is no such model or version, as the seed system had it (``entry`` says why)."""
+        try:
+            return self.entry(name, version)
+        except ModelNotFound:
+            return None
+
+    def entry(self, name: str, version: str = "latest") -> ModelEntry:
+        """The entry of one version; ModelNotFound (a RegistryError) names what is missing."""
         label, commit = self._resolve(name, version)
         return self._entry(self._history(name), label, commit)
 
@@ -188,7 +246,7 @@ class ModelRegistry:
                 if wanted_type and entry.model_type != wanted_type:
                     continue
                 if all(catalog.matches(entry, k, v) for k, v in filters.items()):
-                    entries.append(entry)
+                    entries.append(self._bound(entry))
         return entries
 
     def search(self, query: str, latest: bool = False) -> list[ModelEntry]:
@@ -197,10 +255,10 @@ class ModelRegistry:
         with ``latest``, only each model's newest matching version. RegistryError (a ValueError)
         names a malformed term. Manifests come from git in two batch reads, cached per blob."""
         terms = searching.parse(query)
-        found = []
+        found: list[ModelEntry] = []
         for candidates in catalog.candidates(self.repo, self.folder).values():
             chosen = [c.entry for c in candidates if searching.matches(terms, c)]
-            found.extend(chosen[-1:] if latest else chosen)
+            found.extend(self._bound(e) for e in (chosen[-1:] if latest else chosen))
         return found
 
     def models(self) -> list[ModelSummary]:
@@ -226,33 +284,56 @@ class ModelRegistry:
         name: str,
         version: str = "latest",
         export_path: str | Path = ".",
-        export_format: str = "safetensors",
+        export_format: str | ModelFormat | None = None,
         example_input: Any = None,
         dynamic_axes: DynamicAxes | None = None,
-    ) -> Path:
-        """Write one version as ``safetensors``, ``pth`` or ``onnx``; returns the path written.
+    ) -> str:
+        """Write one version as ``safetensors``, ``pth`` or ``onnx`` (or a ModelFormat); returns
+        the path written. ``None``: as it is stored (a ``.safetensors`` or ``.pth`` file, an
+        ``.onnx`` graph, a Transformers folder).
 
         ONNX is traced on ``example_input`` (default: from the recorded ``input_shape``, or
         token ids for a Transformers model) and takes any batch size: axis 0 of every input is
         dynamic, and axis 1 of a Transformers model's token inputs. ``dynamic_axes`` names
         more, in ``torch.onnx.export``'s form: ``{"x": {1: "length"}}`` or ``{"x": [1]}``."""
-        return exporting.export_model(
+        path = exporting.export_model(
             self, name, version, export_path, export_format, example_input, dynamic_axes
         )
+        log.info("exported %s %s to %s", name, version, path)
+        return str(path)
 
     def validate_registry(self, load: bool = True) -> validating.ValidationReport:
         """Every version not removed: cached files present, sha256 re-hashed, loadable."""
         return validating.validate(self, load=load)
 
     def stats(self) -> counting.RegistryStats:
-        """Counts of models, versions, stages, data size, by format and by type."""
+        """Counts of models, versions, stages, data size, by format and by type (also a
+        mapping with the seed's keys)."""
         return counting.stats(self)
+
+    def get_registry_stats(self) -> counting.RegistryStats:
+        """``stats()``, by the seed's name."""
+        return self.stats()
+
+    def get_detailed_stats(self) -> counting.RegistryStats:
+        """``stats()``, by the name the seed's document left to implement."""
+        return self.stats()
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def remove_model(self, name: str, version: str | None = None) -> list[str]:
+    def remove_model(self, name: str, version: str | None = None) -> bool:
+        """``remove_versions``, answering as the seed did: True when something was removed,
+        False when there is no such model or version (or it was removed already)."""
+        try:
+            self.remove_versions(name, version)
+        except ModelNotFound:
+            return False
+        return True
+
+    def remove_versions(self, name: str, version: str | None = None) -> list[str]:
         """Deregister one version (every version without ``version``): GTO's ``NAME@vX.Y.Z!``
-        tags. The data stay in the cache and on remotes until ``mreg gc``. Returns the tags."""
+        tags. The data stay in the cache and on remotes until ``mreg gc``. Returns the tags;
+        ModelNotFound names a model or version that is not there."""
         with self.repo.lock.held():
             history = self._history(name)
             if version is None:
@@ -266,6 +347,8 @@ class ModelRegistry:
                 message = f"Deregistering artifact {name} version {v}"
                 self.repo.git.create_tag(tag, message, rev=history.registered[v].commit)
                 tags.append(tag)
+                log.info("removed %s %s", name, v)
+        self._loaded.clear()
         return tags
 
     def stage(self, name: str, version: str, stage: str) -> str:
@@ -275,7 +358,9 @@ class ModelRegistry:
             history = self._history(name)
             chosen = normalize_version(version)
             resolution.check_active(history, chosen)
-            return staging.assign(self.repo, history, chosen, stage)
+            tag = staging.assign(self.repo, history, chosen, stage)
+        log.info("staged %s %s in %s", name, chosen, stage)
+        return tag
 
     def unstage(self, name: str, stage: str) -> str:
         """Take the version now in ``stage`` out of it (tag ``NAME#STAGE!#N``)."""
@@ -313,4 +398,29 @@ class ModelRegistry:
         return catalog.manifest_at(self.repo, name, commit)
 
     def _entry(self, history: ModelHistory, version: str, commit: str) -> ModelEntry:
-        return catalog.entry(self.repo, history, version, commit)
+        return self._bound(catalog.entry(self.repo, history, version, commit))
+
+    def _bound(self, entry: ModelEntry) -> ModelEntry:
+        """``entry`` knowing its registry, for ``verify_integrity`` and ``calculate_checksum``."""
+        return replace(entry, root=str(self.repo.root))
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise RegistryError(
+            f"unknown registry option {', '.join(unknown)}", hint=f"options: {', '.join(OPTIONS)}"
+        )
+
+
+def _open_repo(start: Path, init: bool) -> Repo:
+    """The mreg repository holding ``start``; with ``init``, a git work tree not set up for
+    mreg yet is set up (``mreg init``)."""
+    try:
+        return Repo(start)
+    except NotARepository:
+        if not init:
+            raise
+    repo = Repo.init(start)  # NotARepository outside a git work tree, saying `git init`
+    log.info("initialised mreg in %s", repo.root)
+    return repo

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.errors import GitError, ModelNotFound, RegistryError, UsageError
+from mreg.errors import GitError, ModelNotFound, UsageError
 from mreg.registry import catalog
 from mreg.registry import stages as staging
 from mreg.registry.tags import ModelHistory, is_version, normalize_version, read_histories
@@ -55,7 +55,7 @@ def check_active(history: ModelHistory, version: str) -> None:
         known = ", ".join(history.versions()) or "none"
         raise ModelNotFound(f"{history.name} has no version {version}", hint=f"versions: {known}")
     if version in history.removed:
-        raise RegistryError(f"{history.name} {version} was removed")
+        raise ModelNotFound(f"{history.name} {version} was removed")
 
 
 def resolve(repo: Repo, history: ModelHistory, version: str) -> tuple[str, str]:
@@ -75,7 +75,7 @@ def resolve(repo: Repo, history: ModelHistory, version: str) -> tuple[str, str]:
     if stage in current:
         return current[stage], history.registered[current[stage]].commit
     if text.startswith("#") or stage in _known_stages(repo, history):
-        raise RegistryError(
+        raise ModelNotFound(
             f"no version of '{history.name}' is in stage '{stage}'",
             hint=f"stages of {history.name} now: {', '.join(current) or 'none'}; "
             f"assign one with `mreg stage {history.name} VERSION {stage}`",
@@ -86,7 +86,7 @@ def resolve(repo: Repo, history: ModelHistory, version: str) -> tuple[str, str]:
 def _latest(history: ModelHistory) -> tuple[str, str]:
     latest = history.latest()
     if latest is None:
-        raise RegistryError(f"every version of '{history.name}' was removed")
+        raise ModelNotFound(f"every version of '{history.name}' was removed")
     return latest, history.registered[latest].commit
 
 
@@ -99,7 +99,7 @@ def _revision(repo: Repo, history: ModelHistory, text: str) -> tuple[str, str]:
     try:
         commit = repo.git.resolve(text)
     except GitError:
-        raise RegistryError(
+        raise ModelNotFound(
             f"'{text}' is not a version, stage or git revision of '{history.name}'",
             hint=f"versions: {', '.join(history.versions()) or 'none'}",
         ) from None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mreg.registry import catalog
+from mreg.registry.seed_view import SeedMapping
 from mreg.repo.index import facts_of
 
 if TYPE_CHECKING:
@@ -14,8 +15,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class RegistryStats:
-    """What ``mreg stats`` shows. ``data_size`` counts each distinct data file once."""
+class RegistryStats(SeedMapping):
+    """What ``mreg stats`` shows. ``data_size`` counts each distinct data file once. Also a
+    mapping with the seed's keys, where a "model" is one registered version: ``total_models``,
+    ``unique_models``, ``total_size_mb``, ``total_parameters``, ``formats``, ``model_types``."""
 
     models: int = 0
     versions: int = 0
@@ -27,6 +30,16 @@ class RegistryStats:
     parameters: int = 0
     by_format: dict[str, int] = field(default_factory=dict)
     by_type: dict[str, int] = field(default_factory=dict)
+
+    def seed_view(self) -> dict[str, Any]:
+        return {
+            "total_models": self.versions,
+            "unique_models": self.models,
+            "total_size_mb": round(self.data_size / 2**20, 3),
+            "total_parameters": self.parameters,
+            "formats": self.by_format,
+            "model_types": self.by_type,
+        }
 
 
 def stats(registry: ModelRegistry) -> RegistryStats:

@@ -46,7 +46,7 @@ def model_class(class_path: str, trusted: Iterable[str] = BUILT_IN) -> Any:
     if not _CLASS_PATH.match(class_path):
         raise ModelClassError(f"model class {class_path[:100]!r} is not a module.Class path")
     module_name, _, class_name = class_path.rpartition(".")
-    if not _covered(module_name, tuple(trusted)):
+    if not is_trusted(module_name, tuple(trusted)):
         raise ModelClassError(
             f"model class {class_path} is not trusted: mreg builds torch.nn and transformers "
             "model classes, and classes of modules you trust",
@@ -69,7 +69,8 @@ def model_class(class_path: str, trusted: Iterable[str] = BUILT_IN) -> Any:
     return found
 
 
-def _covered(module: str, trusted: tuple[str, ...]) -> bool:
+def is_trusted(module: str, trusted: tuple[str, ...]) -> bool:
+    """Whether classes of ``module`` may be built: it or a package above it is trusted."""
     return any(module == t or module.startswith(t + ".") for t in trusted)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Self
 
@@ -10,6 +10,7 @@ from mreg.errors import RegistryError
 
 if TYPE_CHECKING:
     from mreg.registry.metadata import ModelMetadata
+    from mreg.repo import Repo
 
 
 class _Choice(StrEnum):
@@ -69,6 +70,32 @@ class ModelEntry:
     stages: tuple[str, ...]
     deprecated: bool
     metadata: ModelMetadata
+    # The work tree of the registry that gave this entry (for the integrity methods below).
+    root: str = field(default="", repr=False, compare=False)
+
+    def verify_integrity(self) -> bool:
+        """Whether every data file of this version is in the cache with its recorded sha256
+        (the seed's ``entry.verify_integrity()``)."""
+        from mreg.registry import integrity
+
+        return integrity.version_intact(self._repo(), self.name, self.commit)
+
+    def calculate_checksum(self) -> dict[str, str]:
+        """``{data file: sha256}`` of this version's data files, hashed again now (``""`` for
+        one missing from the cache)."""
+        from mreg.registry import integrity
+
+        return integrity.version_checksums(self._repo(), self.name, self.commit)
+
+    def _repo(self) -> Repo:
+        from mreg.repo import Repo
+
+        if not self.root:
+            raise RegistryError(
+                f"this entry of {self.name} {self.version} was built without its registry",
+                hint="get it from ModelRegistry.get_model_info or list_models",
+            )
+        return Repo(self.root)
 
     @property
     def model_format(self) -> ModelFormat:

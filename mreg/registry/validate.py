@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mreg.errors import MregError, one_line
 from mreg.registry import catalog
+from mreg.registry.seed_view import SeedMapping
 
 if TYPE_CHECKING:
     from mreg.registry.registry import ModelRegistry
@@ -24,8 +25,10 @@ class ValidationProblem:
 
 
 @dataclass(frozen=True)
-class ValidationReport:
-    """What ``validate_registry`` checked, and what it found wrong."""
+class ValidationReport(SeedMapping):
+    """What ``validate_registry`` checked, and what it found wrong. Also a mapping with the
+    seed's keys: a seed "model" is one registered version, so ``total_models`` counts versions,
+    ``valid_models`` the valid ones, and ``errors`` are ``NAME@VERSION: problem`` lines."""
 
     models: int = 0
     versions: int = 0
@@ -37,6 +40,13 @@ class ValidationReport:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def seed_view(self) -> dict[str, Any]:
+        return {
+            "total_models": self.versions,
+            "valid_models": self.valid_versions,
+            "errors": [f"{e.name}@{e.version}: {e.problem}" for e in self.errors],
+        }
 
 
 def validate(registry: ModelRegistry, load: bool = True) -> ValidationReport:

@@ -164,7 +164,7 @@ class RegistryService:
     def GetModelInfo(self, request: mreg_pb2.ModelRequest, context: Any) -> mreg_pb2.ModelEntry:
         self._reader(context)
         name = _name(request.name)
-        entry = self._registry().get_model_info(name, request.version or "latest")
+        entry = self._registry().entry(name, request.version or "latest")
         return codec.entry_message(entry)
 
     @grpc_status.unary
@@ -213,7 +213,7 @@ class RegistryService:
         caller = self.access.authorize_write(_token(context))
         name = _name(request.name)
         return grpc_messages.tags(
-            self._write(caller, lambda r: r.remove_model(name, request.version or None))
+            self._write(caller, lambda r: r.remove_versions(name, request.version or None))
         )
 
     # -- bytes out
@@ -236,7 +236,9 @@ class RegistryService:
         registry = self._registry()
         with registry.repo.cache.staging() as folder:
             wanted = folder / f"{name}.{request.format.lower().lstrip('.')}"
-            path = registry.export_model(name, request.version or "latest", wanted, request.format)
+            path = Path(
+                registry.export_model(name, request.version or "latest", wanted, request.format)
+            )
             yield from grpc_messages.file_chunks(path, path.name, sha256_file(path), 0)
 
     @grpc_status.streaming
@@ -318,7 +320,7 @@ class RegistryService:
         if "#" in spec and "@" not in spec:
             from mreg.registry.resolution import split_spec
 
-            return self._registry().get_model_info(*split_spec(spec)).tag
+            return self._registry().entry(*split_spec(spec)).tag
         return spec
 
 
