@@ -99,6 +99,7 @@ def test_one_changed_tensor_of_sixteen_uploads_about_that_tensor(
     assert (clone / "model.safetensors").read_bytes() == path.read_bytes()
 
 
+@pytest.mark.slow  # a real 87 MiB model, pushed and pulled: about 12 s here
 def test_a_retrained_classifier_head_on_minilm_uploads_about_the_head(
     repo, run, s3_remote, s3_bucket, seaweed, tmp_path, monkeypatch
 ):
