@@ -41,7 +41,11 @@ def push(
     """Upload the data files the remote lacks: of the work tree's artifacts and, with no
     TARGET, of every registered or staged version too."""
     result = open_repo().push(targets, remote=remote, jobs=jobs, all_refs=all_refs, repair=repair)
-    stdout.print(f"pushed {result.files} file(s), {human_size(result.bytes)}")
+    stdout.print(
+        f"pushed {result.files} file(s), {human_size(result.bytes)} new; "
+        f"{human_size(result.reused_bytes)} reused ({result.reused_files} file(s) the remote "
+        "had already)"
+    )
     if result.not_cached:
         stderr.print(f"{result.not_cached} file(s) of other versions are not in this cache")
 

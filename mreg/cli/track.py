@@ -22,6 +22,7 @@ from mreg.progress import stderr
 
 if TYPE_CHECKING:
     from mreg.repo.add import Mode
+    from mreg.repo.usage import Footprint
 
 
 @app.command()
@@ -76,13 +77,15 @@ def add(
         stdout.print(
             f"{shown(m.name)}: tracked as opaque chunks ({m.source.format}): "
             f"{shown(result.opaque)}; {human_size(m.source.size)} in {len(m.chunks):,} chunks, "
-            f"{human_size(result.new_bytes)} new data -> {result.manifest_path}"
+            f"{human_size(result.new_bytes)} new data, "
+            f"{human_size(m.data_size - result.new_bytes)} reused -> {result.manifest_path}"
         )
     else:
         size = f"{m.rows:,} rows" if m.kind == "dataset" else f"{m.parameters:,} parameters"
         stdout.print(
             f"{shown(m.name)}: {m.kind} from {m.source.format}, {size}, "
-            f"{human_size(result.new_bytes)} new data -> {result.manifest_path}"
+            f"{human_size(result.new_bytes)} new data, "
+            f"{human_size(m.data_size - result.new_bytes)} reused -> {result.manifest_path}"
         )
     stdout.print(f"next: git add {result.manifest_path} && git commit", style="dim")
 
@@ -149,6 +152,49 @@ def ls(json: Json = False) -> None:
             human_size(int(row["data_size"])),  # type: ignore[call-overload]
         )
     stdout.print(table)
+
+
+@app.command()
+def du(remote: Remote = None, json: Json = False) -> None:
+    """Per artifact: logical size of its kept versions, bytes stored, and the dedup ratio;
+    with --remote, what that remote stores."""
+    usage = open_repo().du(remote)
+    rows = [*usage.artifacts, usage.total]
+    if json:
+        print_json(
+            {
+                "artifacts": [_footprint(f) for f in usage.artifacts],
+                "total": _footprint(usage.total),
+                "remote": None
+                if usage.remote is None
+                else {**_footprint(usage.remote), "objects": usage.remote_objects},
+            }
+        )
+        return
+    from rich.table import Table
+
+    table = Table("name", "versions", "logical", "stored", "dedup")
+    if usage.remote is not None:
+        rows.append(usage.remote)
+    for row in rows:
+        table.add_row(
+            shown(row.name),
+            f"{row.versions:,}",
+            human_size(row.logical),
+            human_size(row.stored),
+            f"{row.ratio:.2f}x",
+        )
+    stdout.print(table)
+
+
+def _footprint(footprint: Footprint) -> dict[str, object]:
+    return {
+        "name": footprint.name,
+        "versions": footprint.versions,
+        "logical_bytes": footprint.logical,
+        "stored_bytes": footprint.stored,
+        "dedup_ratio": round(footprint.ratio, 4),
+    }
 
 
 @app.command()

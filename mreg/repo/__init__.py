@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from mreg.repo.gc import GcReport
     from mreg.repo.move import Moved
     from mreg.repo.status import ArtifactStatus
+    from mreg.repo.usage import Usage
     from mreg.repo.verify import Problem
     from mreg.repo.versions import LogEntry
     from mreg.storage import Store
@@ -373,6 +374,12 @@ class Repo:
 
         with self.lock.held():
             return gc(self, remote, force, all_commits, older_than=older_than, fetch=fetch)
+
+    def du(self, remote: str | None = None) -> Usage:
+        """Logical and stored bytes of every artifact's kept versions (and of ``remote``)."""
+        from mreg.repo.usage import du
+
+        return du(self, remote)
 
     def tag(self, name: str, version: str, message: str | None = None) -> str:
         from mreg.repo.versions import tag

@@ -174,7 +174,10 @@ def _overwrite(
             if sha is None and not listed
             else None
         )
-        converted = _convert(repo, converter, source_path, previous, options)
+        # Unchanged tensors keep the fragments of the previous version, or of another model.
+        donors = [m for rel, m in tracked.items() if rel != manifest_rel]
+        donors = [previous, *donors] if previous else donors
+        converted = _convert(repo, converter, source_path, donors, options)
         if hashing is not None:
             sha = hashing.result() or ""
         files = listing.result() if listed else []
@@ -321,21 +324,21 @@ def _convert(
     repo: Repo,
     converter: converters.Converter,
     path: Path,
-    previous: Manifest | None,
+    donors: list[Manifest],
     options: ReadOptions,
 ) -> _Converted:
     if converter.kind == "dataset":
         reader = cast(DatasetConverter, converter).read(path, options)
         converted = _write_table(repo, reader, reader.schema, first_id=0)
         return replace(converted, restore=converter.restore)
-    return _write_model(repo, cast(ModelConverter, converter), path, previous, options)
+    return _write_model(repo, cast(ModelConverter, converter), path, donors, options)
 
 
 def _write_model(
     repo: Repo,
     converter: ModelConverter,
     path: Path,
-    previous: Manifest | None,
+    donors: list[Manifest],
     options: ReadOptions,
 ) -> _Converted:
     source = converter.read(path, options)
@@ -343,7 +346,7 @@ def _write_model(
     tensors = [t for t in source.tensors if not (t.is_file or t.is_chunk)]
     tensors += [t for t in source.tensors if t.is_file] + [t for t in source.tensors if t.is_chunk]
     sums = tensor_table.digests(tensors)
-    reusable = tensor_table.reusable_fragments(previous)
+    reusable = tensor_table.reusable_fragments(donors, repo.cache.has)
     fragments: list[Fragment] = []
     files: dict[str, FileEntry] = {}
     infos: list[TensorInfo] = []
@@ -357,9 +360,9 @@ def _write_model(
                 for i in group
             ]
             old = reusable.get(tensor_table.group_key(group_infos))
-            if old is not None and previous is not None:
-                metadata = old.metadata
-                files.update({f.path: f for f in previous.files_of(old)})
+            if old is not None:
+                metadata = old[0].metadata
+                files.update({f.path: f for f in old[1]})
             else:
                 metadata = tensor_table.write_group(
                     stage, [tensors[i] for i in group], [sums[i] for i in group]

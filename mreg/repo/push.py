@@ -67,7 +67,9 @@ def push(
 
     total = sum(e.size for e in todo)
     run_parallel(todo, upload, f"push to {repo.remote(remote).name}", total, jobs)
-    return TransferResult(len(todo), total, not_cached)
+    reused = len(entries) - len(todo)
+    reused_bytes = sum(e.size for e in entries) - total
+    return TransferResult(len(todo), total, not_cached, reused, reused_bytes)
 
 
 def _other_versions(

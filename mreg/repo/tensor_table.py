@@ -1,9 +1,12 @@
 """How a model's tensors are laid out in Lance, and read back.
 
-One row per tensor (name, dtype, shape, digest, data) with the bytes in a blob column. Tensors are
-grouped into fragments of up to ``GROUP_BYTES``; group boundaries also fall after tensors whose
-name hashes to 0 mod ``NAME_CUT``, so they depend on names, not positions, and stay put when a
-tensor elsewhere changes. A re-added model reuses every fragment whose tensors are unchanged.
+One row per tensor (name, dtype, shape, digest, data) with the bytes in a blob column. A tensor
+of ``TENSOR_GROUP_BYTES`` or more has a fragment of its own (whose blob file holds exactly its
+bytes); smaller tensors are grouped into fragments of at most that size, with boundaries after
+tensors whose name hashes to 0 mod ``NAME_CUT``, so they depend on names, not positions, and
+stay put when a tensor elsewhere changes. A re-added model reuses every fragment whose tensors
+are unchanged (keyed by name, dtype, shape and digest), from its previous version or from any
+other model in the work tree: a change of k tensors writes, and pushes, about those k tensors.
 
 Chunks of opaque files (``CHUNK_DTYPE``) share their file's name, so their groups are cut by
 content instead: after a chunk whose digest is 0 mod ``CHUNK_CUT`` once the group holds
@@ -17,7 +20,7 @@ import functools
 import hashlib
 import json
 import mmap
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +38,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 GROUP_BYTES = 64 << 20
+# Small enough that retraining a small head re-uploads little besides the head (a group of
+# small tensors), large enough that a model of many tiny tensors keeps few fragments.
+TENSOR_GROUP_BYTES = 256 << 10
 NAME_CUT = 16
 CHUNK_CUT = 4
 CHUNK_GROUP_MIN = 4 << 20
@@ -69,7 +75,8 @@ def plan_groups(tensors: Sequence[TensorRecord], sums: Sequence[str]) -> list[li
     current: list[int] = []
     size = 0
     for index, tensor in enumerate(tensors):
-        if current and size + len(tensor.data) > GROUP_BYTES:
+        limit = GROUP_BYTES if tensor.is_chunk else TENSOR_GROUP_BYTES
+        if current and size + len(tensor.data) > limit:
             groups.append(current)
             current, size = [], 0
         current.append(index)
@@ -94,15 +101,26 @@ def group_key(infos: Sequence[TensorInfo]) -> GroupKey:
     return tuple((t.name, t.dtype, t.shape, t.digest) for t in infos)
 
 
-def reusable_fragments(previous: Manifest | None) -> dict[GroupKey, Fragment]:
-    """The fragments of ``previous``, keyed by exactly which tensors each holds."""
-    if previous is None or previous.kind != "model":
-        return {}
-    by_fragment: dict[int, list[TensorInfo]] = {}
-    for tensor in previous.tensors:
-        by_fragment.setdefault(tensor.fragment, []).append(tensor)
-    fragments = {f.id: f for f in previous.fragments}
-    return {group_key(infos): fragments[fid] for fid, infos in by_fragment.items()}
+def reusable_fragments(
+    donors: Iterable[Manifest], has: Callable[[FileEntry], bool]
+) -> dict[GroupKey, tuple[Fragment, list[FileEntry]]]:
+    """The fragments of the model manifests ``donors`` whose files the cache ``has``, with
+    those files, keyed by exactly which tensors each holds; the first donor wins a tie."""
+    found: dict[GroupKey, tuple[Fragment, list[FileEntry]]] = {}
+    for donor in donors:
+        if donor.kind != "model":
+            continue
+        by_fragment: dict[int, list[TensorInfo]] = {}
+        for tensor in donor.tensors:
+            by_fragment.setdefault(tensor.fragment, []).append(tensor)
+        for fragment in donor.fragments:
+            key = group_key(by_fragment.get(fragment.id, []))
+            if key in found:
+                continue
+            files = donor.files_of(fragment)
+            if all(has(f) for f in files):
+                found[key] = (fragment, files)
+    return found
 
 
 def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str]) -> str:

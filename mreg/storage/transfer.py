@@ -60,3 +60,6 @@ class TransferResult:
     files: int
     bytes: int
     not_cached: int = 0
+    # Files the other side had already (same path and size): they did not travel.
+    reused_files: int = 0
+    reused_bytes: int = 0
