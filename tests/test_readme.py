@@ -327,6 +327,21 @@ def layout(_tmp_path: Path, _seaweed: Seaweed) -> None:
     assert packages <= named, f"the layout leaves out {sorted(packages - named)}"
 
 
+def data_manager(tmp_path: Path, _seaweed: Seaweed) -> None:
+    """The data manager's two blocks, one after the other, in a quick-start repository."""
+    repo = quick_start_repo(tmp_path / "project", tmp_path / "store")
+    make_table(repo / "train.parquet", rows=1000)
+    make_table(repo / "more.parquet", rows=200, start=1000)
+    first = pq.read_table(repo / "train.parquet")
+    output = shell(repo, the_block("mreg add train.parquet --meta owner=ml").text)
+    assert "train" in output  # found by the search: 1,200 rows, a label column
+    assert pq.read_table(repo / "train.parquet").equals(first)  # rolled back to v1.0.0
+    output = python_script(repo, the_block("from mreg import DataManager").text)
+    assert "DatasetEntry" in output
+    assert pq.read_table(repo / "train.parquet").num_rows == 1200  # v1.1.0 again
+    assert "train@v1.0.0!" in git(repo, "tag").split()
+
+
 # The first line of each block (its start) -> what runs it.
 RUNNERS: dict[str, Callable[[Path, Seaweed], None]] = {
     "$ mreg add model.safetensors": overview,
@@ -334,6 +349,8 @@ RUNNERS: dict[str, Callable[[Path, Seaweed], None]] = {
     "import mreg, torch": registry_blocks,
     "from transformers import": registry_blocks,
     "import mreg": python_api,
+    "from mreg import DataManager": data_manager,
+    "mreg add train.parquet --meta owner=ml": data_manager,
     "import torch": pytorch,
     "git init && mreg demo train": demo,
     "# mreg manifest": manifest,
