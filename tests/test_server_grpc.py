@@ -153,8 +153,9 @@ def test_eight_clients_registering_one_model_at_once_get_eight_versions(
 
 def test_an_unknown_name_is_not_found(served: Path, tmp_path: Path) -> None:
     with grpc_server(served, tmp_path) as server, GrpcClient(server.url, READ_TOKEN) as client:
+        assert client.get_model_info("ghost") is None  # as the local registry answers
         with pytest.raises(ModelNotFound, match="no model named 'ghost' is registered"):
-            client.get_model_info("ghost")
+            client.entry("ghost")
         with pytest.raises(ModelNotFound, match="no artifact named 'ghost'"):
             client.download("ghost", tmp_path / "ghost.bin")
         channel, raw = stub(server.url)
