@@ -227,3 +227,44 @@ def test_hooks_do_nothing_in_a_clone_without_mreg(tmp_path, monkeypatch, run):
     root = init_work_tree(tmp_path / "plain")
     monkeypatch.chdir(root)
     assert run("hook", "post-checkout", "0", "0", "1").exit_code == 0
+
+
+# -- mreg diff --format markdown ---------------------------------------------------------
+
+
+def test_markdown_diff_of_registered_versions_has_a_table_with_deltas_and_folded_details(repo, run):
+    for seed, (layers, accuracy) in enumerate(((3, "0.9"), (4, "0.925"))):
+        weights = make_safetensors(repo / f"w{seed}.safetensors", seed=seed, layers=layers)
+        result = run("register", weights.name, "--name", "net", "--metric", f"accuracy={accuracy}")
+        assert result.exit_code == 0, result.stderr
+    result = run("diff", "net@v0.1.0", "net@v0.1.1", "--format", "markdown")
+    assert result.exit_code == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("### mreg: 1 artifact(s) changed, `net@v0.1.0` → `net@v0.1.1`")
+    assert "#### ~ `net` (model, changed)" in text
+    assert "| parameters | 816 | 1,088 | +272 |" in text
+    # every tensor of seed 1 differs from seed 0: 8 of 8, all parameters
+    assert "| tensors changed | | 8 of 8 | 100.0% of parameters |" in text
+    assert "| metric `accuracy` | 0.9 | 0.925 | +0.025 |" in text
+    assert "<details><summary>" in text and "+ tensor layers.3.weight [16, 16] float32" in text
+
+
+def test_markdown_diff_of_a_dataset_shows_the_row_delta_and_keeps_clone_text_inert(repo, run):
+    make_table(repo / "t.parquet", rows=100)
+    added(run, repo / "t.parquet", "--meta", "note=plain")
+    commit_all(repo, "t v1")
+    make_table(repo / "more.parquet", rows=28, start=100)
+    assert run("add", "more.parquet", "--name", "t", "--mode", "append").exit_code == 0
+    assert run("add", "t.parquet", "--meta", "note=```<img src=x>|").exit_code == 0
+    text = run("diff", "--format", "markdown").stdout
+    assert "| rows | 100 | 128 | +28 |" in text
+    body = text.split("```\n", 1)[1].rsplit("\n```", 1)[0]
+    assert "`" not in body and "'''<img src=x>|" in body
+
+
+def test_json_format_stays_and_an_unknown_format_is_refused(repo, run):
+    two_model_versions(repo, run)
+    as_json = run("diff", "--format", "json")
+    assert as_json.exit_code == 0 and '"tensors_changed": 8' in as_json.stdout
+    assert run("diff", "--json").stdout == as_json.stdout
+    assert_refused(run("diff", "--format", "html"), "unknown format 'html'")
