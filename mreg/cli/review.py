@@ -77,3 +77,34 @@ def hook(
         return
     restored = repo.pull([s.name for s in stale])
     stderr.print(f"mreg: restored {len(restored)} artifact(s): {shown(listed)}")
+
+
+@app.command()
+def reproduce(
+    spec: Annotated[str, typer.Argument(help="The registered version, NAME@vX.Y.Z.")],
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Check that the code commit and data versions are there."),
+    ] = False,
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help="Remote name.")] = None,
+) -> None:
+    """Show a registered version's lineage (code commit, data versions, command, seed) and,
+    with --check, verify that this clone and the remote hold everything to reproduce it."""
+    from mreg.registry.lineage import check_inputs, lineage_of
+
+    repo = open_repo()
+    found = lineage_of(repo, spec)
+    stdout.print(f"code commit {found.code_commit}")
+    for version in found.data:
+        stdout.print(f"data {shown(version)}")
+    stdout.print(f"seed {found.seed if found.seed is not None else '(not recorded)'}")
+    # The command comes from a clone: shown, never run without the user reading it.
+    stdout.print(f"command {shown(found.command or '(not recorded)')}")
+    if not check:
+        raise UsageError(
+            "mreg does not run a recorded command yet (it is input from the repository)",
+            hint=f"`mreg reproduce {spec} --check` checks its inputs; run the command above "
+            f"in `git worktree add TMP {found.code_commit[:12]}` after `mreg pull` there",
+        )
+    check_inputs(repo, found, remote)
+    stdout.print(f"{shown(spec)}: the code commit and every data version are available")

@@ -194,6 +194,8 @@ def _register(repo: Repo, options: TrainOptions, inputs: _Inputs, trained: _Trai
             "accuracy_before": trained.before.accuracy,
         },
         training_dataset=inputs.train.name,
+        data_versions=[inputs.train_tag, inputs.held_out_tag],
+        seed=options.seed,
         training_epochs=done.epochs,
         training_framework="pytorch",
         description=f"mreg demo: {type(model).__name__} trained on {inputs.train.name}",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
+from mreg.registry import lineage
 from mreg.registry import metadata as fields
 from mreg.registry.tags import ModelHistory, bump_patch, normalize_version
 from mreg.registry.types import ModelFormat, ModelType
@@ -85,6 +86,8 @@ def check_request(
             f"{name} {chosen} is already registered{removed}",
             hint=f"pass another version, or none for {bump_patch(history)}",
         )
+    metadata = dict(metadata)
+    given = {key: metadata.pop(key) for key in lineage.ARGUMENTS if key in metadata}
     meta = fields.to_meta(metadata)
     meta[fields.FORMAT_KEY] = fmt.value
     meta[fields.TYPE_KEY] = ModelType.parse(model_type or ModelType.CUSTOM).value
@@ -94,9 +97,13 @@ def check_request(
     meta.setdefault("python_version", "{}.{}.{}".format(*sys.version_info[:3]))
     if repo.git.has_commits():
         meta["code_commit"] = repo.git.resolve("HEAD")
-    lineage = _lineage(repo, meta.get("training_dataset"))
-    if lineage:
-        meta["training_dataset_version"] = lineage
+    trained_on = _lineage(repo, meta.get("training_dataset"))
+    if trained_on:
+        meta["training_dataset_version"] = trained_on
+    version = None
+    if trained_on and trained_on != "uncommitted":
+        version = trained_on if "@" in trained_on else f"{meta['training_dataset']}@{trained_on}"
+    meta.update(lineage.record(given, version))
     return Request(name, model, fmt, ModelType(meta[fields.TYPE_KEY]), chosen, meta, tokenizer)
 
 
