@@ -61,7 +61,7 @@ def test_a_data_version_missing_from_the_remote_fails_before_anything_runs(repo,
     assert "nothing was run" in line
 
 
-def test_without_check_the_recorded_command_is_shown_and_not_run(repo, run, remote_dir, tmp_path):
+def test_without_yes_the_recorded_command_is_shown_and_not_run(repo, run, remote_dir, tmp_path):
     registered(repo, run)
     marker = tmp_path / "ran"
     ModelRegistry(repo).register_model(
@@ -69,9 +69,67 @@ def test_without_check_the_recorded_command_is_shown_and_not_run(repo, run, remo
     )
     result = run("reproduce", "net@v0.2.0")
     assert f"command touch {marker}" in result.stdout
-    assert_refused(result, "does not run a recorded command")
+    assert_refused(result, "pass --yes")
     assert not marker.exists()
 
 
 def test_a_version_without_a_code_commit_or_version_is_refused(repo, run):
     assert_refused(run("reproduce", "net"), "names no version")
+
+
+TRAIN = """
+import sys
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+seed, out = int(sys.argv[1]), Path(sys.argv[2])
+rows = len(Path("t.parquet").read_bytes())  # the pulled data version is there
+rng = np.random.default_rng(seed + rows)
+tensors = {f"layers.{i}.weight": rng.standard_normal((16, 16), dtype=np.float32) for i in range(4)}
+if len(sys.argv) > 3:  # a run that is not deterministic
+    tensors["layers.0.weight"] += np.random.default_rng().standard_normal((16, 16), np.float32)
+out.parent.mkdir(parents=True, exist_ok=True)
+save_file(tensors, str(out))
+"""
+
+
+def trained_and_registered(repo, run, remote_dir, *extra: str):  # type: ignore[no-untyped-def]
+    """train.py committed with tagged data; its output registered as net@v0.1.0; pushed."""
+    import subprocess
+    import sys
+
+    make_table(repo / "t.parquet", rows=200)
+    added(run, repo / "t.parquet")
+    (repo / "train.py").write_text(TRAIN)
+    commit_all(repo, "data and code")
+    assert run("tag", "t", "v1.0.0").exit_code == 0
+    subprocess.run([sys.executable, "train.py", "7", "out/w.safetensors"], cwd=repo, check=True)
+    command = [sys.executable, "train.py", "7", "models/net/model.safetensors", *extra]
+    ModelRegistry(repo).register_model(
+        "net", str(repo / "out" / "w.safetensors"), training_dataset="t", command=command, seed=7
+    )
+    assert run("push").exit_code == 0
+
+
+def test_reproduce_in_a_fresh_clone_runs_the_command_and_matches_every_digest(
+    repo, run, remote_dir, tmp_path, monkeypatch
+):
+    trained_and_registered(repo, run, remote_dir)
+    clone = tmp_path / "fresh"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    result = run("reproduce", "net@v0.1.0", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "net@v0.1.0: reproduced, all 4 tensor digests equal" in result.stdout
+    assert git(clone, "tag", "--list", "net@*").split() == ["net@v0.1.0"]  # nothing added here
+
+
+def test_a_run_that_differs_exits_1_naming_how_many_tensors_differ(
+    repo, run, remote_dir, tmp_path, monkeypatch
+):
+    trained_and_registered(repo, run, remote_dir, "noise")
+    result = run("reproduce", "net@v0.1.0", "--yes")
+    assert result.exit_code == 1
+    assert "1 of 4 tensor(s) differ" in result.stdout

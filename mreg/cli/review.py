@@ -84,12 +84,19 @@ def reproduce(
     spec: Annotated[str, typer.Argument(help="The registered version, NAME@vX.Y.Z.")],
     check: Annotated[
         bool,
-        typer.Option("--check", help="Check that the code commit and data versions are there."),
+        typer.Option("--check", help="Only check that the code commit and data are there."),
     ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Run the recorded command (read it first).")
+    ] = False,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="Largest metric difference accepted.")
+    ] = 0.0,
     remote: Annotated[str | None, typer.Option("--remote", "-r", help="Remote name.")] = None,
 ) -> None:
-    """Show a registered version's lineage (code commit, data versions, command, seed) and,
-    with --check, verify that this clone and the remote hold everything to reproduce it."""
+    """Show a registered version's lineage; --check verifies its inputs; --yes runs its
+    recorded command at its code commit in a temporary clone and compares the model (exact
+    tensor digests, else metrics within --tolerance): exit 0 when it matches, 1 when not."""
     from mreg.registry.lineage import check_inputs, lineage_of
 
     repo = open_repo()
@@ -98,13 +105,27 @@ def reproduce(
     for version in found.data:
         stdout.print(f"data {shown(version)}")
     stdout.print(f"seed {found.seed if found.seed is not None else '(not recorded)'}")
-    # The command comes from a clone: shown, never run without the user reading it.
+    # The command comes from a clone: shown, and run only with --yes.
     stdout.print(f"command {shown(found.command or '(not recorded)')}")
-    if not check:
+    if check:
+        check_inputs(repo, found, remote)
+        stdout.print(f"{shown(spec)}: the code commit and every data version are available")
+        return
+    if not yes:
         raise UsageError(
-            "mreg does not run a recorded command yet (it is input from the repository)",
-            hint=f"`mreg reproduce {spec} --check` checks its inputs; run the command above "
-            f"in `git worktree add TMP {found.code_commit[:12]}` after `mreg pull` there",
+            "the recorded command comes from the repository: read it above, then pass --yes "
+            "to run it",
+            hint=f"`mreg reproduce {spec} --check` only checks its inputs",
         )
-    check_inputs(repo, found, remote)
-    stdout.print(f"{shown(spec)}: the code commit and every data version are available")
+    from mreg.registry.reproduce import reproduce as run_again
+
+    result = run_again(repo, spec, tolerance, remote)
+    if result.identical:
+        stdout.print(f"{shown(spec)}: reproduced, all {result.tensors} tensor digests equal")
+        return
+    stdout.print(f"{len(result.differing)} of {result.tensors} tensor(s) differ")
+    for name, (old, new) in result.metrics.items():
+        stdout.print(f"metric {shown(name)}: {old:g} registered, {new:g} now")
+    if not result.ok:
+        raise typer.Exit(1)
+    stdout.print(f"{shown(spec)}: metrics within {tolerance:g}")
