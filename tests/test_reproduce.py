@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from conftest import added, assert_refused, commit_all, git, make_safetensors, make_table
 
 from mreg.registry import ModelRegistry
@@ -133,3 +134,24 @@ def test_a_run_that_differs_exits_1_naming_how_many_tensors_differ(
     result = run("reproduce", "net@v0.1.0", "--yes")
     assert result.exit_code == 1
     assert "1 of 4 tensor(s) differ" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_demo_model_reproduced_in_a_fresh_clone_has_the_same_digests(
+    repo, run, remote_dir, tmp_path, monkeypatch
+):
+    commit_all(repo, "mreg set up, with its default remote")
+    args = ("--steps", "3", "--batch", "32", "--limit", "200")
+    result = run("demo", "train", "--offline", *args, "--cache", tmp_path / "downloads")
+    assert result.exit_code == 0, result.stderr
+    tag = "digits-resnet18@v0.1.0"
+    meta = Repo(repo).target(tag).manifest.meta
+    assert meta["lineage.command"].startswith("mreg demo train --offline --dataset digits")
+    assert json.loads(meta["lineage.data"]) == ["digits-train@v1.0.0", "digits-test@v1.0.0"]
+
+    clone = tmp_path / "fresh"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    result = run("reproduce", tag, "--yes")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "reproduced, all" in result.stdout and "tensor digests equal" in result.stdout
