@@ -8,6 +8,7 @@ import typer
 
 from mreg.cli import app
 from mreg.cli.options import Json, human_size, open_repo, print_json, shown, stdout
+from mreg.errors import UsageError
 from mreg.terminal import printable
 
 
@@ -43,11 +44,21 @@ def diff(
     rev_a: Annotated[str | None, typer.Argument(help="Old revision (default HEAD).")] = None,
     rev_b: Annotated[str | None, typer.Argument(help="New revision (default work tree).")] = None,
     json: Json = False,
+    format: Annotated[
+        str, typer.Option("--format", help="text, json, or markdown (a pull-request comment).")
+    ] = "text",
 ) -> None:
     """What changed in models and datasets between two revisions (from git alone)."""
+    if format not in ("text", "json", "markdown"):
+        raise UsageError(f"unknown format '{format}'", hint="use text, json or markdown")
     result = open_repo().diff(rev_a, rev_b)
-    if json:
+    if json or format == "json":
         print_json(result)
+        return
+    if format == "markdown":
+        from mreg.repo.markdown import render
+
+        typer.echo(render(result), nl=False)
         return
     if not result.changes:
         stdout.print(f"no changes between {result.old} and {result.new}")

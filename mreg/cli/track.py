@@ -32,7 +32,11 @@ def init() -> None:
     from mreg.repo import Repo
 
     repo = Repo.init(".")
-    stdout.print(f"mreg initialised in {repo.root} (commit .mreg/config.toml and .mreg/.gitignore)")
+    repo.install_git()
+    stdout.print(
+        f"mreg initialised in {repo.root} "
+        "(commit .mreg/config.toml, .mreg/.gitignore and .gitattributes)"
+    )
 
 
 @app.command()

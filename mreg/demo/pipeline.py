@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,11 @@ from mreg.demo.sources import Input
 from mreg.demo.training import PREPROCESSING, Evaluation, Fit, evaluate, fit
 from mreg.registry import ModelEntry, ModelFormat, ModelRegistry, ModelType
 from mreg.repo import Repo
+from mreg.storage.transfer import TransferResult
 
 Log = Callable[[str], None]
 FRESH = "a freshly initialised ResNet18"
+REPRODUCING = "MREG_REPRODUCE"  # set by `mreg reproduce` for the command it runs
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,10 @@ def train(options: TrainOptions, path: str | Path = ".", log: Log | None = None)
     trained = _train(repo, options, inputs, say)
     say(f"register {options.name or _default_name(options)}")
     entry = _register(repo, options, inputs, trained)
-    pushed_model = repo.push([entry.tag], remote=remote.name)
+    if os.environ.get(REPRODUCING):  # `mreg reproduce` compares the model; it keeps nothing
+        pushed_model = TransferResult(0, 0)
+    else:
+        pushed_model = repo.push([entry.tag], remote=remote.name)
     return TrainReport(
         repo=repo.root,
         cache=repo.cache.root,
@@ -194,6 +200,9 @@ def _register(repo: Repo, options: TrainOptions, inputs: _Inputs, trained: _Trai
             "accuracy_before": trained.before.accuracy,
         },
         training_dataset=inputs.train.name,
+        data_versions=[inputs.train_tag, inputs.held_out_tag],
+        seed=options.seed,
+        command=_command(options),
         training_epochs=done.epochs,
         training_framework="pytorch",
         description=f"mreg demo: {type(model).__name__} trained on {inputs.train.name}",
@@ -213,6 +222,19 @@ def _register(repo: Repo, options: TrainOptions, inputs: _Inputs, trained: _Trai
             "preprocessing": PREPROCESSING,
         },
     )
+
+
+def _command(options: TrainOptions) -> list[str] | None:
+    """The command line that trains this model again (what ``mreg reproduce`` runs): known for
+    offline runs from a fresh ResNet18, which need nothing but the repository and its remote."""
+    if not options.offline or options.bucket or options.model or options.seed != 0:
+        return None
+    argv = ["mreg", "demo", "train", "--offline", "--dataset", options.dataset_name]
+    argv += ["--dataset-mode", options.dataset_mode, "--split", options.split]
+    argv += ["--eval-split", options.eval_split, "--batch", str(options.batch)]
+    argv += ["--lr", repr(options.lr), "--name", options.name or _default_name(options)]
+    argv += ["--steps", str(options.steps)] if options.steps else ["--epochs", str(options.epochs)]
+    return argv + (["--limit", str(options.limit)] if options.limit else [])
 
 
 def _init_kwargs(model: Any) -> dict[str, Any]:

@@ -84,6 +84,18 @@ def fit(
     import torch
 
     data = loader(train, batch, shuffle=True, seed=seed)
+    # Seeded and deterministic, so `mreg reproduce` gets the same weights on the same machine.
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _fit(model, data, lr, epochs, steps)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _fit(model: torch.nn.Module, data: Any, lr: float, epochs: int, steps: int | None) -> Fit:
+    import torch
+
     per_epoch = len(data)
     total = epochs * (steps if steps is not None else per_epoch)
     target = device()

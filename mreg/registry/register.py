@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
-from mreg.registry import constructor, trust
+from mreg.registry import constructor, lineage, trust
 from mreg.registry import metadata as fields
 from mreg.registry.tags import ModelHistory, choose_version
 from mreg.registry.types import ModelFormat, ModelType
@@ -87,6 +87,7 @@ def check_request(
     shard = metadata.pop("max_shard_size", None)
     _check_shard_size(shard, fmt, model)
     chosen = choose_version(history, version)
+    given = {key: metadata.pop(key) for key in lineage.ARGUMENTS if key in metadata}
     meta = fields.to_meta(metadata)
     meta[fields.FORMAT_KEY] = fmt.value
     meta[fields.TYPE_KEY] = ModelType.parse(model_type or ModelType.CUSTOM).value
@@ -98,9 +99,13 @@ def check_request(
     meta.setdefault("python_version", "{}.{}.{}".format(*sys.version_info[:3]))
     if repo.git.has_commits():
         meta["code_commit"] = repo.git.resolve("HEAD")
-    lineage = _lineage(repo, meta.get("training_dataset"))
-    if lineage:
-        meta["training_dataset_version"] = lineage
+    trained_on = _lineage(repo, meta.get("training_dataset"))
+    if trained_on:
+        meta["training_dataset_version"] = trained_on
+    version = None
+    if trained_on and trained_on != "uncommitted":
+        version = trained_on if "@" in trained_on else f"{meta['training_dataset']}@{trained_on}"
+    meta.update(lineage.record(given, version))
     model_type = ModelType(meta[fields.TYPE_KEY])
     return Request(name, model, fmt, model_type, chosen, meta, tokenizer, shard)
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mreg.repo.diff import Diff
     from mreg.repo.doctor import Check
     from mreg.repo.gc import GcReport
+    from mreg.repo.install_git import Installed
     from mreg.repo.move import Moved
     from mreg.repo.status import ArtifactStatus
     from mreg.repo.usage import Usage
@@ -401,6 +402,12 @@ class Repo:
         from mreg.repo.diff import diff
 
         return diff(self, rev_a, rev_b)
+
+    def install_git(self, hooks: bool = False, auto_checkout: bool = False) -> Installed:
+        """Make ``git diff`` show manifests through mreg; with ``hooks``, install the hooks."""
+        from mreg.repo.install_git import install_git
+
+        return install_git(self, hooks=hooks, auto_checkout=auto_checkout)
 
     def ls(self) -> list[Target]:
         return self.targets(None)

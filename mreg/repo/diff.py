@@ -15,6 +15,18 @@ if TYPE_CHECKING:
     from mreg.repo import Repo
 
 WORKSPACE = "workspace"
+METRIC = "metric."  # the registry's [meta] key of each metric
+
+
+@dataclass(frozen=True)
+class Side:
+    """The numbers of one version a review compares (``rows`` of a dataset, ``parameters``
+    of a model, registered metrics)."""
+
+    size: int
+    rows: int
+    parameters: int
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,11 @@ class ArtifactChange:
     change: str  # "added" | "removed" | "changed"
     kind: str
     details: tuple[str, ...] = ()
+    before: Side | None = None
+    after: Side | None = None
+    tensors_changed: int = 0  # added, or changed in shape, dtype or values
+    tensors: int = 0  # in the new version
+    changed_parameters: int = 0  # parameters of those tensors
 
 
 @dataclass(frozen=True)
@@ -45,12 +62,56 @@ def diff(repo: Repo, rev_a: str | None = None, rev_b: str | None = None) -> Diff
     for name in names:
         before, after = old.get(name), new.get(name)
         if before is None and after is not None:
-            changes.append(ArtifactChange(name, "added", after.kind, _summary(after)))
+            changes.append(
+                ArtifactChange(name, "added", after.kind, _summary(after), None, _side(after))
+            )
         elif after is None and before is not None:
-            changes.append(ArtifactChange(name, "removed", before.kind, _summary(before)))
+            changes.append(
+                ArtifactChange(name, "removed", before.kind, _summary(before), _side(before))
+            )
         elif before is not None and after is not None and before != after:
-            changes.append(ArtifactChange(name, "changed", after.kind, _compare(before, after)))
+            changes.append(_changed(name, before, after))
     return Diff(old_rev, rev_b or WORKSPACE, changes)
+
+
+def _changed(name: str, before: Manifest, after: Manifest) -> ArtifactChange:
+    changed = _changed_tensors(before, after)
+    return ArtifactChange(
+        name,
+        "changed",
+        after.kind,
+        _compare(before, after),
+        _side(before),
+        _side(after),
+        tensors_changed=len(changed),
+        tensors=len(after.weights),
+        changed_parameters=sum(_count(t.shape) for t in changed),
+    )
+
+
+def _side(manifest: Manifest) -> Side:
+    metrics = {}
+    for key, value in manifest.meta.items():
+        if key.startswith(METRIC):
+            try:
+                metrics[key.removeprefix(METRIC)] = float(value)
+            except ValueError:
+                continue  # a manifest from anyone: a metric that is no number is left out
+    return Side(manifest.source.size, manifest.rows, manifest.parameters, metrics)
+
+
+def _changed_tensors(before: Manifest, after: Manifest) -> list[TensorInfo]:
+    """The weights of ``after`` that ``before`` lacks or holds with another shape, dtype or
+    digest (which fragment holds a tensor is no change of it)."""
+    old = {t.name: (t.shape, t.dtype, t.digest) for t in before.weights}
+    return [t for t in after.weights if old.get(t.name) != (t.shape, t.dtype, t.digest)]
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    total = 1
+    for dim in shape:
+        total *= dim
+    return total
 
 
 def _tagged_artifacts(repo: Repo, *revs: str | None) -> set[str]:

@@ -294,6 +294,25 @@ class GitRepo:
             raise GitError(f"git could not commit {folder_rel}: {one_line(error)}") from None
         return self.resolve("HEAD")
 
+    def config_value(self, key: str) -> str | None:
+        """The repository's value of git setting ``key``, or None when it is not set."""
+        done = _run(self.root, "config", "--get", key)
+        return done.stdout.decode("utf-8", "replace").strip() if done.returncode == 0 else None
+
+    def set_config(self, key: str, value: str) -> None:
+        """Set ``key`` in this repository's own git config (``.git/config``, never committed)."""
+        self._git("config", "--local", key, value)
+
+    def hooks_dir(self) -> Path:
+        """The folder git runs this repository's hooks from (``core.hooksPath`` honoured)."""
+        path = Path(self._git("rev-parse", "--git-path", "hooks"))
+        return path if path.is_absolute() else self.root / path
+
+    def unpushed_commits(self, tip: str, remote: str) -> list[str]:
+        """Commits reachable from ``tip`` that no remote-tracking branch of the git remote
+        ``remote`` holds (all of them for a remote given as a URL): what a push sends."""
+        return self._git("rev-list", tip, "--not", f"--remotes={remote}", "--").split()
+
     def ref_tips(self) -> list[str]:
         """Commits at the tip of every local branch, remote-tracking branch and tag."""
         output = self._git(
