@@ -21,7 +21,15 @@ from mreg.errors import MregError, RemoteError, UsageError
 
 CONFIG = "config.toml"
 LOCAL_CONFIG = "config.local.toml"
-SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
+# Kept in the git-ignored config.local.toml only: secrets, and a key file's path on this machine.
+SECRET_KEYS = (
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "account_key",
+    "connection_string",
+    "credentials_file",
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,10 @@ class RemoteConfig:
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    account_name: str | None = None  # Azure storage account
+    account_key: str | None = field(default=None, repr=False)  # Azure shared key
+    connection_string: str | None = field(default=None, repr=False)  # Azure
+    credentials_file: str | None = None  # Google service-account JSON on this machine
 
     @property
     def is_s3(self) -> bool:
@@ -51,7 +63,21 @@ class RemoteConfig:
 # The URL schemes a remote may have, and the kind of store each names; a URL without a scheme
 # is a local directory. Any other scheme is refused: it would otherwise become a local folder
 # named after the URL (``gs:/bucket``) inside the work tree.
-SCHEMES = {"s3": "s3", "file": "local"}
+SCHEMES = {
+    "s3": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "ssh": "ssh",
+    "sftp": "ssh",
+    "https": "http",
+    "http": "http",
+    "file": "local",
+}
+# In these URLs ``name@`` is a user (ssh) or a container (abfs), not a credential.
+_NAMED_AUTHORITY = ("ssh", "sftp", "az", "abfs", "abfss")
 
 
 def url_scheme(url: str) -> str | None:
@@ -265,7 +291,7 @@ def _masked(key: str, value: Any) -> Any:
     """A secret as ``****``, an access key id by its first four characters, a URL without its
     credentials."""
     last = key.rpartition(".")[2].lower()
-    if last in ("secret_access_key", "session_token"):
+    if last in ("secret_access_key", "session_token", "account_key", "connection_string"):
         return "****"
     if last in ("access_key_id", "aws_access_key_id"):
         return str(value)[:4] + "****"
@@ -294,6 +320,9 @@ def mask_url(url: str) -> str:
         if not re.match(r"^[^@]*:[^@]*@", authority):
             return url
     if "@" not in authority:
+        return url
+    named = scheme.lower() in _NAMED_AUTHORITY and ":" not in authority.rpartition("@")[0]
+    if sep and named:
         return url
     return f"{scheme}{sep}***@{authority.rpartition('@')[2]}{slash}{path}"
 
