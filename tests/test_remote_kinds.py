@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import os
 import shutil
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,3 +204,104 @@ def test_push_clone_pull_verify_corrupt_and_gc_work_on_every_remote_kind(
     swept = run("gc", "--remote", "store", "--force", "--older-than", "0s")
     assert swept.exit_code == 0, swept.stderr
     assert kind.stored() == referenced
+
+
+def test_an_http_remote_serves_pull_and_verify_and_refuses_push_in_one_line(
+    repo, run, remote_dir, tmp_path, monkeypatch
+):
+    digests = _model_and_table(repo, run)
+    commit_all(repo, "a model and a table")
+    assert run("push").exit_code == 0
+    with store_servers.http_server(remote_dir, tmp_path) as url:
+        clone = tmp_path / "clone"
+        git(tmp_path, "clone", "-q", str(repo), str(clone))
+        monkeypatch.chdir(clone)
+        assert run("remote", "add", "web", url + "/", "--default").exit_code == 0
+        pulled = run("pull")
+        assert pulled.exit_code == 0, pulled.stderr
+        assert {name: _sha256(clone / name) for name in digests} == digests
+        checked = run("verify", "--remote", "web")
+        assert checked.exit_code == 0, checked.stderr
+
+        make_table(clone / "more.parquet", rows=300, start=5000)
+        assert run("add", "more.parquet").exit_code == 0
+        before = snapshot(remote_dir)
+        assert_refused(run("push"), "remote 'web'", "read-only")
+        assert snapshot(remote_dir) == before
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def _push_refused(repo: Path, run, url: str, *words: str, add_args: tuple[str, ...] = ()) -> None:
+    _model_and_table(repo, run)
+    assert run("remote", "add", "store", url, "--default", *add_args).exit_code == 0
+    assert_refused(run("push"), "remote 'store'", *words)
+
+
+def test_wrong_azure_credentials_are_refused_in_one_line_and_nothing_is_stored(
+    repo, run, servers, monkeypatch
+):
+    if "azure" not in servers:
+        pytest.skip("Azurite needs node, which is not installed")
+    kind = _azure_kind(servers["azure"], monkeypatch)
+    wrong = servers["azure"].connection_string(key=store_servers.AZURE_KEY.replace("E", "F"))
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
+    _push_refused(repo, run, kind.url, "credentials")
+    assert kind.stored() == set()
+
+
+def test_an_unknown_azure_container_is_refused(repo, run, servers, monkeypatch):
+    if "azure" not in servers:
+        pytest.skip("Azurite needs node, which is not installed")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", servers["azure"].connection_string())
+    _push_refused(repo, run, "az://no-such-container/team", "'no-such-container' does not exist")
+
+
+def test_an_unknown_gcs_bucket_is_refused(repo, run, servers):
+    endpoint = ("--endpoint-url", servers["gcs"].endpoint)
+    _push_refused(repo, run, "gs://no-such-bucket/team", "does not exist", add_args=endpoint)
+
+
+def test_an_ssh_server_whose_host_key_does_not_match_known_hosts_is_refused(
+    repo, run, servers, monkeypatch, tmp_path
+):
+    kind = _ssh_kind(servers["ssh"], monkeypatch)
+    other = store_servers.new_key(tmp_path / "impostor")
+    servers["ssh"].trust(Path(os.environ["HOME"]), public_key=other)
+    _push_refused(repo, run, kind.url, "host key does not match")
+    assert kind.stored() == set()
+
+
+def test_an_ssh_key_the_server_does_not_accept_is_refused(
+    repo, run, servers, monkeypatch, tmp_path
+):
+    kind = _ssh_kind(servers["ssh"], monkeypatch)
+    store_servers.new_key(Path(os.environ["HOME"]) / ".ssh" / "id_ed25519")
+    _push_refused(repo, run, kind.url, "rejected the credentials")
+    assert kind.stored() == set()
+
+
+def test_a_missing_extra_names_the_pip_command(repo, run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sshfs", None)  # import sshfs now fails, as uninstalled
+    _push_refused(repo, run, "ssh://me@127.0.0.1/srv/models", 'pip install "mreg[ssh]"')
+
+
+def test_azure_secrets_go_to_the_local_config_only_and_are_never_printed(repo, run):
+    secret = "AccountKey=s3cr3tKEY"
+    added = run(
+        "remote", "add", "az", "az://team/models", "--account-name", "acct",
+        "--account-key", "s3cr3tKEY", "--connection-string", secret,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    assert "s3cr3t" not in (repo / ".mreg" / "config.toml").read_text()
+    assert "s3cr3t" in (repo / ".mreg" / "config.local.toml").read_text()
+    for command in (["remote", "list"], ["remote", "list", "--json"], ["config"]):
+        shown = run(*command)
+        assert "s3cr3t" not in shown.stdout + shown.stderr
+
+
+def test_ssh_users_and_abfs_accounts_in_urls_are_not_taken_for_credentials(repo, run):
+    for url in ("ssh://me@host.example/srv/models", "abfs://team@acct.dfs.core.windows.net/m"):
+        assert run("remote", "add", url.split(":")[0], url).exit_code == 0
+    assert_refused(run("remote", "add", "bad", "ssh://me:pw@host/x"), "credentials")

@@ -122,7 +122,9 @@ def _ssh(remote: RemoteConfig) -> tuple[Any, str]:
     parts = urlsplit(remote.url)
     if not parts.hostname:
         raise RemoteError(f"'{remote.url}' names no host", hint="use ssh://USER@HOST[:PORT]/PATH")
-    options: dict[str, Any] = {"skip_instance_cache": True}
+    # sshfs turns host key checking off unless told otherwise; ``()`` restores asyncssh's
+    # default, ~/.ssh/known_hosts (or UserKnownHostsFile in ~/.ssh/config), as OpenSSH checks.
+    options: dict[str, Any] = {"skip_instance_cache": True, "known_hosts": ()}
     if parts.port:
         options["port"] = parts.port
     if parts.username:
@@ -265,7 +267,7 @@ class FsspecStore:
                 hint="if the server's key really changed, remove its old line from "
                 "~/.ssh/known_hosts (`ssh-keygen -R HOST`), then connect once with ssh",
             ) from None
-        if _is_credential_error(name, text):
+        if _is_credential_error(name, text) or getattr(error, "status_code", None) in (401, 403):
             raise RemoteError(
                 f"{self.description} rejected the credentials ({name})",
                 hint=_CREDENTIAL_HINTS[self.remote.kind],
@@ -295,7 +297,11 @@ def _is_credential_error(name: str, text: str) -> bool:
     if name in ("PermissionDenied", "PermissionError", "ClientAuthenticationError"):
         return True
     return bool(
-        re.search(r"AuthorizationFailure|AuthenticationFailed|\b(401|403)\b|Forbidden", text)
+        re.search(
+            r"AuthorizationFailure|AuthenticationFailed|failed to authenticate|"
+            r"\b(401|403)\b|Forbidden",
+            text,
+        )
     )
 
 
