@@ -305,3 +305,45 @@ def test_ssh_users_and_abfs_accounts_in_urls_are_not_taken_for_credentials(repo,
     for url in ("ssh://me@host.example/srv/models", "abfs://team@acct.dfs.core.windows.net/m"):
         assert run("remote", "add", url.split(":")[0], url).exit_code == 0
     assert_refused(run("remote", "add", "bad", "ssh://me:pw@host/x"), "credentials")
+
+
+# -- reading in place through Lance's own object store -----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gcs", "azure"])
+def test_a_fresh_clone_reads_a_table_in_place_from_gcs_and_azure(
+    name, servers, repo, run, tmp_path, monkeypatch
+):
+    import mreg
+
+    if name not in servers:
+        pytest.skip("Azurite needs node, which is not installed")
+    kind = KINDS[name](servers[name], monkeypatch)
+    make_table(repo / "rows.parquet", rows=2000)
+    assert run("add", "rows.parquet").exit_code == 0
+    assert run("remote", "add", "store", kind.url, "--default", *kind.add_args).exit_code == 0
+    commit_all(repo, "a table and its remote")
+    assert run("push").exit_code == 0
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+
+    expected = mreg.open("rows.parquet").to_table()
+    monkeypatch.chdir(clone)
+    in_place = mreg.open("rows.parquet", remote="store").to_table()
+    assert in_place.equals(expected)
+    assert in_place.num_rows == 2000
+    cached = [p for p in (clone / ".mreg" / "cache").rglob("*.lance") if p.parent.name == "data"]
+    assert cached == []  # read in place: no data file came down
+
+
+def test_reading_in_place_from_ssh_says_to_fetch_instead(repo, run, servers, monkeypatch):
+    import mreg
+    from mreg.errors import RemoteError
+
+    kind = _ssh_kind(servers["ssh"], monkeypatch)
+    make_table(repo / "rows.parquet", rows=100)
+    assert run("add", "rows.parquet").exit_code == 0
+    assert run("remote", "add", "store", kind.url).exit_code == 0
+    assert run("push", "-r", "store").exit_code == 0
+    with pytest.raises(RemoteError, match="cannot be read in place"):
+        mreg.open("rows.parquet", remote="store")

@@ -48,8 +48,12 @@ def probe(remote: RemoteConfig, repo_root: Path, timeout: float = 3.0) -> None:
 def lance_location(remote: RemoteConfig, repo_root: Path) -> tuple[str, dict[str, str] | None]:
     """Where Lance finds ``remote``'s root (the folder whose ``data/`` holds what push wrote),
     and the ``storage_options`` that reach it (None for a local directory)."""
-    if not remote.is_s3:
+    if remote.kind == "local":
         return str(_local_root(remote, repo_root)), None
+    if not remote.is_s3:
+        from mreg.storage.fsspec_remote import lance_location as fsspec_location
+
+        return fsspec_location(remote)
     from mreg.storage.s3 import lance_storage_options, split_url
 
     bucket, prefix = split_url(remote.url)

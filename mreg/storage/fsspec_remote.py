@@ -336,3 +336,60 @@ def _progress(advance: Advance, source: Path) -> Iterator[Any]:
 
     yield Forward()
     advance(max(0, source.stat().st_size - reported[0]))
+
+
+def lance_location(remote: RemoteConfig) -> tuple[str, dict[str, str]]:
+    """Where Lance's own object store reads ``remote`` in place, and its ``storage_options``:
+    Azure (``az://``; account name and key from config.local.toml, AZURE_STORAGE_* or the
+    connection string, whose BlobEndpoint becomes ``azure_endpoint``) and GCS (``gs://``; a
+    service-account file as ``google_service_account``). SSH and HTTP: RemoteError."""
+    container, prefix = split_container(remote.url)
+    base = f"{container}/{prefix}".rstrip("/")
+    if remote.kind == "azure":
+        return f"az://{base}", _azure_options(remote)
+    if remote.kind == "gcs":
+        return f"gs://{base}", _gcs_options(remote)
+    raise RemoteError(
+        f"remote '{remote.name}' ({remote.url}) cannot be read in place: Lance reads S3, GCS, "
+        "Azure and local remotes",
+        hint="run `mreg fetch` from it, then open without --remote",
+    )
+
+
+def _azure_options(remote: RemoteConfig) -> dict[str, str]:
+    text = remote.connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
+    parts = dict(p.split("=", 1) for p in text.split(";") if "=" in p)
+    account = (
+        remote.account_name
+        or os.environ.get("AZURE_STORAGE_ACCOUNT_NAME")
+        or parts.get("AccountName")
+    )
+    key = (
+        remote.account_key or os.environ.get("AZURE_STORAGE_ACCOUNT_KEY") or parts.get("AccountKey")
+    )
+    endpoint = remote.endpoint_url or parts.get("BlobEndpoint")
+    options = {"account_name": account or "", "account_key": key or ""}
+    if endpoint:
+        options["azure_endpoint"] = endpoint.rstrip("/")
+        options["allow_http"] = str(endpoint.startswith("http://")).lower()
+    return {k: v for k, v in options.items() if v}
+
+
+def _gcs_options(remote: RemoteConfig) -> dict[str, str]:
+    account = remote.credentials_file or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if account:
+        return {"google_service_account": account}
+    if not remote.endpoint_url:
+        return {}  # Lance's own default chain (the metadata server on Google Cloud)
+    # An emulator: object_store takes its base URL from a service-account file's gcs_base_url.
+    import json
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="mreg-gcs-emulator-", suffix=".json")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(
+            {"gcs_base_url": remote.endpoint_url.rstrip("/"), "disable_oauth": True,
+             "client_email": "", "private_key": "", "private_key_id": ""},
+            handle,
+        )  # fmt: skip
+    return {"google_service_account": path, "allow_http": "true"}
