@@ -193,7 +193,7 @@ class FsspecStore:
     def download(self, relpath: str, landing: Landing, advance: Advance) -> str:
         with (
             self._errors(f"download {relpath}", missing=True),
-            self.fs.open(self._path(relpath), "rb", block_size=CHUNK) as handle,
+            self.fs.open(self._path(relpath), "rb", block_size=self._block_size) as handle,
         ):
 
             def read_into(buffer: memoryview) -> int:
@@ -202,6 +202,11 @@ class FsspecStore:
                 return len(data)
 
             return stream_into(landing, read_into, advance)
+
+    @property
+    def _block_size(self) -> int:
+        # Over HTTP a stream (0): many static servers answer no range requests.
+        return 0 if self.remote.kind == "http" else CHUNK
 
     def delete(self, relpath: str) -> None:
         self._refuse_writes()
