@@ -347,3 +347,22 @@ def test_reading_in_place_from_ssh_says_to_fetch_instead(repo, run, servers, mon
     assert run("push", "-r", "store").exit_code == 0
     with pytest.raises(RemoteError, match="cannot be read in place"):
         mreg.open("rows.parquet", remote="store")
+
+
+def test_a_push_rerun_after_an_interrupted_sftp_upload_sends_only_what_is_missing(
+    repo, run, servers, monkeypatch
+):
+    kind = _ssh_kind(servers["ssh"], monkeypatch)
+    _model_and_table(repo, run)
+    assert run("remote", "add", "store", kind.url, "--default").exit_code == 0
+    assert run("push").exit_code == 0
+    stored = kind.stored()
+    root = servers["ssh"].root / kind.url.split("/", 3)[3]
+    lost = sorted(stored)[0]
+    (root / lost).unlink()  # as if the push had stopped before this file
+    partial = (root / lost).with_name(f".{Path(lost).name}.0123.part")
+    partial.write_bytes(b"half an upload")  # what an interrupted SFTP upload leaves
+    again = run("push")  # the partial file is not taken for the object
+    assert again.exit_code == 0 and "pushed 1 file(s)" in again.stdout, again
+    assert kind.stored() == stored | {partial.relative_to(root).as_posix()}
+    assert run("verify", "--remote", "store").exit_code == 0
