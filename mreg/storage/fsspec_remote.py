@@ -387,14 +387,17 @@ def _gcs_options(remote: RemoteConfig) -> dict[str, str]:
     if not remote.endpoint_url:
         return {}  # Lance's own default chain (the metadata server on Google Cloud)
     # An emulator: object_store takes its base URL from a service-account file's gcs_base_url.
+    # One file per endpoint (no secret in it), rewritten in place, so opens do not pile up files.
+    import hashlib
     import json
     import tempfile
 
-    fd, path = tempfile.mkstemp(prefix="mreg-gcs-emulator-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(
-            {"gcs_base_url": remote.endpoint_url.rstrip("/"), "disable_oauth": True,
-             "client_email": "", "private_key": "", "private_key_id": ""},
-            handle,
-        )  # fmt: skip
-    return {"google_service_account": path, "allow_http": "true"}
+    from mreg.atomic import atomic_write_text
+
+    endpoint = remote.endpoint_url.rstrip("/")
+    tag = hashlib.sha256(endpoint.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"mreg-gcs-emulator-{tag}.json"
+    emulator = {"gcs_base_url": endpoint, "disable_oauth": True, "client_email": "",
+               "private_key": "", "private_key_id": ""}  # fmt: skip
+    atomic_write_text(path, json.dumps(emulator))
+    return {"google_service_account": str(path), "allow_http": "true"}
