@@ -21,7 +21,15 @@ from mreg.errors import MregError, RemoteError, UsageError
 
 CONFIG = "config.toml"
 LOCAL_CONFIG = "config.local.toml"
-SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token")
+# Kept in the git-ignored config.local.toml only: secrets, and a key file's path on this machine.
+SECRET_KEYS = (
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "account_key",
+    "connection_string",
+    "credentials_file",
+)
 
 
 @dataclass(frozen=True)
@@ -36,10 +44,58 @@ class RemoteConfig:
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    account_name: str | None = None  # Azure storage account
+    account_key: str | None = field(default=None, repr=False)  # Azure shared key
+    connection_string: str | None = field(default=None, repr=False)  # Azure
+    credentials_file: str | None = None  # Google service-account JSON on this machine
 
     @property
     def is_s3(self) -> bool:
         return self.url.startswith("s3://")
+
+    @property
+    def kind(self) -> str:
+        """Which store holds this remote (a value of SCHEMES, ``local`` for a plain path)."""
+        scheme = url_scheme(self.url)
+        return "local" if scheme is None else SCHEMES[scheme]
+
+
+# The URL schemes a remote may have, and the kind of store each names; a URL without a scheme
+# is a local directory. Any other scheme is refused: it would otherwise become a local folder
+# named after the URL (``gs:/bucket``) inside the work tree.
+SCHEMES = {
+    "s3": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "ssh": "ssh",
+    "sftp": "ssh",
+    "https": "http",
+    "http": "http",
+    "file": "local",
+}
+# In these URLs ``name@`` is a user (ssh) or a container (abfs), not a credential.
+_NAMED_AUTHORITY = ("ssh", "sftp", "az", "abfs", "abfss")
+
+
+def url_scheme(url: str) -> str | None:
+    """The lower-cased scheme of ``url`` (``s3`` for ``s3://b/p``), None for a plain path."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    return match.group(1).lower() if match else None
+
+
+def unsupported_scheme(url: str) -> str | None:
+    """A sentence saying that ``url``'s scheme is not supported, or None when it is."""
+    scheme = url_scheme(url)
+    if scheme is None or scheme in SCHEMES:
+        return None
+    supported = ", ".join(f"{s}://" for s in SCHEMES)
+    return (
+        f"'{mask_url(url)}' has URL scheme '{scheme}://', which mreg does not support "
+        f"(supported: {supported}, or a local directory)"
+    )
 
 
 # What the environment sets, beside the files: mreg's own variables and those boto3 reads for a
@@ -94,6 +150,12 @@ class Config:
                 hint="run `mreg remote add NAME URL --default` or pass -r NAME",
             )
         remote = self._configured(chosen)
+        refusal = unsupported_scheme(remote.url)
+        if refusal:
+            raise RemoteError(
+                f"remote '{chosen}': {refusal}",
+                hint=f"set a supported URL: `mreg remote modify {chosen} --url URL`",
+            )
         for what, url in (("URL", remote.url), ("endpoint URL", remote.endpoint_url)):
             if url and has_credentials(url):
                 raise RemoteError(
@@ -197,7 +259,8 @@ class Config:
 
 
 def _check_urls(name: str, url: str | None, endpoint_url: str | None) -> None:
-    """Refuse a URL or endpoint that carries credentials, and an S3 URL with no bucket."""
+    """Refuse a URL or endpoint that carries credentials, a URL scheme mreg does not support,
+    and an S3 URL with no bucket."""
     for what, given in (("URL", url), ("endpoint URL", endpoint_url)):
         if given and has_credentials(given):
             raise UsageError(
@@ -206,6 +269,9 @@ def _check_urls(name: str, url: str | None, endpoint_url: str | None) -> None:
                 hint="give the URL without them and pass --access-key-id/"
                 "--secret-access-key, which go to the git-ignored .mreg/config.local.toml",
             )
+    refusal = unsupported_scheme(url) if url else None
+    if refusal:
+        raise UsageError(refusal, hint="give a supported URL")
     if url and url.startswith("s3://") and not url.removeprefix("s3://").split("/")[0]:
         raise UsageError(f"'{url}' names no bucket", hint="use s3://BUCKET/PREFIX")
 
@@ -225,7 +291,7 @@ def _masked(key: str, value: Any) -> Any:
     """A secret as ``****``, an access key id by its first four characters, a URL without its
     credentials."""
     last = key.rpartition(".")[2].lower()
-    if last in ("secret_access_key", "session_token"):
+    if last in ("secret_access_key", "session_token", "account_key", "connection_string"):
         return "****"
     if last in ("access_key_id", "aws_access_key_id"):
         return str(value)[:4] + "****"
@@ -254,6 +320,9 @@ def mask_url(url: str) -> str:
         if not re.match(r"^[^@]*:[^@]*@", authority):
             return url
     if "@" not in authority:
+        return url
+    named = scheme.lower() in _NAMED_AUTHORITY and ":" not in authority.rpartition("@")[0]
+    if sep and named:
         return url
     return f"{scheme}{sep}***@{authority.rpartition('@')[2]}{slash}{path}"
 

@@ -8,3 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python3 -m pip install --quiet --disable-pip-version-check "torch==2.13.0" \
     ${MREG_TORCH_INDEX:+--index-url "$MREG_TORCH_INDEX"}
 python3 -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+# Azurite (Azure Blob emulator) for tests/test_remote_kinds.py, where node and npm exist.
+if [ ! -x /opt/azurite/node_modules/.bin/azurite-blob ] && command -v npm >/dev/null; then
+    npm install --silent --prefix /opt/azurite azurite
+fi

@@ -10,30 +10,49 @@ from mreg.cli import app
 from mreg.cli.options import Json, open_repo, print_json, shown, stdout
 
 remote_app = typer.Typer(
-    help="Manage remotes (S3 buckets or local directories).", no_args_is_help=True
+    help="Manage remotes (S3, GCS, Azure, SSH, HTTP or local directories).", no_args_is_help=True
 )
+URL_FORMS = "s3://, gs://, az:// or abfs://, ssh:// or sftp://, https:// (read-only) or a folder"
 app.add_typer(remote_app, name="remote")
 
 
 # Options that `remote add` and `remote modify` share, declared once.
-EndpointUrl = Annotated[str | None, typer.Option(help="S3 endpoint (MinIO, SeaweedFS).")]
+EndpointUrl = Annotated[
+    str | None, typer.Option(help="S3 or GCS endpoint (MinIO, SeaweedFS, an emulator).")
+]
 Region = Annotated[str | None, typer.Option(help="S3 region.")]
 Profile = Annotated[str | None, typer.Option(help="AWS profile for credentials.")]
 LocalSecret = Annotated[
     str | None, typer.Option(help="Stored in git-ignored .mreg/config.local.toml only.")
+]
+AccountName = Annotated[str | None, typer.Option(help="Azure storage account.")]
+AccountKey = Annotated[
+    str | None, typer.Option(help="Azure account key; in git-ignored config.local.toml only.")
+]
+ConnectionString = Annotated[
+    str | None,
+    typer.Option(help="Azure connection string; in git-ignored config.local.toml only."),
+]
+CredentialsFile = Annotated[
+    str | None,
+    typer.Option(help="Google service-account JSON; its path goes to config.local.toml only."),
 ]
 
 
 @remote_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="Remote name.")],
-    url: Annotated[str, typer.Argument(help="s3://BUCKET/PREFIX or a local directory.")],
+    url: Annotated[str, typer.Argument(help=URL_FORMS)],
     default: Annotated[bool, typer.Option("--default", "-d", help="Make it the default.")] = False,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
     access_key_id: LocalSecret = None,
     secret_access_key: LocalSecret = None,
+    account_name: AccountName = None,
+    account_key: AccountKey = None,
+    connection_string: ConnectionString = None,
+    credentials_file: CredentialsFile = None,
 ) -> None:
     """Add a remote; credentials never go into the committed config."""
     from mreg.config import RemoteConfig  # loaded with the repository, not at start-up
@@ -48,6 +67,10 @@ def add(
             profile=profile,
             access_key_id=access_key_id,
             secret_access_key=secret_access_key,
+            account_name=account_name,
+            account_key=account_key,
+            connection_string=connection_string,
+            credentials_file=credentials_file,
         ),
         default=default,
     )
@@ -57,14 +80,16 @@ def add(
 @remote_app.command("modify")
 def modify(
     name: Annotated[str, typer.Argument(help="Remote name.")],
-    url: Annotated[
-        str | None, typer.Option(help="s3://BUCKET/PREFIX or a local directory.")
-    ] = None,
+    url: Annotated[str | None, typer.Option(help=URL_FORMS)] = None,
     endpoint_url: EndpointUrl = None,
     region: Region = None,
     profile: Profile = None,
     access_key_id: LocalSecret = None,
     secret_access_key: LocalSecret = None,
+    account_name: AccountName = None,
+    account_key: AccountKey = None,
+    connection_string: ConnectionString = None,
+    credentials_file: CredentialsFile = None,
     local: Annotated[
         bool,
         typer.Option(
@@ -75,6 +100,8 @@ def modify(
     ] = False,
 ) -> None:
     """Change settings of an existing remote (add your own credentials, a clone's own path)."""
+    from mreg.config import SECRET_KEYS
+
     given = {
         "url": url,
         "endpoint_url": endpoint_url,
@@ -82,11 +109,15 @@ def modify(
         "profile": profile,
         "access_key_id": access_key_id,
         "secret_access_key": secret_access_key,
+        "account_name": account_name,
+        "account_key": account_key,
+        "connection_string": connection_string,
+        "credentials_file": credentials_file,
     }
     settings = {key: value for key, value in given.items() if value is not None}
     open_repo().config.modify_remote(name, settings, local=local)
     for key in sorted(settings):
-        private = local or key in ("access_key_id", "secret_access_key")
+        private = local or key in SECRET_KEYS
         where = ".mreg/config.local.toml" if private else ".mreg/config.toml"
         stdout.print(f"remote '{name}': {key} set in {where}")
 

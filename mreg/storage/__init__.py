@@ -9,11 +9,16 @@ from mreg.storage.base import Store
 
 
 def open_store(remote: RemoteConfig, repo_root: Path, jobs: int = 8) -> Store:
-    """The Store behind ``remote``: S3 for ``s3://`` URLs, else a local directory."""
+    """The Store behind ``remote``: S3 (boto3) for ``s3://``, fsspec for GCS, Azure, SSH and
+    HTTP URLs, else a local directory."""
     if remote.is_s3:
         from mreg.storage.s3 import S3Store
 
         return S3Store(remote, jobs=jobs)
+    if remote.kind != "local":
+        from mreg.storage.fsspec_remote import FsspecStore
+
+        return FsspecStore(remote, jobs=jobs)
     from mreg.storage.local import LocalStore
 
     return LocalStore(_local_root(remote, repo_root), remote.name, remote.url)
@@ -21,11 +26,17 @@ def open_store(remote: RemoteConfig, repo_root: Path, jobs: int = 8) -> Store:
 
 def probe(remote: RemoteConfig, repo_root: Path, timeout: float = 3.0) -> None:
     """Check that ``remote`` answers within ``timeout`` seconds (an S3 listing of one object;
-    a local folder that exists); RemoteError saying what is wrong otherwise."""
+    its bucket, container or folder for the others; a local folder that exists); RemoteError
+    saying what is wrong otherwise."""
     if remote.is_s3:
         from mreg.storage.s3 import probe as probe_s3
 
         probe_s3(remote, timeout)
+        return
+    if remote.kind != "local":
+        from mreg.storage.fsspec_remote import FsspecStore
+
+        FsspecStore(remote, jobs=1).probe()
         return
     from mreg.storage.local import LocalStore
 
@@ -37,8 +48,12 @@ def probe(remote: RemoteConfig, repo_root: Path, timeout: float = 3.0) -> None:
 def lance_location(remote: RemoteConfig, repo_root: Path) -> tuple[str, dict[str, str] | None]:
     """Where Lance finds ``remote``'s root (the folder whose ``data/`` holds what push wrote),
     and the ``storage_options`` that reach it (None for a local directory)."""
-    if not remote.is_s3:
+    if remote.kind == "local":
         return str(_local_root(remote, repo_root)), None
+    if not remote.is_s3:
+        from mreg.storage.fsspec_remote import lance_location as fsspec_location
+
+        return fsspec_location(remote)
     from mreg.storage.s3 import lance_storage_options, split_url
 
     bucket, prefix = split_url(remote.url)
