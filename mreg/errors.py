@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,6 +178,25 @@ def local_fault(error: OSError, path: str | Path | None = None) -> LocalIOError 
     message = _FAULTS[code].format(_shown(where) if where else "a local file")
     kind = StorageFull if code in _FULL else LocalIOError
     return kind(message, hint=_HINTS[code])
+
+
+def short_write_fault(error: OSError, path: Path, needed: int) -> StorageFull | None:
+    """StorageFull when ``error`` came from writing ``needed`` bytes below ``path`` on a device
+    that now has less than that free, else None.
+
+    Lance (pylance 14) can meet a full device without an "os error 28": its blob writer keeps
+    a short file and then fails reading it back ("Packed blob range ... exceeds blob object
+    size"). The free space left, not the message, tells that the device was full.
+    """
+    if local_fault(error) is not None:
+        return None
+    try:
+        free = shutil.disk_usage(path if path.exists() else path.parent).free
+    except OSError:
+        return None
+    if free >= needed:
+        return None
+    return StorageFull(_FAULTS[errno.ENOSPC].format(_shown(path)), hint=_HINTS[errno.ENOSPC])
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.converters.base import TensorRecord
-from mreg.errors import IntegrityError
+from mreg.errors import IntegrityError, short_write_fault
 from mreg.hashing import HASH_THREADS, sha256_file
 from mreg.repo.manifest import FileEntry, Fragment, Manifest, TensorInfo
 
@@ -138,9 +138,15 @@ def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str
         },
         schema=schema(),
     )
-    (metadata,) = write_fragments(
-        table, str(stage), schema=schema(), mode="create", max_rows_per_file=1 << 30
-    )
+    try:
+        (metadata,) = write_fragments(
+            table, str(stage), schema=schema(), mode="create", max_rows_per_file=1 << 30
+        )
+    except OSError as error:
+        full = short_write_fault(error, stage, table.nbytes)
+        if full is None:
+            raise
+        raise full from error
     return json.dumps(metadata.to_json(), sort_keys=True)
 
 
