@@ -88,7 +88,6 @@ KNOWN_CYCLES = {
     # Typer's decorators: each command module imports ``app`` from cli/__init__.py, which
     # imports the command modules to register them.
     "cli": "command modules register on the app that cli/__init__.py defines and imports them",
-    "registry": "issue 18 item 1: export, stats and validate call back into ModelRegistry",
 }
 
 

@@ -32,7 +32,8 @@ from mreg.errors import (
     VersionConflict,
 )
 from mreg.protocol import codec
-from mreg.registry.types import ModelEntry, ModelFormat
+from mreg.registry.entries import ModelEntry
+from mreg.registry.types import ModelFormat
 
 if TYPE_CHECKING:
     import grpc

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from mreg.errors import ModelFileNotFound
 from mreg.hashing import sha256_path
-from mreg.registry import catalog
+from mreg.registry import kinds
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
@@ -27,7 +27,7 @@ def calculate_checksum(path: str | Path) -> str:
 def version_checksums(repo: Repo, name: str, commit: str) -> dict[str, str]:
     """``{data file: sha256 hashed now}`` of the version of ``name`` registered at ``commit``;
     a file missing from the cache maps to ``""``."""
-    _, manifest = catalog.manifest_at(repo, name, commit)
+    _, manifest = kinds.manifest_at(repo, name, commit)
     found = {}
     for entry in manifest.files:
         path = repo.cache.path(entry.path)
@@ -37,5 +37,5 @@ def version_checksums(repo: Repo, name: str, commit: str) -> dict[str, str]:
 
 def version_intact(repo: Repo, name: str, commit: str) -> bool:
     """Whether every data file of that version is in the cache with its recorded sha256."""
-    _, manifest = catalog.manifest_at(repo, name, commit)
+    _, manifest = kinds.manifest_at(repo, name, commit)
     return all(repo.cache.verify(entry) is None for entry in manifest.files)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
 from mreg.registry import constructor, trust
-from mreg.registry import metadata as fields
+from mreg.registry.metadata import CLASS_KEY, FORMAT_KEY, KWARGS_KEY, TYPE_KEY, to_meta
 from mreg.registry.tags import ModelHistory, choose_version
 from mreg.registry.types import ModelFormat, ModelType
-from mreg.repo import manifest as manifests
 from mreg.repo.git import ignore_in_git
+from mreg.repo.manifest import SUFFIX, check_name
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
@@ -69,7 +69,7 @@ def check_request(
     """Every check that needs no writing: name, format, version, metadata types, tokenizer,
     and how to build an ``nn.Module`` again (``init_kwargs``, recovered when not given)."""
     try:
-        manifests.check_name(name)
+        check_name(name)
     except UsageError as error:
         raise RegistryError(error.message, hint=error.hint) from None
     if repo.git.identity() is None:  # before anything is written or staged
@@ -87,21 +87,21 @@ def check_request(
     shard = metadata.pop("max_shard_size", None)
     _check_shard_size(shard, fmt, model)
     chosen = choose_version(history, version)
-    meta = fields.to_meta(metadata)
-    meta[fields.FORMAT_KEY] = fmt.value
-    meta[fields.TYPE_KEY] = ModelType.parse(model_type or ModelType.CUSTOM).value
+    meta = to_meta(metadata)
+    meta[FORMAT_KEY] = fmt.value
+    meta[TYPE_KEY] = ModelType.parse(model_type or ModelType.CUSTOM).value
     if model_class:
-        meta[fields.CLASS_KEY] = model_class
+        meta[CLASS_KEY] = model_class
     if init_kwargs is None and model_class is None and _rebuilt(model, fmt):
         init_kwargs = constructor.recover_init_kwargs(model, trusted)
-    meta[fields.KWARGS_KEY] = _kwargs_json(init_kwargs)
+    meta[KWARGS_KEY] = _kwargs_json(init_kwargs)
     meta.setdefault("python_version", "{}.{}.{}".format(*sys.version_info[:3]))
     if repo.git.has_commits():
         meta["code_commit"] = repo.git.resolve("HEAD")
     lineage = _lineage(repo, meta.get("training_dataset"))
     if lineage:
         meta["training_dataset_version"] = lineage
-    model_type = ModelType(meta[fields.TYPE_KEY])
+    model_type = ModelType(meta[TYPE_KEY])
     return Request(name, model, fmt, model_type, chosen, meta, tokenizer, shard)
 
 
@@ -152,7 +152,7 @@ def _set_aside(folder: Path, stage: Path) -> Iterator[None]:
     aside = stage / "aside"
     aside.mkdir()
     for path in sorted(folder.iterdir()):
-        if path.name == ".gitignore" or path.name.endswith(manifests.SUFFIX):
+        if path.name == ".gitignore" or path.name.endswith(SUFFIX):
             shutil.copy2(path, aside / path.name)
         elif _is_model(path.name):
             os.rename(path, aside / path.name)
@@ -165,8 +165,8 @@ def _set_aside(folder: Path, stage: Path) -> Iterator[None]:
 
 def _drop_other_manifests(folder: Path, artifact: str) -> None:
     """Remove manifests of a model file this version no longer has (its format changed)."""
-    for path in folder.glob(f"{STEM}*{manifests.SUFFIX}"):
-        if path.name != artifact + manifests.SUFFIX:
+    for path in folder.glob(f"{STEM}*{SUFFIX}"):
+        if path.name != artifact + SUFFIX:
             path.unlink()
 
 

@@ -10,6 +10,7 @@ a name means), ``loading``, ``catalog`` (entries, listings, search candidates), 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -18,17 +19,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import ModelNotFound, NotARepository, RegistryError
-from mreg.registry import catalog, loading, model_cache, resolution, trust
-from mreg.registry import export as exporting
-from mreg.registry import metadata as fields
-from mreg.registry import register as registering
-from mreg.registry import search as searching
-from mreg.registry import stages as staging
-from mreg.registry import stats as counting
-from mreg.registry import validate as validating
+from mreg.registry import (
+    catalog,
+    export,
+    kinds,
+    loading,
+    metadata,
+    model_cache,
+    register,
+    resolution,
+    search,
+    stages,
+    stats,
+    trust,
+    validate,
+)
+from mreg.registry.entries import ModelEntry, ModelSummary
 from mreg.registry.loaders import StoredModel
+from mreg.registry.stats import RegistryStats
 from mreg.registry.tags import ModelHistory, check_model_name, normalize_version
-from mreg.registry.types import ModelEntry, ModelFormat, ModelSummary, ModelType
+from mreg.registry.types import ModelFormat, ModelType
+from mreg.registry.validate import ValidationReport
 from mreg.repo import Repo
 from mreg.repo.manifest import Manifest
 
@@ -125,21 +136,21 @@ class ModelRegistry:
         """
         check_model_name(name)
         if model_format is None and self.default_format is not None:
-            model_format = registering.format_of(model, self.default_format)
+            model_format = register.format_of(model, self.default_format)
         with self.repo.lock.held():
             history = self._history(name, must_exist=False)
-            request = registering.check_request(
+            request = register.check_request(
                 self.repo, history, name, model, model_format, model_type, version,
                 init_kwargs, model_class, metadata, tokenizer, self.trusted_modules,
             )  # fmt: skip
             loader = self._loader(request.format)
             found = self.repo.lookup(name)
-            if found is not None and found[1].kind != catalog.MODEL:
-                raise catalog.not_a_model(name, found[1].kind)
+            if found is not None and found[1].kind != kinds.MODEL:
+                raise kinds.not_a_model(name, found[1].kind)
             folder = self.folder / name
             if found is not None and Path(found[0]).parent != Path("."):
                 folder = self.repo.root / Path(found[0]).parent
-            commit = registering.register(self.repo, request, loader, folder)
+            commit = register.register(self.repo, request, loader, folder)
             self.repo.git.create_tag(
                 f"{name}@{request.version}",
                 f"Registering artifact {name} version {request.version}",
@@ -195,8 +206,8 @@ class ModelRegistry:
         if found is not None:
             return found
         _, manifest = self._manifest(name, commit)
-        metadata = fields.from_manifest(manifest, label)
-        stored = StoredModel(self.repo, commit, manifest, metadata, self.trusted_modules)
+        facts = metadata.from_manifest(manifest, label)
+        stored = StoredModel(self.repo, commit, manifest, facts, self.trusted_modules)
         loader = self._loader(stored.metadata.format)
         loaded = loading.load(stored, loader, device, **kwargs)
         log.info("loaded %s %s", name, label)
@@ -254,10 +265,10 @@ class ModelRegistry:
         tag:cv stage:prod accuracy>=0.9``; see ``mreg.registry.search``), by name then version;
         with ``latest``, only each model's newest matching version. RegistryError (a ValueError)
         names a malformed term. Manifests come from git in two batch reads, cached per blob."""
-        terms = searching.parse(query)
+        terms = search.parse(query)
         found: list[ModelEntry] = []
         for candidates in catalog.candidates(self.repo, self.folder).values():
-            chosen = [c.entry for c in candidates if searching.matches(terms, c)]
+            chosen = [c.entry for c in candidates if search.matches(terms, c)]
             found.extend(self._bound(e) for e in (chosen[-1:] if latest else chosen))
         return found
 
@@ -296,26 +307,28 @@ class ModelRegistry:
         token ids for a Transformers model) and takes any batch size: axis 0 of every input is
         dynamic, and axis 1 of a Transformers model's token inputs. ``dynamic_axes`` names
         more, in ``torch.onnx.export``'s form: ``{"x": {1: "length"}}`` or ``{"x": [1]}``."""
-        path = exporting.export_model(
-            self, name, version, export_path, export_format, example_input, dynamic_axes
+        entry = self.entry(name, version)
+        load = functools.partial(self.load_model, name, entry.version)
+        path = export.export_model(
+            self.repo, entry, load, export_path, export_format, example_input, dynamic_axes
         )
         log.info("exported %s %s to %s", name, version, path)
         return str(path)
 
-    def validate_registry(self, load: bool = True) -> validating.ValidationReport:
+    def validate_registry(self, load: bool = True) -> ValidationReport:
         """Every version not removed: cached files present, sha256 re-hashed, loadable."""
-        return validating.validate(self, load=load)
+        return validate.validate(self.repo, self.folder, self.load_model if load else None)
 
-    def stats(self) -> counting.RegistryStats:
+    def stats(self) -> RegistryStats:
         """Counts of models, versions, stages, data size, by format and by type (also a
         mapping with the seed's keys)."""
-        return counting.stats(self)
+        return stats.stats(self.repo, self.folder)
 
-    def get_registry_stats(self) -> counting.RegistryStats:
+    def get_registry_stats(self) -> RegistryStats:
         """``stats()``, by the seed's name."""
         return self.stats()
 
-    def get_detailed_stats(self) -> counting.RegistryStats:
+    def get_detailed_stats(self) -> RegistryStats:
         """``stats()``, by the name the seed's document left to implement."""
         return self.stats()
 
@@ -358,19 +371,19 @@ class ModelRegistry:
             history = self._history(name)
             chosen = normalize_version(version)
             resolution.check_active(history, chosen)
-            tag = staging.assign(self.repo, history, chosen, stage)
+            tag = stages.assign(self.repo, history, chosen, stage)
         log.info("staged %s %s in %s", name, chosen, stage)
         return tag
 
     def unstage(self, name: str, stage: str) -> str:
         """Take the version now in ``stage`` out of it (tag ``NAME#STAGE!#N``)."""
         with self.repo.lock.held():
-            return staging.unassign(self.repo, self._history(name), stage)
+            return stages.unassign(self.repo, self._history(name), stage)
 
     def deprecate(self, name: str) -> str:
         """Mark the whole model deprecated (tag ``NAME@deprecated``)."""
         with self.repo.lock.held():
-            return staging.deprecate(self.repo, self._history(name))
+            return stages.deprecate(self.repo, self._history(name))
 
     def stages(self, name: str) -> dict[str, str]:
         """Stage -> the version now in it."""
@@ -395,7 +408,7 @@ class ModelRegistry:
         return resolution.resolve(self.repo, self._history(name), version)
 
     def _manifest(self, name: str, commit: str) -> tuple[str, Manifest]:
-        return catalog.manifest_at(self.repo, name, commit)
+        return kinds.manifest_at(self.repo, name, commit)
 
     def _entry(self, history: ModelHistory, version: str, commit: str) -> ModelEntry:
         return self._bound(catalog.entry(self.repo, history, version, commit))
