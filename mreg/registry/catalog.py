@@ -19,6 +19,7 @@ from mreg.registry.entries import ModelEntry, ModelSummary
 from mreg.registry.kinds import MODEL, manifest_at
 from mreg.registry.metadata import ModelMetadata, from_facts
 from mreg.registry.tags import ModelHistory, read_histories
+from mreg.registry.types import ModelType
 from mreg.repo.index import ManifestFacts, ManifestIndex, facts_of
 
 if TYPE_CHECKING:
@@ -113,6 +114,35 @@ def entry_of(
         deprecated=history.deprecated,
         metadata=from_facts(facts, version),
     )
+
+
+def list_entries(
+    repo: Repo, folder: Path, model_type: ModelType | str | None, filters: dict[str, Any]
+) -> list[ModelEntry]:
+    """Every registered version not removed of ``model_type`` (any, for None) whose entry or
+    metadata fields match ``filters`` (``matches``), by name then version."""
+    check_filters(filters)
+    wanted_type = ModelType.parse(model_type) if model_type else None
+    entries = []
+    for found in candidates(repo, folder).values():
+        for candidate in found:
+            entry = candidate.entry
+            if wanted_type and entry.model_type != wanted_type:
+                continue
+            if all(matches(entry, k, v) for k, v in filters.items()):
+                entries.append(entry)
+    return entries
+
+
+def search_entries(repo: Repo, folder: Path, query: str, latest: bool) -> list[ModelEntry]:
+    """Versions not removed that match every term of ``query`` (``mreg.registry.search``), by
+    name then version; with ``latest``, only each model's newest matching version."""
+    terms = search.parse(query)
+    found: list[ModelEntry] = []
+    for versions in candidates(repo, folder).values():
+        chosen = [c.entry for c in versions if search.matches(terms, c)]
+        found.extend(chosen[-1:] if latest else chosen)
+    return found
 
 
 def check_filters(filters: dict[str, Any]) -> None:

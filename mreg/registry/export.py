@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import UnsupportedFormat, UsageError
-from mreg.registry import kinds, loading
+from mreg.registry import kinds
 from mreg.registry.entries import ModelEntry
+from mreg.registry.integrity import check_integrity
 from mreg.registry.loaders import StoredModel
 from mreg.registry.onnx_export import export_module
 from mreg.registry.types import ModelFormat
@@ -103,7 +104,7 @@ def _export_stored(repo: Repo, entry: ModelEntry, path: Path) -> Path:
     """The version's artifact as it was registered, rebuilt from the cache after its sha256
     check, at ``path`` (or in it, under the artifact's name, when ``path`` is a folder)."""
     _, manifest = kinds.manifest_at(repo, entry.name, entry.commit)
-    loading.check_integrity(repo, manifest, entry.commit)
+    check_integrity(repo, manifest, entry.commit)
     stored = StoredModel(repo, entry.commit, manifest, entry.metadata)
     if path.is_dir():
         path = path / Path(manifest.path).name
