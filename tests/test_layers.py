@@ -192,3 +192,16 @@ def test_the_cycle_check_finds_a_cycle_through_a_type_checking_import(tmp_path):
     (package / "b.py").write_text("def f():\n    from mreg.a import f\n")
     (package / "c.py").write_text("import mreg.a\n")
     assert _cycles(_package_graph(package, tmp_path)) == [[package / "a.py", package / "b.py"]]
+
+
+MAX_LINES = 300
+
+
+@pytest.mark.parametrize("package", ["registry"])
+def test_no_module_of_the_package_is_over_300_lines(package):
+    long = {
+        str(module.relative_to(PACKAGE)): lines
+        for module in sorted((PACKAGE / package).glob("*.py"))
+        if (lines := len(module.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"modules over {MAX_LINES} lines (split them along their concepts): {long}"
