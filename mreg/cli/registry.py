@@ -58,7 +58,7 @@ def register(
         raise UsageError(
             f"--meta {taken[0]}=... is not metadata", hint="see `mreg register --help`"
         )
-    from mreg.registry.types import DatasetEntry
+    from mreg.registry.entries import DatasetEntry
 
     fields: dict[str, Any] = {**given, "performance_metrics": _metrics(metric)}
     entry = open_data_manager().register(
@@ -109,7 +109,7 @@ def search(
 ) -> None:
     """Find registered versions of models and datasets by name, kind, type, format, tags,
     stage, rows, columns, metadata and metrics."""
-    from mreg.registry.types import DatasetEntry
+    from mreg.registry.entries import DatasetEntry
 
     entries = open_data_manager().search(" ".join(query or []), latest=latest)
     if json:

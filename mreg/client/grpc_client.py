@@ -32,7 +32,8 @@ from mreg.errors import (
     VersionConflict,
 )
 from mreg.protocol import codec
-from mreg.registry.types import ModelEntry, ModelFormat
+from mreg.registry.entries import ModelEntry
+from mreg.registry.types import ModelFormat
 
 if TYPE_CHECKING:
     import grpc
@@ -448,11 +449,11 @@ def _saved(
 ) -> tuple[Path, dict[str, Any]]:
     """A model object saved into ``folder`` by the local registry's loader of its format, and
     the metadata the loader records of it (its class, for rebuilding a module)."""
-    from mreg.registry import loading
-    from mreg.registry.register import infer_format
+    from mreg.registry import checked_load
+    from mreg.registry.registration_request import infer_format
 
     fmt = ModelFormat.parse(model_format) if model_format else infer_format(model)
-    loader = loading.default_loaders()[fmt]
+    loader = checked_load.default_loaders()[fmt]
     found = loader.get_metadata(model)
     path = Path(loader.save(model, str(folder / "model")))
     recorded = {k: found[k] for k in ("model_class",) if found.get(k)}
@@ -467,11 +468,11 @@ def _load(
     trusted: tuple[str, ...],
     kwargs: dict[str, Any],
 ) -> tuple[Any, Any | None]:
-    from mreg.registry import loading
+    from mreg.registry import checked_load
     from mreg.registry.loaders import build_module
 
     fmt = entry.model_format
-    loader = loading.default_loaders()[fmt]
+    loader = checked_load.default_loaders()[fmt]
     if fmt == ModelFormat.HUGGINGFACE:
         folder = scratch / "unpacked"
         with tarfile.open(path) as archive:

@@ -12,9 +12,10 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
+from mreg.registry.entries import ModelEntry
 from mreg.registry.metadata import ModelMetadata
 from mreg.registry.stats import RegistryStats
-from mreg.registry.types import CompressionType, ModelEntry, ModelFormat, ModelType
+from mreg.registry.types import CompressionType, ModelFormat, ModelType
 from mreg.registry.validate import ValidationProblem, ValidationReport
 
 if TYPE_CHECKING:

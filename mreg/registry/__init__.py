@@ -14,6 +14,7 @@ from mreg.errors import (
     RegistryError,
 )
 from mreg.registry.data_manager import DataManager
+from mreg.registry.entries import DatasetEntry, ModelEntry, ModelSummary
 from mreg.registry.huggingface import TransformersLoader
 from mreg.registry.integrity import calculate_checksum
 from mreg.registry.loaders import ModelLoader, OnnxLoader, PytorchLoader
@@ -24,14 +25,7 @@ from mreg.registry.shortcuts import (
     register_onnx_model,
     register_pytorch_model,
 )
-from mreg.registry.types import (
-    CompressionType,
-    DatasetEntry,
-    ModelEntry,
-    ModelFormat,
-    ModelSummary,
-    ModelType,
-)
+from mreg.registry.types import CompressionType, ModelFormat, ModelType
 
 __all__ = [
     "CompressionType",

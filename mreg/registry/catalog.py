@@ -14,20 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import RegistryError
-from mreg.registry import metadata as fields
-from mreg.registry import search as searching
-from mreg.registry.metadata import ModelMetadata
+from mreg.registry import search
+from mreg.registry.entries import ModelEntry, ModelSummary
+from mreg.registry.kinds import MODEL, manifest_at
+from mreg.registry.metadata import ModelMetadata, from_facts
 from mreg.registry.tags import ModelHistory, read_histories
-from mreg.registry.types import ModelEntry, ModelSummary
+from mreg.registry.types import ModelType
 from mreg.repo.index import ManifestFacts, ManifestIndex, facts_of
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
-    from mreg.repo.manifest import Manifest
 
 ENTRY_FILTERS = ("name", "version", "stage", "deprecated")
-MODEL = "model"
-DATASET = "dataset"
 
 
 @dataclass(frozen=True)
@@ -94,31 +92,6 @@ def of_kind(
     return Registered(chosen, known)
 
 
-def not_a_model(name: str, kind: str) -> RegistryError:
-    """The error for asking the registry about an artifact that is not a model."""
-    return wrong_kind(name, kind, MODEL)
-
-
-def wrong_kind(name: str, kind: str, wanted: str) -> RegistryError:
-    """The error for asking about ``name`` (a ``kind``) as a registered ``wanted``."""
-    listing = "`mreg models`" if wanted == MODEL else "`mreg search kind:dataset`"
-    return RegistryError(
-        f"'{name}' is a {kind}, not a registered {wanted}",
-        hint=f"describe it with `mreg show {name}`; the registered {wanted}s: {listing}",
-    )
-
-
-def manifest_at(repo: Repo, name: str, commit: str) -> tuple[str, Manifest]:
-    """``(manifest path, manifest)`` of ``name`` in ``commit``; RegistryError if it has none, or
-    if it is not a model's."""
-    found = repo.lookup(name, commit)
-    if found is None:
-        raise RegistryError(f"'{name}' has no manifest at {commit[:12]}")
-    if found[1].kind != MODEL:
-        raise not_a_model(name, found[1].kind)
-    return found
-
-
 def entry(repo: Repo, history: ModelHistory, version: str, commit: str) -> ModelEntry:
     """The entry of ``version`` (registered at ``commit``), its manifest read from git."""
     rel, manifest = manifest_at(repo, history.name, commit)
@@ -139,8 +112,37 @@ def entry_of(
         manifest_path=rel,
         stages=history.stages_of(version),
         deprecated=history.deprecated,
-        metadata=fields.from_facts(facts, version),
+        metadata=from_facts(facts, version),
     )
+
+
+def list_entries(
+    repo: Repo, folder: Path, model_type: ModelType | str | None, filters: dict[str, Any]
+) -> list[ModelEntry]:
+    """Every registered version not removed of ``model_type`` (any, for None) whose entry or
+    metadata fields match ``filters`` (``matches``), by name then version."""
+    check_filters(filters)
+    wanted_type = ModelType.parse(model_type) if model_type else None
+    entries = []
+    for found in candidates(repo, folder).values():
+        for candidate in found:
+            entry = candidate.entry
+            if wanted_type and entry.model_type != wanted_type:
+                continue
+            if all(matches(entry, k, v) for k, v in filters.items()):
+                entries.append(entry)
+    return entries
+
+
+def search_entries(repo: Repo, folder: Path, query: str, latest: bool) -> list[ModelEntry]:
+    """Versions not removed that match every term of ``query`` (``mreg.registry.search``), by
+    name then version; with ``latest``, only each model's newest matching version."""
+    terms = search.parse(query)
+    found: list[ModelEntry] = []
+    for versions in candidates(repo, folder).values():
+        chosen = [c.entry for c in versions if search.matches(terms, c)]
+        found.extend(chosen[-1:] if latest else chosen)
+    return found
 
 
 def check_filters(filters: dict[str, Any]) -> None:
@@ -192,12 +194,12 @@ def summary(
 
 def candidates(
     repo: Repo, folder: Path, models: Registered | None = None
-) -> dict[str, list[searching.Candidate[ModelEntry]]]:
+) -> dict[str, list[search.Candidate[ModelEntry]]]:
     """Every active version of every model (of ``models``), oldest first, read through the
     search index; ``folder`` is the registry folder, where each model's manifest is looked for
     first."""
     models = registered(repo, folder) if models is None else models
-    found: dict[str, list[searching.Candidate[ModelEntry]]] = {}
+    found: dict[str, list[search.Candidate[ModelEntry]]] = {}
     for history in models.histories.values():
         for version in history.versions():
             commit = history.registered[version].commit
@@ -208,7 +210,7 @@ def candidates(
             else:
                 version_entry = entry_of(history, version, commit, *place)
                 kind = place[1].kind
-            found.setdefault(history.name, []).append(searching.Candidate(version_entry, kind))
+            found.setdefault(history.name, []).append(search.Candidate(version_entry, kind))
     return found
 
 

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import MregError, RegistryError
-from mreg.registry import catalog, datasets
-from mreg.registry import metadata as fields
-from mreg.registry import search as searching
+from mreg.registry import catalog, datasets, kinds, search
+from mreg.registry.entries import DatasetEntry, ModelEntry
+from mreg.registry.metadata import to_meta
 from mreg.registry.registry import ModelRegistry
 from mreg.registry.tags import ModelHistory, read_histories
-from mreg.registry.types import DatasetEntry, ModelEntry
 
 if TYPE_CHECKING:
     import lance
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from mreg.storage.transfer import TransferResult
 
 Entry = ModelEntry | DatasetEntry
-KINDS = (catalog.MODEL, catalog.DATASET)
+KINDS = (kinds.MODEL, kinds.DATASET)
 
 
 class _DatasetVersions(ModelRegistry):
@@ -72,7 +71,7 @@ class DataManager:
         kind, else to what ``source`` is."""
         chosen = kind or self._kind_of_source(name, source)
         _check_kind(chosen)
-        if chosen == catalog.MODEL:
+        if chosen == kinds.MODEL:
             return self.models.register_model(name, source, version=version, **metadata)
         return self.register_dataset(name, source, version, **metadata)
 
@@ -94,7 +93,7 @@ class DataManager:
                     hint="leave it out, or register a model with `mreg register --kind model`",
                 )
         given = {k: v for k, v in metadata.items() if v is not None and v != {}}
-        meta = fields.to_meta(given)
+        meta = to_meta(given)
         path = None if source is None else Path(source)
         return datasets.register(self.repo, self.folder, name, path, version, meta)
 
@@ -107,25 +106,25 @@ class DataManager:
     def kind_of(self, name: str) -> str:
         """``model`` or ``dataset``: the kind of ``name``'s registered versions, else of the
         artifact the work tree tracks by that name (``model`` when neither says)."""
-        return self._known_kind(name) or catalog.MODEL
+        return self._known_kind(name) or kinds.MODEL
 
     def search(self, query: str = "", latest: bool = False) -> list[Entry]:
         """Registered versions of models and datasets that match every term of ``query``
         (``kind:dataset rows>1000 column:label tag:cv stage:prod``; see
         ``mreg.registry.search``), by name then version; with ``latest``, only each name's
         newest match. RegistryError (a ValueError) names a malformed term."""
-        terms = searching.parse(query)
+        terms = search.parse(query)
         histories = read_histories(self.repo)
         known = catalog.read_manifests(self.repo, self.folder, histories)
-        models = catalog.of_kind(histories, known, catalog.MODEL)
-        groups: dict[str, list[searching.Candidate[Any]]] = {}
+        models = catalog.of_kind(histories, known, kinds.MODEL)
+        groups: dict[str, list[search.Candidate[Any]]] = {}
         groups.update(catalog.candidates(self.repo, self.folder, models))
-        tables = catalog.of_kind(histories, known, catalog.DATASET)
+        tables = catalog.of_kind(histories, known, kinds.DATASET)
         for name, found in datasets.candidates(tables).items():
             groups.setdefault(name, []).extend(found)
         chosen: list[Entry] = []
         for name in sorted(groups):
-            matching = [c.entry for c in groups[name] if searching.matches(terms, c)]
+            matching = [c.entry for c in groups[name] if search.matches(terms, c)]
             chosen.extend(matching[-1:] if latest else matching)
         return chosen
 
@@ -137,7 +136,7 @@ class DataManager:
 
     def info(self, name: str, version: str = "latest") -> Entry:
         """The entry of one version: ``latest``, ``vX.Y.Z``, a stage or a git revision."""
-        if self.kind_of(name) == catalog.MODEL:
+        if self.kind_of(name) == kinds.MODEL:
             return self.models.entry(name, version)
         found = self._datasets._history(name)
         label, commit = self._datasets._resolve(name, version)
@@ -167,7 +166,7 @@ class DataManager:
     def export_model(self, name: str, version: str = "latest", *args: Any, **kwargs: Any) -> str:
         """``ModelRegistry.export_model``; RegistryError for a dataset, which has no export
         (restore a version with ``rollback``, read it with ``open``)."""
-        if self.kind_of(name) == catalog.DATASET:
+        if self.kind_of(name) == kinds.DATASET:
             raise RegistryError(
                 f"'{name}' is a dataset: only models are exported",
                 hint=f"restore a version with `mreg checkout {name}@VERSION`, "
@@ -211,14 +210,14 @@ class DataManager:
     # -- internals ------------------------------------------------------------------------
 
     def _registry(self, name: str) -> ModelRegistry:
-        return self._datasets if self.kind_of(name) == catalog.DATASET else self.models
+        return self._datasets if self.kind_of(name) == kinds.DATASET else self.models
 
     def _known_kind(self, name: str) -> str | None:
         everything = read_histories(self.repo, name)
         if everything[name].registered:
             known = catalog.read_manifests(self.repo, self.folder, everything, save=False)
-            kinds = {facts.kind for _, facts in known.values()}
-            return catalog.DATASET if kinds == {catalog.DATASET} else catalog.MODEL
+            tagged = {facts.kind for _, facts in known.values()}
+            return kinds.DATASET if tagged == {kinds.DATASET} else kinds.MODEL
         found = self.repo.lookup(name)
         return found[1].kind if found is not None else None
 
@@ -228,15 +227,15 @@ class DataManager:
         known = self._known_kind(name)
         given = _kind_of(source)
         if known is not None and given is not None and given != known:
-            raise catalog.wrong_kind(name, known, given)
-        return known or given or catalog.MODEL
+            raise kinds.wrong_kind(name, known, given)
+        return known or given or kinds.MODEL
 
 
 def _kind_of(source: Any) -> str | None:
     """What ``source`` is: ``dataset`` for None (the tracked dataset), else what a path
     converts to; None for an object or a path no converter reads (the model registry says)."""
     if source is None:
-        return catalog.DATASET
+        return kinds.DATASET
     if not isinstance(source, str | Path) or not Path(source).exists():
         return None
     from mreg import converters

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import mreg.repo.manifest
 from mreg.errors import ArtifactNotFound, RegistryError
-from mreg.registry import catalog, resolution
-from mreg.registry import search as searching
+from mreg.registry import catalog, kinds, resolution, search
+from mreg.registry.entries import DatasetEntry
 from mreg.registry.tags import ModelHistory, check_model_name, choose_version
-from mreg.registry.types import DatasetEntry
-from mreg.repo import manifest as manifests
 from mreg.repo.index import ManifestFacts, facts_of
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 
 def history(repo: Repo, name: str, folder: Path, must_exist: bool = True) -> ModelHistory:
     """Every registry tag of dataset ``name``; RegistryError if ``name`` is a model's."""
-    return resolution.history_of(repo, name, folder, must_exist, kind=catalog.DATASET)
+    return resolution.history_of(repo, name, folder, must_exist, kind=kinds.DATASET)
 
 
 def register(
@@ -60,7 +59,7 @@ def register(
 def _track(repo: Repo, name: str, source: Path | None, meta: dict[str, str]) -> str:
     """The manifest (relative path) of dataset ``name`` as it is to be committed."""
     if source is not None:
-        return repo.add(source, name=name, kind=catalog.DATASET, meta=meta).manifest_path
+        return repo.add(source, name=name, kind=kinds.DATASET, meta=meta).manifest_path
     found = repo.lookup(name)
     if found is None:
         raise ArtifactNotFound(
@@ -68,10 +67,10 @@ def _track(repo: Repo, name: str, source: Path | None, meta: dict[str, str]) -> 
             hint=f"give its path, or track it first: `mreg add PATH --name {name}`",
         )
     rel, manifest = found
-    if manifest.kind != catalog.DATASET:
-        raise catalog.wrong_kind(name, manifest.kind, catalog.DATASET)
+    if manifest.kind != kinds.DATASET:
+        raise kinds.wrong_kind(name, manifest.kind, kinds.DATASET)
     if meta:
-        manifests.write(repo.root / rel, manifest.with_meta(meta))
+        mreg.repo.manifest.write(repo.root / rel, manifest.with_meta(meta))
     return rel
 
 
@@ -81,8 +80,8 @@ def entry(repo: Repo, found: ModelHistory, version: str, commit: str) -> Dataset
     if place is None:
         raise RegistryError(f"'{found.name}' has no manifest at {commit[:12]}")
     rel, manifest = place
-    if manifest.kind != catalog.DATASET:
-        raise catalog.wrong_kind(found.name, manifest.kind, catalog.DATASET)
+    if manifest.kind != kinds.DATASET:
+        raise kinds.wrong_kind(found.name, manifest.kind, kinds.DATASET)
     return entry_of(found, version, commit, rel, facts_of(manifest))
 
 
@@ -111,10 +110,10 @@ def entry_of(
 
 def candidates(
     registered: catalog.Registered,
-) -> dict[str, list[searching.Candidate[DatasetEntry]]]:
+) -> dict[str, list[search.Candidate[DatasetEntry]]]:
     """Every active version of every dataset of ``registered`` (``catalog.of_kind``), oldest
     first, from the facts the index read."""
-    found: dict[str, list[searching.Candidate[DatasetEntry]]] = {}
+    found: dict[str, list[search.Candidate[DatasetEntry]]] = {}
     for name, versions in registered.histories.items():
         for version in versions.versions():
             place = registered.facts(versions, version)
@@ -122,7 +121,7 @@ def candidates(
                 continue
             commit = versions.registered[version].commit
             version_entry = entry_of(versions, version, commit, *place)
-            found.setdefault(name, []).append(searching.Candidate(version_entry, catalog.DATASET))
+            found.setdefault(name, []).append(search.Candidate(version_entry, kinds.DATASET))
     return found
 
 

@@ -6,18 +6,24 @@ is loaded through the registry, so its sha256 is checked first. ONNX exports hav
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import UnsupportedFormat, UsageError
-from mreg.registry import catalog, loading
+from mreg.registry import kinds
+from mreg.registry.entries import ModelEntry
+from mreg.registry.integrity import check_integrity
 from mreg.registry.loaders import StoredModel
 from mreg.registry.onnx_export import export_module
-from mreg.registry.types import ModelEntry, ModelFormat
+from mreg.registry.types import ModelFormat
 
 if TYPE_CHECKING:
     from mreg.registry.onnx_export import DynamicAxes
-    from mreg.registry.registry import ModelRegistry
+    from mreg.repo import Repo
+
+# Loads the version being exported (``ModelRegistry.load_model`` of it): ``(model, tokenizer)``.
+LoadVersion = Callable[..., tuple[Any, Any]]
 
 # Target format -> the names a caller may give it.
 TARGETS = {
@@ -38,22 +44,23 @@ def export_format_of(value: str) -> str:
 
 
 def export_model(
-    registry: ModelRegistry,
-    name: str,
-    version: str,
+    repo: Repo,
+    entry: ModelEntry,
+    load: LoadVersion,
     export_path: str | Path,
     export_format: str | ModelFormat | None,
     example_input: Any = None,
     dynamic_axes: DynamicAxes | None = None,
 ) -> Path:
-    """Write ``name`` at ``version`` to ``export_path`` in ``export_format`` (None, or the
-    model's own ModelFormat: as stored); returns the path. ONNX exports take any batch size
-    (see ``onnx_export``); ``dynamic_axes`` names more."""
-    entry = registry.entry(name, version)
+    """Write the version of ``entry`` to ``export_path`` in ``export_format`` (None, or the
+    model's own ModelFormat: as stored); returns the path. ``load`` loads it when the export
+    needs the model itself (``return_proto=True`` for an ONNX model). ONNX exports take any
+    batch size (see ``onnx_export``); ``dynamic_axes`` names more."""
+    name = entry.name
     source = entry.model_format
     path = Path(export_path)
     if export_format is None or export_format == source != ModelFormat.PYTORCH:
-        return _export_stored(registry, entry, path)
+        return _export_stored(repo, entry, path)
     target = export_format_of(export_format)
     if source == ModelFormat.ONNX:
         if target != "onnx":
@@ -62,7 +69,7 @@ def export_model(
             )
         import onnx
 
-        proto, _ = registry.load_model(name, entry.version, return_proto=True)
+        proto, _ = load(return_proto=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(proto, str(path))
         return path
@@ -72,7 +79,7 @@ def export_model(
         raise UnsupportedFormat(
             f"cannot export {name} {entry.version}: format '{source.value}' has no exporter{only}"
         )
-    model, _ = registry.load_model(name, entry.version)
+    model, _ = load()
     path.parent.mkdir(parents=True, exist_ok=True)
     if target == "onnx":
         shape = entry.metadata.input_shape
@@ -93,16 +100,16 @@ def export_model(
     return path
 
 
-def _export_stored(registry: ModelRegistry, entry: ModelEntry, path: Path) -> Path:
+def _export_stored(repo: Repo, entry: ModelEntry, path: Path) -> Path:
     """The version's artifact as it was registered, rebuilt from the cache after its sha256
     check, at ``path`` (or in it, under the artifact's name, when ``path`` is a folder)."""
-    _, manifest = catalog.manifest_at(registry.repo, entry.name, entry.commit)
-    loading.check_integrity(registry.repo, manifest, entry.commit)
-    stored = StoredModel(registry.repo, entry.commit, manifest, entry.metadata)
+    _, manifest = kinds.manifest_at(repo, entry.name, entry.commit)
+    check_integrity(repo, manifest, entry.commit)
+    stored = StoredModel(repo, entry.commit, manifest, entry.metadata)
     if path.is_dir():
         path = path / Path(manifest.path).name
     path.parent.mkdir(parents=True, exist_ok=True)
-    with registry.repo.cache.staging() as folder:
+    with repo.cache.staging() as folder:
         shutil.move(stored.restore_into(folder), path)
     return path
 

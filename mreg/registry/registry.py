@@ -2,54 +2,51 @@
 
 Every version is a commit and a ``NAME@vX.Y.Z`` tag, every stage move a ``NAME#STAGE#N`` tag, so
 the registry's whole state is in git: clone the repository, ``mreg pull``, and it is all there.
-Each method delegates to the module of its concept: ``register``, ``resolution`` (which version
-a name means), ``loading``, ``catalog`` (entries, listings, search candidates), ``stages``,
-``export``, ``validate``, ``stats``.
+Each method delegates to the module of its concept: ``location`` (which repository and folder),
+``registration_request`` and ``new_version``, ``resolution`` (which version a name means),
+``checked_load``, ``catalog`` (entries, listings, search), ``stages``, ``export``, ``validate``,
+``stats``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
+import functools
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import ModelNotFound, NotARepository, RegistryError
-from mreg.registry import catalog, loading, model_cache, resolution, trust
-from mreg.registry import export as exporting
-from mreg.registry import metadata as fields
-from mreg.registry import register as registering
-from mreg.registry import search as searching
-from mreg.registry import stages as staging
-from mreg.registry import stats as counting
-from mreg.registry import validate as validating
+from mreg.errors import ModelNotFound
+from mreg.registry import (
+    catalog,
+    checked_load,
+    export,
+    kinds,
+    location,
+    metadata,
+    model_cache,
+    new_version,
+    registration_request,
+    stats,
+    trust,
+    validate,
+)
+from mreg.registry.entries import ModelEntry, ModelSummary
+from mreg.registry.lifecycle import Lifecycle
 from mreg.registry.loaders import StoredModel
-from mreg.registry.tags import ModelHistory, check_model_name, normalize_version
-from mreg.registry.types import ModelEntry, ModelFormat, ModelSummary, ModelType
-from mreg.repo import Repo
-from mreg.repo.manifest import Manifest
+from mreg.registry.location import log
+from mreg.registry.stats import RegistryStats
+from mreg.registry.tags import ModelHistory, check_model_name
+from mreg.registry.types import ModelFormat, ModelType
+from mreg.registry.validate import ValidationReport
 
 if TYPE_CHECKING:
     from mreg.registry.onnx_export import DynamicAxes
     from mreg.storage.transfer import TransferResult
 
-ENV_PATH = "MODEL_REGISTRY_PATH"
-DEFAULT_FOLDER = "models"
-# The seed system's registry options: what each does here is in ModelRegistry's docstring.
-OPTIONS = (
-    "default_format",
-    "cache_size",
-    "auto_validate",
-    "compression_threshold",
-    "backup_enabled",
-)
-log = logging.getLogger("mreg.registry")
 
-
-class ModelRegistry:
+class ModelRegistry(Lifecycle):
     """Models registered in the mreg repository at ``path``.
 
     ``path`` defaults to ``$MODEL_REGISTRY_PATH``, then the current directory. A path inside the
@@ -77,18 +74,10 @@ class ModelRegistry:
         init: bool = True,
         **options: Any,
     ) -> None:
-        _check_options(options)
+        location.check_options(options)
         path = path if path is not None else registry_path
-        chosen = Path(path or os.environ.get(ENV_PATH) or ".").resolve()
-        existing = chosen
-        while not existing.exists():
-            existing = existing.parent
-        self.repo = _open_repo(existing, init)
-        configured = self.repo.config.shared.get("registry", {}).get("path", DEFAULT_FOLDER)
-        explicit = path is not None or ENV_PATH in os.environ
-        inside = explicit and chosen != self.repo.root
-        self.folder = chosen if inside else self.repo.root / configured
-        self.loaders: dict[ModelFormat, Any] = loading.default_loaders()
+        self.repo, self.folder = location.open_registry(path, init)
+        self.loaders: dict[ModelFormat, Any] = checked_load.default_loaders()
         # Loading builds classes of these modules only (mreg.registry.trust).
         self.trusted_modules = trust.trusted_modules(self.repo, trusted_modules)
         default = options.get("default_format")
@@ -125,26 +114,15 @@ class ModelRegistry:
         """
         check_model_name(name)
         if model_format is None and self.default_format is not None:
-            model_format = registering.format_of(model, self.default_format)
+            model_format = registration_request.format_of(model, self.default_format)
         with self.repo.lock.held():
             history = self._history(name, must_exist=False)
-            request = registering.check_request(
+            request = registration_request.check_request(
                 self.repo, history, name, model, model_format, model_type, version,
                 init_kwargs, model_class, metadata, tokenizer, self.trusted_modules,
             )  # fmt: skip
             loader = self._loader(request.format)
-            found = self.repo.lookup(name)
-            if found is not None and found[1].kind != catalog.MODEL:
-                raise catalog.not_a_model(name, found[1].kind)
-            folder = self.folder / name
-            if found is not None and Path(found[0]).parent != Path("."):
-                folder = self.repo.root / Path(found[0]).parent
-            commit = registering.register(self.repo, request, loader, folder)
-            self.repo.git.create_tag(
-                f"{name}@{request.version}",
-                f"Registering artifact {name} version {request.version}",
-                rev=commit,
-            )
+            new_version.register_version(self.repo, request, loader, self.folder / name)
         log.info("registered %s %s", name, request.version)
         return self.entry(name, request.version)
 
@@ -194,11 +172,11 @@ class ModelRegistry:
         found = self._loaded.get(key) if cached else None
         if found is not None:
             return found
-        _, manifest = self._manifest(name, commit)
-        metadata = fields.from_manifest(manifest, label)
-        stored = StoredModel(self.repo, commit, manifest, metadata, self.trusted_modules)
+        _, manifest = kinds.manifest_at(self.repo, name, commit)
+        facts = metadata.from_manifest(manifest, label)
+        stored = StoredModel(self.repo, commit, manifest, facts, self.trusted_modules)
         loader = self._loader(stored.metadata.format)
-        loaded = loading.load(stored, loader, device, **kwargs)
+        loaded = checked_load.load(stored, loader, device, **kwargs)
         log.info("loaded %s %s", name, label)
         if cached:
             self._loaded.put(key, loaded)
@@ -217,7 +195,7 @@ class ModelRegistry:
             yield model, tokenizer
         finally:
             del model, tokenizer
-            loading.free_memory()
+            checked_load.free_memory()
 
     def get_model_info(self, name: str, version: str = "latest") -> ModelEntry | None:
         """The entry of one version (same ``version`` forms as ``load_model``), or None when
@@ -237,29 +215,16 @@ class ModelRegistry:
     ) -> list[ModelEntry]:
         """Every registered version not removed, by name then version. ``filters`` compare
         entry or metadata fields: ``name``, ``stage``, ``tags`` (membership), ``author``..."""
-        catalog.check_filters(filters)
-        wanted_type = ModelType.parse(model_type) if model_type else None
-        entries = []
-        for candidates in catalog.candidates(self.repo, self.folder).values():
-            for candidate in candidates:
-                entry = candidate.entry
-                if wanted_type and entry.model_type != wanted_type:
-                    continue
-                if all(catalog.matches(entry, k, v) for k, v in filters.items()):
-                    entries.append(self._bound(entry))
-        return entries
+        entries = catalog.list_entries(self.repo, self.folder, model_type, filters)
+        return [self._bound(e) for e in entries]
 
     def search(self, query: str, latest: bool = False) -> list[ModelEntry]:
         """Versions not removed that match every term of ``query`` (``resnet* type:vision
         tag:cv stage:prod accuracy>=0.9``; see ``mreg.registry.search``), by name then version;
         with ``latest``, only each model's newest matching version. RegistryError (a ValueError)
         names a malformed term. Manifests come from git in two batch reads, cached per blob."""
-        terms = searching.parse(query)
-        found: list[ModelEntry] = []
-        for candidates in catalog.candidates(self.repo, self.folder).values():
-            chosen = [c.entry for c in candidates if searching.matches(terms, c)]
-            found.extend(self._bound(e) for e in (chosen[-1:] if latest else chosen))
-        return found
+        found = catalog.search_entries(self.repo, self.folder, query, latest)
+        return [self._bound(e) for e in found]
 
     def models(self) -> list[ModelSummary]:
         """One summary per model with a version not removed (datasets tagged ``NAME@vX.Y.Z``
@@ -267,10 +232,6 @@ class ModelRegistry:
         known = catalog.registered(self.repo, self.folder)
         summaries = (catalog.summary(self.repo, h, known) for h in known.histories.values())
         return [s for s in summaries if s is not None]
-
-    def versions(self, name: str) -> list[str]:
-        """Registered versions of ``name`` not removed, oldest first."""
-        return self._history(name).versions()
 
     def push(self, remote: str | None = None, jobs: int = 8) -> TransferResult:
         """Upload the data of every registered version and, as ``mreg push --all``, of every
@@ -296,106 +257,35 @@ class ModelRegistry:
         token ids for a Transformers model) and takes any batch size: axis 0 of every input is
         dynamic, and axis 1 of a Transformers model's token inputs. ``dynamic_axes`` names
         more, in ``torch.onnx.export``'s form: ``{"x": {1: "length"}}`` or ``{"x": [1]}``."""
-        path = exporting.export_model(
-            self, name, version, export_path, export_format, example_input, dynamic_axes
+        entry = self.entry(name, version)
+        load = functools.partial(self.load_model, name, entry.version)
+        path = export.export_model(
+            self.repo, entry, load, export_path, export_format, example_input, dynamic_axes
         )
         log.info("exported %s %s to %s", name, version, path)
         return str(path)
 
-    def validate_registry(self, load: bool = True) -> validating.ValidationReport:
+    def validate_registry(self, load: bool = True) -> ValidationReport:
         """Every version not removed: cached files present, sha256 re-hashed, loadable."""
-        return validating.validate(self, load=load)
+        return validate.validate(self.repo, self.folder, self.load_model if load else None)
 
-    def stats(self) -> counting.RegistryStats:
+    def stats(self) -> RegistryStats:
         """Counts of models, versions, stages, data size, by format and by type (also a
         mapping with the seed's keys)."""
-        return counting.stats(self)
+        return stats.stats(self.repo, self.folder)
 
-    def get_registry_stats(self) -> counting.RegistryStats:
+    def get_registry_stats(self) -> RegistryStats:
         """``stats()``, by the seed's name."""
         return self.stats()
 
-    def get_detailed_stats(self) -> counting.RegistryStats:
+    def get_detailed_stats(self) -> RegistryStats:
         """``stats()``, by the name the seed's document left to implement."""
         return self.stats()
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def remove_model(self, name: str, version: str | None = None) -> bool:
-        """``remove_versions``, answering as the seed did: True when something was removed,
-        False when there is no such model or version (or it was removed already)."""
-        try:
-            self.remove_versions(name, version)
-        except ModelNotFound:
-            return False
-        return True
-
-    def remove_versions(self, name: str, version: str | None = None) -> list[str]:
-        """Deregister one version (every version without ``version``): GTO's ``NAME@vX.Y.Z!``
-        tags. The data stay in the cache and on remotes until ``mreg gc``. Returns the tags;
-        ModelNotFound names a model or version that is not there."""
-        with self.repo.lock.held():
-            history = self._history(name)
-            if version is None:
-                chosen = history.versions()
-            else:
-                chosen = [normalize_version(version)]
-                resolution.check_active(history, chosen[0])
-            tags = []
-            for v in chosen:
-                tag = f"{name}@{v}!"
-                message = f"Deregistering artifact {name} version {v}"
-                self.repo.git.create_tag(tag, message, rev=history.registered[v].commit)
-                tags.append(tag)
-                log.info("removed %s %s", name, v)
-        self._loaded.clear()
-        return tags
-
-    def stage(self, name: str, version: str, stage: str) -> str:
-        """Put ``version`` in ``stage`` (tag ``NAME#STAGE#N``); returns the tag. Stage moves
-        hold the repository lock from reading N to the tag, so concurrent ones number apart."""
-        with self.repo.lock.held():
-            history = self._history(name)
-            chosen = normalize_version(version)
-            resolution.check_active(history, chosen)
-            tag = staging.assign(self.repo, history, chosen, stage)
-        log.info("staged %s %s in %s", name, chosen, stage)
-        return tag
-
-    def unstage(self, name: str, stage: str) -> str:
-        """Take the version now in ``stage`` out of it (tag ``NAME#STAGE!#N``)."""
-        with self.repo.lock.held():
-            return staging.unassign(self.repo, self._history(name), stage)
-
-    def deprecate(self, name: str) -> str:
-        """Mark the whole model deprecated (tag ``NAME@deprecated``)."""
-        with self.repo.lock.held():
-            return staging.deprecate(self.repo, self._history(name))
-
-    def stages(self, name: str) -> dict[str, str]:
-        """Stage -> the version now in it."""
-        return self._history(name).current_stages()
 
     # -- internals ------------------------------------------------------------------------
 
     def _loader(self, fmt: ModelFormat) -> Any:
-        loader = self.loaders.get(fmt)
-        if loader is None:
-            raise RegistryError(
-                f"no loader for format '{fmt.value}'",
-                hint="plug one in: registry.loaders[fmt] = MyLoader()",
-            )
-        return loader
-
-    def _history(self, name: str, must_exist: bool = True) -> ModelHistory:
-        return resolution.history_of(self.repo, name, self.folder, must_exist)
-
-    def _resolve(self, name: str, version: str) -> tuple[str, str]:
-        """(version label, commit) for ``latest``, ``vX.Y.Z``, a stage or a git revision."""
-        return resolution.resolve(self.repo, self._history(name), version)
-
-    def _manifest(self, name: str, commit: str) -> tuple[str, Manifest]:
-        return catalog.manifest_at(self.repo, name, commit)
+        return checked_load.loader_for(self.loaders, fmt)
 
     def _entry(self, history: ModelHistory, version: str, commit: str) -> ModelEntry:
         return self._bound(catalog.entry(self.repo, history, version, commit))
@@ -403,24 +293,3 @@ class ModelRegistry:
     def _bound(self, entry: ModelEntry) -> ModelEntry:
         """``entry`` knowing its registry, for ``verify_integrity`` and ``calculate_checksum``."""
         return replace(entry, root=str(self.repo.root))
-
-
-def _check_options(options: dict[str, Any]) -> None:
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise RegistryError(
-            f"unknown registry option {', '.join(unknown)}", hint=f"options: {', '.join(OPTIONS)}"
-        )
-
-
-def _open_repo(start: Path, init: bool) -> Repo:
-    """The mreg repository holding ``start``; with ``init``, a git work tree not set up for
-    mreg yet is set up (``mreg init``)."""
-    try:
-        return Repo(start)
-    except NotARepository:
-        if not init:
-            raise
-    repo = Repo.init(start)  # NotARepository outside a git work tree, saying `git init`
-    log.info("initialised mreg in %s", repo.root)
-    return repo

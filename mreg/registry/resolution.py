@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.errors import GitError, ModelNotFound, UsageError
-from mreg.registry import catalog
-from mreg.registry import stages as staging
+from mreg.registry import catalog, kinds, stages
 from mreg.registry.tags import ModelHistory, is_version, normalize_version, read_histories
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 
 def history_of(
-    repo: Repo, name: str, folder: Path, must_exist: bool = True, kind: str = catalog.MODEL
+    repo: Repo, name: str, folder: Path, must_exist: bool = True, kind: str = kinds.MODEL
 ) -> ModelHistory:
     """Every registry tag of ``name`` (its model versions only, or its dataset versions by
     ``kind``); RegistryError (a ValueError) if ``name`` is of another kind (every version
@@ -39,12 +38,12 @@ def history_of(
     everything = read_histories(repo, name)
     known = catalog.registered(repo, folder, everything, save=False, kind=kind)
     if name not in known.histories:
-        kinds = {facts.kind for _, facts in known.manifests.values()} - {kind}
-        other = catalog.DATASET if kind == catalog.MODEL else catalog.MODEL
-        raise catalog.wrong_kind(name, min(kinds, default=other), kind)
+        found = {facts.kind for _, facts in known.manifests.values()} - {kind}
+        other = kinds.DATASET if kind == kinds.MODEL else kinds.MODEL
+        raise kinds.wrong_kind(name, min(found, default=other), kind)
     history = known.histories[name]
     if must_exist and not history.registered:
-        listing = "`mreg models`" if kind == catalog.MODEL else "`mreg search kind:dataset`"
+        listing = "`mreg models`" if kind == kinds.MODEL else "`mreg search kind:dataset`"
         raise ModelNotFound(f"no {kind} named '{name}' is registered", hint=f"see {listing}")
     return history
 
@@ -91,7 +90,7 @@ def _latest(history: ModelHistory) -> tuple[str, str]:
 
 
 def _known_stages(repo: Repo, history: ModelHistory) -> set[str]:
-    known = set(staging.allowed_stages(repo) or ())
+    known = set(stages.allowed_stages(repo) or ())
     return known | {e.stage for e in history.stage_events}
 
 

@@ -23,9 +23,9 @@ from fnmatch import fnmatchcase
 from typing import Any, Generic, TypeVar
 
 from mreg.errors import RegistryError
+from mreg.registry.entries import DatasetEntry, ModelEntry
 from mreg.registry.metadata import EXTRA, METRIC, ModelMetadata
 from mreg.registry.tags import is_version, version_key
-from mreg.registry.types import DatasetEntry, ModelEntry
 
 _TERM = re.compile(r"^(?P<key>[A-Za-z_][\w.\-]*)(?P<op>>=|<=|!=|=|>|<|:)(?P<value>[^<>=!:].*)$")
 _BARE = re.compile(r"^[^<>=!:]+$")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mreg.registry.entries import ModelEntry
 from mreg.registry.registry import ModelRegistry
-from mreg.registry.types import ModelEntry
 
 SEED_VERSION = "1.0.0"
 

@@ -89,3 +89,14 @@ def deprecate(repo: Repo, history: ModelHistory) -> str:
         name, f"Deprecating artifact {history.name}", rev=history.registered[latest].commit
     )
     return name
+
+
+def deregister(repo: Repo, history: ModelHistory, versions: list[str]) -> list[str]:
+    """Tag every one of ``versions`` removed (GTO's ``NAME@vX.Y.Z!``); returns the tags."""
+    tags = []
+    for version in versions:
+        tag = f"{history.name}@{version}!"
+        message = f"Deregistering artifact {history.name} version {version}"
+        repo.git.create_tag(tag, message, rev=history.registered[version].commit)
+        tags.append(tag)
+    return tags

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.registry import catalog
+from mreg.registry import catalog, kinds
 from mreg.registry.seed_view import SeedMapping
 from mreg.repo.index import facts_of
 
 if TYPE_CHECKING:
-    from mreg.registry.registry import ModelRegistry
+    from mreg.repo import Repo
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,16 @@ class RegistryStats(SeedMapping):
         }
 
 
-def stats(registry: ModelRegistry) -> RegistryStats:
-    """Counts over every model with a version not removed (versions not removed only); datasets
-    tagged ``NAME@vX.Y.Z`` are not counted."""
+def stats(repo: Repo, folder: Path) -> RegistryStats:
+    """Counts over every model in ``repo`` (``folder``: the registry folder) with a version not
+    removed (versions not removed only); datasets tagged ``NAME@vX.Y.Z`` are not counted."""
     models = versions = removed = deprecated = parameters = 0
     stages: Counter[str] = Counter()
     staged: set[tuple[str, str]] = set()
     formats: Counter[str] = Counter()
     types: Counter[str] = Counter()
     sizes: dict[str, int] = {}
-    for history in catalog.registered(registry.repo, registry.folder).histories.values():
+    for history in catalog.registered(repo, folder).histories.values():
         chosen = history.versions()
         removed += len(set(history.registered) & set(history.removed))
         if not chosen:
@@ -64,7 +65,7 @@ def stats(registry: ModelRegistry) -> RegistryStats:
         for version in chosen:
             versions += 1
             commit = history.registered[version].commit
-            rel, manifest = registry._manifest(history.name, commit)
+            rel, manifest = kinds.manifest_at(repo, history.name, commit)
             entry = catalog.entry_of(history, version, commit, rel, facts_of(manifest))
             formats[entry.model_format.value] += 1
             types[entry.model_type.value] += 1

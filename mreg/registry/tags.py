@@ -7,9 +7,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mreg.errors import RegistryError, UsageError, VersionConflict
-from mreg.repo import versions as grammar
 from mreg.repo.git import Tag
-from mreg.repo.versions import VERSION, check_tag_name, parse_tag, version_key
+from mreg.repo.versions import (
+    ASSIGN,
+    DEPRECATE,
+    DEREGISTER,
+    REGISTER,
+    UNASSIGN,
+    VERSION,
+    check_tag_name,
+    parse_tag,
+    version_key,
+)
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
@@ -106,16 +115,16 @@ def _record(histories: dict[str, ModelHistory], tag: Tag) -> None:
         return
     history = histories.setdefault(parsed.name, ModelHistory(parsed.name))
     history.last_number = max(history.last_number, parsed.number or 0)
-    if parsed.action == grammar.REGISTER:
+    if parsed.action == REGISTER:
         history.registered[parsed.version] = tag
-    elif parsed.action == grammar.DEREGISTER:
+    elif parsed.action == DEREGISTER:
         history.removed.add(parsed.version)
-    elif parsed.action in (grammar.ASSIGN, grammar.UNASSIGN):
-        assigned = parsed.action == grammar.ASSIGN
+    elif parsed.action in (ASSIGN, UNASSIGN):
+        assigned = parsed.action == ASSIGN
         history.stage_events.append(
             StageEvent(parsed.stage, parsed.number, assigned, tag.commit, tag.name, tag.date)
         )
-    elif parsed.action == grammar.DEPRECATE:
+    elif parsed.action == DEPRECATE:
         history.deprecated = True
 
 

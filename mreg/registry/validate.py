@@ -4,15 +4,20 @@ the model loadable."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import MregError, one_line
-from mreg.registry import catalog
+from mreg.registry import catalog, kinds
 from mreg.registry.seed_view import SeedMapping
 
 if TYPE_CHECKING:
-    from mreg.registry.registry import ModelRegistry
+    from mreg.repo import Repo
+
+# ``ModelRegistry.load_model(name, version)``: ``(model, tokenizer)``.
+LoadModel = Callable[[str, str], tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -49,40 +54,39 @@ class ValidationReport(SeedMapping):
         }
 
 
-def validate(registry: ModelRegistry, load: bool = True) -> ValidationReport:
-    """Every version not removed: files in the cache, their sha256, then (``load``) a load.
-    Datasets tagged ``NAME@vX.Y.Z`` are not models, and are not checked."""
+def validate(repo: Repo, folder: Path, load: LoadModel | None) -> ValidationReport:
+    """Every version not removed of the models in ``repo`` (``folder``: the registry folder):
+    files in the cache, their sha256, then a ``load`` (none without one). Datasets tagged
+    ``NAME@vX.Y.Z`` are not models, and are not checked."""
     models = versions = valid = files = checked = 0
     errors: list[ValidationProblem] = []
-    for history in catalog.registered(registry.repo, registry.folder).histories.values():
+    for history in catalog.registered(repo, folder).histories.values():
         chosen = history.versions()
         if not chosen:
             continue
         models += 1
         for version in chosen:
             versions += 1
-            found = _problems(registry, history.name, version, history.registered[version].commit)
+            found = _problems(repo, history.name, version, history.registered[version].commit)
             problems, counted, size = found
             files += counted
             checked += size
-            if not problems and load:
-                problems = _load_problem(registry, history.name, version)
+            if not problems and load is not None:
+                problems = _load_problem(load, history.name, version)
             errors.extend(ValidationProblem(history.name, version, p) for p in problems)
             valid += not problems
     return ValidationReport(models, versions, valid, files, checked, errors)
 
 
-def _problems(
-    registry: ModelRegistry, name: str, version: str, commit: str
-) -> tuple[list[str], int, int]:
+def _problems(repo: Repo, name: str, version: str, commit: str) -> tuple[list[str], int, int]:
     try:
-        _, manifest = registry._manifest(name, commit)
+        _, manifest = kinds.manifest_at(repo, name, commit)
     except MregError as error:
         return [str(error)], 0, 0
     problems = []
     size = 0
     for entry in manifest.files:
-        problem = registry.repo.cache.verify(entry)
+        problem = repo.cache.verify(entry)
         if problem is None:
             size += entry.size
         else:
@@ -90,9 +94,9 @@ def _problems(
     return problems, len(manifest.files), size
 
 
-def _load_problem(registry: ModelRegistry, name: str, version: str) -> list[str]:
+def _load_problem(load: LoadModel, name: str, version: str) -> list[str]:
     try:
-        model, tokenizer = registry.load_model(name, version)
+        model, tokenizer = load(name, version)
     except Exception as error:  # any failure to load is a finding, not a crash
         return [f"does not load: {one_line(error)}"]
     del model, tokenizer

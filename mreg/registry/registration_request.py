@@ -1,34 +1,27 @@
-"""``ModelRegistry.register_model``: write the model into the registry folder, track it with
-``mreg add``, commit the folder and tag ``NAME@vX.Y.Z`` on that commit.
-
-A registration that fails before its commit leaves the work tree as it was: the files it would
-replace are set aside first and put back.
-"""
+"""What a caller asked to register, checked before anything is written: the name, the format
+(told by the model itself when not given), the version, the metadata, the tokenizer, and how to
+build an ``nn.Module`` again (``init_kwargs``)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
 from mreg.registry import constructor, lineage, trust
-from mreg.registry import metadata as fields
+from mreg.registry.metadata import CLASS_KEY, FORMAT_KEY, KWARGS_KEY, TYPE_KEY, to_meta
 from mreg.registry.tags import ModelHistory, choose_version
 from mreg.registry.types import ModelFormat, ModelType
-from mreg.repo import manifest as manifests
-from mreg.repo.git import ignore_in_git
+from mreg.repo.manifest import check_name
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
 
-STEM = "model"
 _SUFFIX_FORMATS = {
     ".safetensors": ModelFormat.SAFETENSORS,
     ".pth": ModelFormat.PYTORCH,
@@ -69,7 +62,7 @@ def check_request(
     """Every check that needs no writing: name, format, version, metadata types, tokenizer,
     and how to build an ``nn.Module`` again (``init_kwargs``, recovered when not given)."""
     try:
-        manifests.check_name(name)
+        check_name(name)
     except UsageError as error:
         raise RegistryError(error.message, hint=error.hint) from None
     if repo.git.identity() is None:  # before anything is written or staged
@@ -88,14 +81,14 @@ def check_request(
     _check_shard_size(shard, fmt, model)
     chosen = choose_version(history, version)
     given = {key: metadata.pop(key) for key in lineage.ARGUMENTS if key in metadata}
-    meta = fields.to_meta(metadata)
-    meta[fields.FORMAT_KEY] = fmt.value
-    meta[fields.TYPE_KEY] = ModelType.parse(model_type or ModelType.CUSTOM).value
+    meta = to_meta(metadata)
+    meta[FORMAT_KEY] = fmt.value
+    meta[TYPE_KEY] = ModelType.parse(model_type or ModelType.CUSTOM).value
     if model_class:
-        meta[fields.CLASS_KEY] = model_class
+        meta[CLASS_KEY] = model_class
     if init_kwargs is None and model_class is None and _rebuilt(model, fmt):
         init_kwargs = constructor.recover_init_kwargs(model, trusted)
-    meta[fields.KWARGS_KEY] = _kwargs_json(init_kwargs)
+    meta[KWARGS_KEY] = _kwargs_json(init_kwargs)
     meta.setdefault("python_version", "{}.{}.{}".format(*sys.version_info[:3]))
     if repo.git.has_commits():
         meta["code_commit"] = repo.git.resolve("HEAD")
@@ -106,99 +99,8 @@ def check_request(
     if trained_on and trained_on != "uncommitted":
         version = trained_on if "@" in trained_on else f"{meta['training_dataset']}@{trained_on}"
     meta.update(lineage.record(given, version))
-    model_type = ModelType(meta[fields.TYPE_KEY])
+    model_type = ModelType(meta[TYPE_KEY])
     return Request(name, model, fmt, model_type, chosen, meta, tokenizer, shard)
-
-
-def register(repo: Repo, request: Request, loader: Any, folder: Path) -> str:
-    """Write, add and commit ``request`` into ``folder``; returns the commit sha."""
-    model = request.model
-    is_path = isinstance(model, str | os.PathLike)
-    extracted = loader.get_metadata(None if is_path else model, str(model) if is_path else None)
-    meta = {**{k: str(v) for k, v in extracted.items() if v is not None}, **request.meta}
-    if is_path and hasattr(loader, "check_file"):
-        loader.check_file(Path(model))
-    rel_folder = repo.relpath(folder)
-    with repo.cache.staging() as stage, _set_aside(folder, stage):
-        if is_path:
-            path = _copy_in(Path(model), folder, stage)
-        else:
-            path = Path(loader.save(model, str(folder / STEM), **_save_kwargs(request)))
-        if path.resolve().parent != folder.resolve():
-            raise RegistryError(f"the {request.format} loader wrote {path} outside {rel_folder}")
-        _drop_other_manifests(folder, path.name)
-        # A version's metadata are its own, not merged with the previous version's.
-        repo.add(path, name=request.name, kind="model", meta=meta, replace_meta=True)
-        message = f"Register {request.name} {request.version}"
-        commit = repo.git.commit_paths(rel_folder, message)
-    if is_path:
-        _ignore_source(repo, Path(model))
-    return commit
-
-
-def _ignore_source(repo: Repo, source: Path) -> None:
-    """Ignore the registered file in git, as ``mreg add`` does, when it lies in the work tree
-    and git does not track it: a later ``git add -A`` must not commit the weights."""
-    source = source.resolve()
-    if not source.is_relative_to(repo.root) or source == repo.root:
-        return
-    relpath = repo.relpath(source)
-    if relpath.split("/")[0] in (".git", ".mreg") or repo.git.tracked(relpath):
-        return
-    ignore_in_git(repo.root, relpath)
-
-
-@contextlib.contextmanager
-def _set_aside(folder: Path, stage: Path) -> Iterator[None]:
-    """Move the folder's model files aside (copy its manifests and .gitignore); put them
-    back if the block fails. Manifests stay in place so ``mreg add`` reuses unchanged data."""
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    aside = stage / "aside"
-    aside.mkdir()
-    for path in sorted(folder.iterdir()):
-        if path.name == ".gitignore" or path.name.endswith(manifests.SUFFIX):
-            shutil.copy2(path, aside / path.name)
-        elif _is_model(path.name):
-            os.rename(path, aside / path.name)
-    try:
-        yield
-    except BaseException:
-        _put_back(folder, aside, created)
-        raise
-
-
-def _drop_other_manifests(folder: Path, artifact: str) -> None:
-    """Remove manifests of a model file this version no longer has (its format changed)."""
-    for path in folder.glob(f"{STEM}*{manifests.SUFFIX}"):
-        if path.name != artifact + manifests.SUFFIX:
-            path.unlink()
-
-
-def _put_back(folder: Path, aside: Path, created: list[Path]) -> None:
-    for path in list(folder.iterdir()):
-        if path.name == ".gitignore" or _is_model(path.name):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for path in aside.iterdir():
-        os.rename(path, folder / path.name)
-    for path in created:
-        with contextlib.suppress(OSError):
-            path.rmdir()
-
-
-def _is_model(name: str) -> bool:
-    """A model file (``model.safetensors``) or folder (``model``) the registry wrote."""
-    return name == STEM or name.startswith(f"{STEM}.")
-
-
-def _save_kwargs(request: Request) -> dict[str, Any]:
-    # Only loaders that keep a tokenizer (or shard) are given one (plug-ins need not accept it).
-    found: dict[str, Any] = {}
-    if request.tokenizer is not None:
-        found["tokenizer"] = request.tokenizer
-    if request.max_shard_size is not None:
-        found["max_shard_size"] = request.max_shard_size
-    return found
 
 
 def _check_shard_size(shard: Any, fmt: ModelFormat, model: Any) -> None:
@@ -227,20 +129,6 @@ def _check_tokenizer(tokenizer: Any, fmt: ModelFormat, model: Any) -> None:
             "a tokenizer cannot be added to a model folder given by path",
             hint="save it into the folder first: tokenizer.save_pretrained(folder)",
         )
-
-
-def _copy_in(source: Path, folder: Path, stage: Path) -> Path:
-    source = source.resolve()
-    if source.parent == folder.resolve():
-        # The registry's own file was set aside: copy it back from there.
-        source = stage / "aside" / source.name
-    if source.is_dir():
-        target = folder / STEM
-        shutil.copytree(source, target, symlinks=True)
-        return target
-    target = folder / f"{STEM}{source.suffix.lower()}"
-    shutil.copyfile(source, target)
-    return target
 
 
 def format_of(model: Any, default: ModelFormat) -> ModelFormat:

@@ -1,20 +1,17 @@
-"""Loading one registered version: sha256 first, then the format's loader; and giving the memory
-back when a temporary model is done with."""
+"""Loading one registered version, checked: sha256 first (``integrity``), then the format's
+loader (``loaders``); and giving the memory back when a temporary model is done with."""
 
 from __future__ import annotations
 
 import gc
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mreg.errors import IntegrityError, ModelIntegrityError
+from mreg.errors import IntegrityError, ModelIntegrityError, RegistryError
 from mreg.registry.huggingface import TransformersLoader
+from mreg.registry.integrity import check_integrity
 from mreg.registry.loaders import OnnxLoader, PytorchLoader, StoredModel
 from mreg.registry.types import ModelFormat
-
-if TYPE_CHECKING:
-    from mreg.repo import Repo
-    from mreg.repo.manifest import Manifest
 
 
 def default_loaders() -> dict[ModelFormat, Any]:
@@ -26,6 +23,17 @@ def default_loaders() -> dict[ModelFormat, Any]:
         ModelFormat.ONNX: OnnxLoader(),
         ModelFormat.HUGGINGFACE: TransformersLoader(),
     }
+
+
+def loader_for(loaders: dict[ModelFormat, Any], fmt: ModelFormat) -> Any:
+    """The loader of ``fmt`` among ``loaders``; RegistryError says how to plug one in."""
+    loader = loaders.get(fmt)
+    if loader is None:
+        raise RegistryError(
+            f"no loader for format '{fmt.value}'",
+            hint="plug one in: registry.loaders[fmt] = MyLoader()",
+        )
+    return loader
 
 
 def load(
@@ -47,20 +55,6 @@ def load(
         raise
     except IntegrityError as error:
         raise ModelIntegrityError(error.message, hint=error.hint) from None
-
-
-def check_integrity(repo: Repo, manifest: Manifest, commit: str) -> None:
-    """sha256 of every cached data file of ``manifest``; missing ones are fetched (and checked
-    on arrival) when the model is opened."""
-    for entry in manifest.files:
-        if not repo.cache.path(entry.path).exists():
-            continue
-        problem = repo.cache.verify(entry)
-        if problem is not None:
-            raise ModelIntegrityError(
-                f"{manifest.name} at {commit[:12]}: {entry.path} is {problem}",
-                hint=f"delete .mreg/cache/{entry.path} and run `mreg fetch {manifest.name}`",
-            )
 
 
 def free_memory() -> None:
