@@ -248,3 +248,22 @@ def test_a_version_with_hidden_rows_reads_in_place_from_the_remote(
 
     dataset = mreg.open("data", remote="s3")
     assert dataset.to_table().equals(kept)
+
+
+def test_a_filter_picks_the_right_rows_of_a_re_added_table_with_hidden_rows(
+    repo: Path, run
+) -> None:  # type: ignore[no-untyped-def]
+    from mreg.torch import LanceTorchDataset
+
+    pq.write_table(table(list(range(2000))), repo / "data.parquet")
+    assert run("add", "data.parquet").exit_code == 0
+    ids = [i for i in range(2000) if i % 3] + list(range(5000, 5040))
+    pq.write_table(table(ids), repo / "data.parquet")
+    assert run("add", "data.parquet").exit_code == 0
+    assert "data/_deletions/" in (repo / "data.parquet.mreg.toml").read_text()
+
+    late = LanceTorchDataset("data", columns=["id"], filter="id % 5 = 0")
+
+    expected = [i for i in ids if i % 5 == 0]
+    assert len(late) == len(expected)
+    assert [int(late[n]["id"]) for n in range(len(late))] == expected
