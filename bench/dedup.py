@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blob-bytes", type=int, default=256, help="size of each row's blob")
     parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--skip-dvc", action="store_true")
+    parser.add_argument("--only", help="run only the scenario function of this name")
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "bench" / ".work")
     args = parser.parse_args(argv)
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(server, work / "dedup", env, mreg_binary(), dvc, args.keep)
         rows: list[Row] = []
         for scenario in SCENARIOS:
+            if args.only and scenario.__name__ != args.only:
+                continue
             log(scenario.__name__)
             rows += scenario(bench, args)
     finally:

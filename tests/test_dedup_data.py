@@ -267,3 +267,28 @@ def test_a_filter_picks_the_right_rows_of_a_re_added_table_with_hidden_rows(
     expected = [i for i in ids if i % 5 == 0]
     assert len(late) == len(expected)
     assert [int(late[n]["id"]) for n in range(len(late))] == expected
+
+
+def test_one_percent_of_rows_inserted_all_over_a_large_table_still_upload_only_them(
+    repo: Path, s3_remote: str, s3_bucket: str, seaweed: Seaweed, run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    pq.write_table(table(list(range(ROWS))), repo / "data.parquet")
+    assert run("add", "data.parquet").exit_code == 0
+    assert run("push").exit_code == 0
+    commit_all(repo, "v1")
+    first = bucket_objects(seaweed, s3_bucket)
+
+    # Every 100th row gains a new neighbour: 200 pieces of old rows, 200 new rows between.
+    ids = [j for i in range(ROWS) for j in ((i, ROWS + i) if i % 100 == 50 else (i,))]
+    spread = table(ids)
+    pq.write_table(spread, repo / "data.parquet")
+    assert run("add", "data.parquet").exit_code == 0
+    assert run("push").exit_code == 0
+    commit_all(repo, "v2: 1% inserted")
+
+    # Each run of new rows is a small Lance file of its own (about 700 bytes of footer):
+    # 4.5% measured here, against 100% before rows were reused.
+    sent = uploaded(first, bucket_objects(seaweed, s3_bucket))
+    assert 0 < sent <= 0.05 * data_bytes(first)
+    clone = clone_and_pull(run, repo, tmp_path, "clone")
+    assert pq.read_table(clone / "data.parquet").equals(spread)

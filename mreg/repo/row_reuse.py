@@ -33,10 +33,11 @@ MIN_RUN = 8
 # A previous version larger than this is not read back to be compared (it would be held in
 # memory with the new rows).
 MAX_PREVIOUS_BYTES = 2 << 30
-# Pieces beyond the previous version's fragments plus this many (or one per this many rows)
-# mean the rows were shuffled rather than edited: the table is written whole instead.
+# Pieces beyond the previous version's fragments plus this many (or one per this many rows:
+# 1% of the rows changed, scattered, make one per 50) mean the rows were shuffled rather than
+# edited: the table is written whole instead.
 MAX_EXTRA_PIECES = 64
-ROWS_PER_PIECE = 64
+ROWS_PER_PIECE = 16
 
 
 @dataclass
