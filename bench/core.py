@@ -258,10 +258,10 @@ def copy_artifact(source: Path, dest: Path) -> None:
 def check_same(original: Path, restored: Path) -> None:
     """The pulled artifact holds the data that was pushed."""
     if original.is_dir():
-        names = sorted(p.name for p in original.iterdir())
-        if names != sorted(p.name for p in restored.iterdir()):
+        names = sorted(p.relative_to(original) for p in original.rglob("*") if p.is_file())
+        if names != sorted(p.relative_to(restored) for p in restored.rglob("*") if p.is_file()):
             raise BenchError(f"{restored}: other file names than {original}")
-        for name in (names[0], names[-1]):
+        for name in names:
             if (original / name).read_bytes() != (restored / name).read_bytes():
                 raise BenchError(f"{restored / name} differs from the original")
     elif original.suffix == ".parquet":

@@ -1,7 +1,12 @@
 """Dedup benchmark (issue 13): what a small change uploads, mreg beside DVC and a whole-file
 upload, on the same data, counted on a real S3 server (SeaweedFS's object listing).
 
-    python bench/dedup.py [--large-mib 1024] [--skip-dvc] [--keep]
+    python bench/dedup.py [--large-mib 1024] [--rows 20000] [--images 20000] [--skip-dvc]
+                          [--only NAME] [--keep]
+
+Models: one tensor of 16 changes, a MiniLM's head is retrained, a full fine-tune, an embedding
+gains rows. Tables and folders: 1% rows appended to a parquet file, 1% rows (scattered) deleted,
+1% images added all over an image folder.
 
 Each scenario makes a first version and a changed one. Every contender starts from an empty
 bucket, uploads the first version, then the changed one; the bytes the second upload added to
@@ -16,6 +21,7 @@ A scenario is a function returning result rows (``SCENARIOS``): others add their
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import sys
@@ -25,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import core
@@ -54,7 +62,7 @@ class Row:
 
 @dataclass
 class Versions:
-    """An artifact's file name and the bytes of its two versions (written by the scenario)."""
+    """An artifact's name and its two versions, files or folders (written by the scenario)."""
 
     name: str
     first: Path
@@ -76,6 +84,24 @@ def save(path: Path, tensors: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def place(version: Path, target: Path) -> None:
+    """Put ``version`` at ``target`` as a user's tool would: a new file or folder."""
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    if version.is_dir():
+        shutil.copytree(version, target)
+    else:
+        shutil.copyfile(version, target)
+
+
+def size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def inputs(bench: Bench, label: str) -> Path:
     folder = bench.work / "inputs" / label
     shutil.rmtree(folder, ignore_errors=True)
@@ -90,11 +116,11 @@ def mreg_versions(bench: Bench, scenario: str, versions: Versions) -> Row:
     bucket = bench.bucket("mreg-dedup")
     repo = core.mreg_repo(bench, bucket, bench.folder(f"mreg-{scenario}"))
     target = repo / versions.name
-    shutil.copyfile(versions.first, target)
+    place(versions.first, target)
     run([bench.mreg, "add", versions.name], repo, bench.env)
     run([bench.mreg, "push"], repo, bench.env)
     git_commit(repo, bench.env, "first")
-    shutil.copyfile(versions.second, target)
+    place(versions.second, target)
     before = bucket_objects(bench.server, bucket)
     add_s, added = timed([bench.mreg, "add", versions.name], repo, bench.env)
     push_s, pushed = timed([bench.mreg, "push"], repo, bench.env)
@@ -115,7 +141,7 @@ def plain_add(bench: Bench, scenario: str, versions: Versions) -> float:
     repo.mkdir()
     run(["git", "init", "-q"], repo, bench.env)
     run([bench.mreg, "init"], repo, bench.env)
-    shutil.copyfile(versions.second, repo / versions.name)
+    place(versions.second, repo / versions.name)
     add_s, _ = timed([bench.mreg, "add", versions.name], repo, bench.env)
     bench.done(repo.parent)
     return add_s
@@ -126,11 +152,11 @@ def dvc_versions(bench: Bench, scenario: str, versions: Versions) -> Row:
     bucket = bench.bucket("dvc-dedup")
     repo = core.dvc_repo(bench, bench.dvc, bucket, bench.folder(f"dvc-{scenario}"))
     target = repo / versions.name
-    shutil.copyfile(versions.first, target)
+    place(versions.first, target)
     run([bench.dvc, "add", versions.name], repo, bench.env)
     run([bench.dvc, "push"], repo, bench.env)
     git_commit(repo, bench.env, "first")
-    shutil.copyfile(versions.second, target)
+    place(versions.second, target)
     before = bucket_objects(bench.server, bucket)
     add_s, _ = timed([bench.dvc, "add", versions.name], repo, bench.env)
     push_s, _ = timed([bench.dvc, "push"], repo, bench.env)
@@ -140,7 +166,11 @@ def dvc_versions(bench: Bench, scenario: str, versions: Versions) -> Row:
 
 
 def whole_file_versions(bench: Bench, scenario: str, versions: Versions) -> Row:
-    """Each version uploaded whole under its own key (boto3 multipart, as core's raw)."""
+    """Each version uploaded whole under its own key (boto3 multipart, as core's raw). A
+    folder counts its size: re-uploading it whole is what a copy of the folder sends."""
+    if versions.second.is_dir():
+        note = "the folder's size"
+        return Row(scenario, "whole file", size_of(versions.second), versions.goal, note=note)
     bucket = bench.bucket("whole-dedup")
     client = bench.server.client(core.RAW_FILE_THREADS)
     config = core.RAW_LARGE
@@ -255,11 +285,69 @@ def cdc_new_bytes(old: bytes, new: bytes, average: int = 64 * KIB) -> int:
     return sum(size for digest, size in cut(new).items() if digest not in before)
 
 
+def rows_appended(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    """1% rows appended to a parquet file in place (the file rewritten, then `mreg add`)."""
+    folder = inputs(bench, "rows-appended")
+    table = core.make_table(args.rows, args.blob_bytes, seed=1)
+    more = core.make_table(args.rows // 100, args.blob_bytes, seed=2, first_id=args.rows)
+    first, second = folder / "v1.parquet", folder / "v2.parquet"
+    pq.write_table(table, first)
+    pq.write_table(pa.concat_tables([table, more]), second)
+    goal = int(0.02 * size_of(first))
+    return contenders(bench, "1% rows appended", Versions("data.parquet", first, second, goal))
+
+
+def rows_deleted(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    """1% of the rows, scattered, deleted from the parquet file in place."""
+    folder = inputs(bench, "rows-deleted")
+    table = core.make_table(args.rows, args.blob_bytes, seed=1)
+    dropped = np.zeros(args.rows, dtype=bool)
+    rng = np.random.default_rng(3)
+    dropped[rng.choice(args.rows, args.rows // 100, replace=False)] = True
+    first, second = folder / "v1.parquet", folder / "v2.parquet"
+    pq.write_table(table, first)
+    pq.write_table(table.filter(pa.array(~dropped)), second)
+    goal = int(0.01 * size_of(first))
+    return contenders(bench, "1% rows deleted", Versions("data.parquet", first, second, goal))
+
+
+def images_added(bench: Bench, args: argparse.Namespace) -> list[Row]:
+    """1% more images in a folder, spread over it (every 100th name gains a neighbour)."""
+    folder = inputs(bench, "images-added")
+    first, second = folder / "v1", folder / "v2"
+    for index in range(args.images):
+        image = _png(index)
+        for version in (first, second):
+            write_file(version / f"class{index % 10}" / f"{index:06d}.png", image)
+    for index in range(0, args.images, 100):
+        added = second / f"class{index % 10}" / f"{index:06d}-new.png"
+        write_file(added, _png(args.images + index))
+    goal = int(0.02 * size_of(first))
+    return contenders(bench, "1% images added", Versions("imgs", first, second, goal))
+
+
+def write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _png(seed: int) -> bytes:
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(24, 24, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
 SCENARIOS: list[Scenario] = [
     one_of_sixteen_tensors,
     minilm_head_retrained,
     full_fine_tune,
     embedding_gains_rows,
+    rows_appended,
+    rows_deleted,
+    images_added,
 ]
 
 
@@ -299,6 +387,9 @@ def cell(value: float | None) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--large-mib", type=int, default=1024, help="full fine-tune model size")
+    parser.add_argument("--rows", type=int, default=20000, help="rows of the parquet table")
+    parser.add_argument("--blob-bytes", type=int, default=256, help="size of each row's blob")
+    parser.add_argument("--images", type=int, default=20000, help="images in the folder")
     parser.add_argument("--skip-dvc", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     parser.add_argument("--work-dir", type=Path, default=Path(__file__).parent / ".work")

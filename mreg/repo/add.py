@@ -20,7 +20,7 @@ from mreg.errors import MregError, NameConflict, UsageError
 from mreg.hashing import sha256_listing, sha256_path, sha256_tree, tree_digest, tree_files
 from mreg.progress import bar
 from mreg.repo import manifest as manifests
-from mreg.repo import tensor_table
+from mreg.repo import row_reuse, tensor_table
 from mreg.repo.git import ignore_in_git, ignore_line
 from mreg.repo.manifest import ColumnInfo, FileEntry, Fragment, Manifest, Source, TensorInfo
 
@@ -177,7 +177,7 @@ def _overwrite(
         # Unchanged tensors keep the fragments of the previous version, or of another model.
         donors = [m for rel, m in tracked.items() if rel != manifest_rel]
         donors = [previous, *donors] if previous else donors
-        converted = _convert(repo, converter, source_path, donors, options)
+        converted = _convert(repo, converter, source_path, previous, donors, options)
         if hashing is not None:
             sha = hashing.result() or ""
         files = listing.result() if listed else []
@@ -324,12 +324,19 @@ def _convert(
     repo: Repo,
     converter: converters.Converter,
     path: Path,
+    previous: Manifest | None,
     donors: list[Manifest],
     options: ReadOptions,
 ) -> _Converted:
+    """``previous`` lends a table its rows; ``donors`` (``previous`` first) lend a model its
+    unchanged tensors."""
     if converter.kind == "dataset":
         reader = cast(DatasetConverter, converter).read(path, options)
-        converted = _write_table(repo, reader, reader.schema, first_id=0)
+        schema = json.dumps(lance.schema_to_json(reader.schema), sort_keys=True)
+        if previous is not None and row_reuse.eligible(repo, previous, schema):
+            converted = _write_reusing(repo, reader, previous)
+        else:
+            converted = _write_table(repo, reader, reader.schema, first_id=0)
         return replace(converted, restore=converter.restore)
     return _write_model(repo, cast(ModelConverter, converter), path, donors, options)
 
@@ -415,6 +422,29 @@ def _write_table(
         new_bytes=sum(f.size for f in files),
         columns=tuple(ColumnInfo(f.name, str(f.type)) for f in schema),
         schema=json.dumps(lance.schema_to_json(schema), sort_keys=True),
+        restore="equivalent",
+    )
+
+
+def _write_reusing(repo: Repo, reader: pa.RecordBatchReader, previous: Manifest) -> _Converted:
+    """``_write_table`` for a re-added table: rows ``previous`` holds are reused, not written
+    again (see ``row_reuse``)."""
+    table = reader.read_all()
+    old, where = row_reuse.previous_rows(repo, previous)
+    runs = row_reuse.plan(row_reuse.row_digests(table), old, where)
+    if not row_reuse.worth_it(runs, previous, table.num_rows):
+        batches = pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+        return _write_table(repo, batches, table.schema, first_id=0)
+    with repo.cache.staging(".lance") as stage:
+        reused = row_reuse.write(runs, table, previous, stage, table.schema)
+        written = repo.cache.ingest(stage, _staged_files(stage))
+    files = {f.path: f for f in (*reused.kept, *written)}
+    return _Converted(
+        fragments=reused.fragments,
+        files=tuple(sorted(files.values(), key=lambda f: f.path)),
+        new_bytes=sum(f.size for f in written),
+        columns=tuple(ColumnInfo(f.name, str(f.type)) for f in table.schema),
+        schema=json.dumps(lance.schema_to_json(table.schema), sort_keys=True),
         restore="equivalent",
     )
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from mreg.atomic import move, owned_prefix, remove_stale
 from mreg.errors import IntegrityError, MissingData, MregError, local_faults, one_line
 from mreg.hashing import sha256_bytes, sha256_file, sha256_files
-from mreg.repo.manifest import FileEntry, Manifest
+from mreg.repo.manifest import DELETIONS, FileEntry, Manifest
 from mreg.repo.state import State
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 # The id of the remote's base path in a remote view's Lance manifest (0 is the view itself).
 REMOTE_BASE_ID = 1
+# The id of the base path at the remote's data/ folder, whose _deletions/ holds deletion files.
+REMOTE_DELETIONS_ID = 2
 
 # Cache files whose sha256 this process computed (on the way in, or before first use), by path,
 # with their (size, mtime, ctime, inode) then. Bytes at rest can rot without any of these
@@ -264,7 +266,10 @@ class Cache:
         import lance
 
         with self.staging(".lance", folder=view.parent) as stage:
-            lance.LanceDataset.commit(str(stage), self._overwrite(manifest, stage, base))
+            committed: lance.LanceDataset | None = None
+            for operation in self._overwrite(manifest, stage, base):
+                read = committed.version if committed is not None else None
+                committed = lance.LanceDataset.commit(str(stage), operation, read_version=read)
             if view.exists():
                 with self.staging(folder=view.parent) as old:
                     with contextlib.suppress(FileNotFoundError):  # another process's rebuild
@@ -283,19 +288,33 @@ class Cache:
 
     def _overwrite(
         self, manifest: Manifest, stage: Path, base: str | None
-    ) -> lance.LanceOperation.Overwrite:
-        """The Lance operation that commits ``manifest``'s version in ``stage``: with its data
-        files hard-linked there from the cache, or left where they are at ``base``."""
+    ) -> list[lance.LanceOperation.BaseOperation]:
+        """The Lance operations that commit ``manifest``'s version in ``stage``: with its data
+        files hard-linked there from the cache, or left where they are at ``base``. Lance takes
+        no deletion files in an overwrite: fragments that hide rows get them in a second
+        commit (a delete)."""
         import lance
         from lance import DatasetBasePath
 
         schema = lance.json_to_schema(json.loads(manifest.schema))
         if base is not None:
             # is_dataset_root: a data file's path is relative to <base>/data/, which is where
-            # push puts it (remote key = prefix + "data/" + file name).
-            bases = [DatasetBasePath(base, name="remote", is_dataset_root=True, id=REMOTE_BASE_ID)]
+            # push puts it (remote key = prefix + "data/" + file name); deletion files are
+            # under <base>/data/_deletions/, the second base's own _deletions/.
+            bases = [
+                DatasetBasePath(base, name="remote", is_dataset_root=True, id=REMOTE_BASE_ID),
+                DatasetBasePath(
+                    base.rstrip("/") + "/data",
+                    name="remote-data",
+                    is_dataset_root=True,
+                    id=REMOTE_DELETIONS_ID,
+                ),
+            ]
             fragments = _fragments(manifest, REMOTE_BASE_ID)
-            return lance.LanceOperation.Overwrite(schema, fragments, initial_bases=bases)
+            overwrite = lance.LanceOperation.Overwrite(
+                schema, _without_deletions(fragments), initial_bases=bases
+            )
+            return [overwrite, *_deletions(fragments)]
         absent = self.missing(manifest.files)
         if absent:
             raise MissingData(
@@ -303,13 +322,15 @@ class Cache:
                 hint=f"run `mreg fetch {manifest.name}` (or `mreg pull`)",
             )
         for entry in manifest.files:
-            link = stage / entry.path
+            link = stage / entry.path.replace(DELETIONS, "_deletions", 1)
             link.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(self.path(entry.path), link)
             except OSError:
                 shutil.copyfile(self.path(entry.path), link)
-        return lance.LanceOperation.Overwrite(schema, _fragments(manifest))
+        fragments = _fragments(manifest)
+        overwrite = lance.LanceOperation.Overwrite(schema, _without_deletions(fragments))
+        return [overwrite, *_deletions(fragments)]
 
     def views(self) -> list[Path]:
         folder = self.root / "views"
@@ -343,5 +364,27 @@ def _fragments(manifest: Manifest, base_id: int | None = None) -> list[FragmentM
         metadata = json.loads(fragment.metadata)
         for data_file in metadata["files"]:
             data_file["base_id"] = base_id
+        if metadata.get("deletion_file"):
+            metadata["deletion_file"]["base_id"] = REMOTE_DELETIONS_ID
         fragments.append(FragmentMetadata.from_json(json.dumps(metadata)))
     return fragments
+
+
+def _without_deletions(fragments: list[FragmentMetadata]) -> list[FragmentMetadata]:
+    """``fragments`` with every row shown, as a Lance overwrite takes them."""
+    from lance.fragment import FragmentMetadata
+
+    plain = []
+    for fragment in fragments:
+        metadata = fragment.to_json()
+        metadata["deletion_file"] = None
+        plain.append(FragmentMetadata.from_json(json.dumps(metadata)))
+    return plain
+
+
+def _deletions(fragments: list[FragmentMetadata]) -> list[lance.LanceOperation.BaseOperation]:
+    """The delete that gives fragments their deletion files, if any has one."""
+    import lance
+
+    hiding = [f for f in fragments if f.deletion_file is not None]
+    return [lance.LanceOperation.Delete(hiding, [], "mreg")] if hiding else []

@@ -27,6 +27,8 @@ Kind = Literal["model", "dataset"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _DATA_PATH = re.compile(r"^data/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")
+# Where deletion files live among the data files (see ``Fragment.deletion_file``).
+DELETIONS = "data/_deletions"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -66,6 +68,19 @@ class Fragment:
     def data_files(self) -> list[str]:
         """Paths (``data/...``) of the Lance files of this fragment, sidecar blobs excluded."""
         return [f"data/{f['path']}" for f in json.loads(self.metadata)["files"]]
+
+    def deletion_file(self) -> str | None:
+        """Path (``data/_deletions/...``) of the Lance deletion file that hides some of this
+        fragment's rows (a re-added table reusing it without them), or None.
+
+        Lance looks for it at ``_deletions/`` beside ``data/``; mreg keeps it under ``data/``
+        with the data files, so caches, remotes and gc treat it as one more data file.
+        """
+        deletion = json.loads(self.metadata).get("deletion_file")
+        if not deletion:
+            return None
+        suffix = "arrow" if deletion["file_type"] == "array" else "bin"
+        return f"{DELETIONS}/{self.id}-{deletion['read_version']}-{deletion['id']}.{suffix}"
 
 
 @dataclass(frozen=True)
@@ -153,7 +168,7 @@ class Manifest:
     def files_of(self, fragment: Fragment) -> list[FileEntry]:
         """The data files of ``fragment``, its sidecar blob files included."""
         stems = [p.removesuffix(".lance") + "/" for p in fragment.data_files()]
-        owned = set(fragment.data_files())
+        owned = {*fragment.data_files(), fragment.deletion_file()}
         return [f for f in self.files if f.path in owned or f.path.startswith(tuple(stems))]
 
     def with_meta(self, meta: dict[str, str]) -> Manifest:
@@ -359,7 +374,8 @@ def _validate(manifest: Manifest, origin: str) -> None:
             raise ManifestError(f"manifest {origin} has a malformed entry for '{entry.path}'")
         listed.add(entry.path)
     for fragment in manifest.fragments:
-        for path in fragment.data_files():
+        deletion = fragment.deletion_file()
+        for path in fragment.data_files() + ([deletion] if deletion else []):
             if path not in listed:
                 raise ManifestError(
                     f"manifest {origin}: fragment {fragment.id} uses '{path}', "

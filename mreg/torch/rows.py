@@ -119,8 +119,7 @@ def _matching(dataset: lance.LanceDataset, filter: str, what: str) -> np.ndarray
     fragments = dataset.get_fragments()
     if not fragments:
         return np.zeros(0, dtype=np.int64)
-    if any(f.metadata.deletion_file is not None for f in fragments):
-        raise UsageError(f"filter= needs a dataset without deleted rows; {what} has some")
+    hiding = any(f.metadata.deletion_file is not None for f in fragments)
     starts = np.zeros(max(f.fragment_id for f in fragments) + 1, dtype=np.int64)
     total = 0
     for fragment in fragments:
@@ -132,5 +131,11 @@ def _matching(dataset: lance.LanceDataset, filter: str, what: str) -> np.ndarray
         raise UsageError(f"filter {filter!r} does not apply to {what}: {one_line(error)}") from None
     # A row address is the fragment id (high 32 bits) and the row's place in it (low 32 bits).
     addresses = table.column("_rowaddr").to_numpy()
+    if hiding:
+        # Places count hidden rows too (a re-added table reuses fragments with some rows
+        # hidden): the offsets are where the matches fall among every row that shows.
+        shown = dataset.to_table(columns=[], with_row_address=True).column("_rowaddr").to_numpy()
+        order = np.argsort(shown, kind="stable")
+        return order[np.searchsorted(shown[order], addresses)].astype(np.int64)
     within = (addresses & np.uint64(0xFFFFFFFF)).astype(np.int64)
     return starts[(addresses >> np.uint64(32)).astype(np.int64)] + within
