@@ -103,6 +103,14 @@ class RegistryError(UsageError, ValueError):
     """An unknown model, version or stage; a duplicate or invalid version; a stage not allowed."""
 
 
+class NotRegistered(RegistryError, LookupError):
+    """No model, version or stage of that name is registered (a server answers 404)."""
+
+
+class AlreadyRegistered(RegistryError):
+    """The version asked for is registered already (a server answers 409)."""
+
+
 class ModelIntegrityError(IntegrityError):
     """The bytes of a registered model do not match the sha256 its manifest records."""
 

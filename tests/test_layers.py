@@ -29,11 +29,13 @@ ALLOWED = {
     "storage": {"storage"},
     "converters": {"converters"},
     "repo": {"repo", "storage", "converters"},
-    "registry": {"registry", "repo", "storage", "converters"},
+    # "client": the engine switch, ModelRegistry(engine="remote"), imported inside it.
+    "registry": {"registry", "client", "repo", "storage", "converters"},
+    "client": {"client", "registry", "repo", "storage", "converters"},
     "torch": {"torch", "repo", "storage", "converters"},
     "demo": {"demo", "torch", "registry", "repo", "storage", "converters"},
     "server": {"server", "registry", "repo", "storage", "converters"},
-    "cli": {"cli", "demo", "server", "repo", "registry", "storage", "converters"},
+    "cli": {"cli", "demo", "server", "client", "repo", "registry", "storage", "converters"},
 }
 
 

@@ -118,9 +118,9 @@ def _leave(code: int) -> NoReturn:
     os._exit(code)
 
 
-from mreg.cli import track, importing, share, history, remote, setup, registry, demo  # noqa: E402, I001  (the order of --help)
+from mreg.cli import track, importing, share, history, remote, setup, registry, serve, demo  # noqa: E402, I001  (the order of --help)
 
 __all__ = [
-    "app", "demo", "history", "importing", "main", "registry", "remote", "script", "setup",
+    "app", "demo", "history", "importing", "main", "registry", "remote", "script", "serve", "setup",
     "share", "track",
 ]  # fmt: skip

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import GitError, ModelFileNotFound, RegistryError, UsageError, one_line
+from mreg.errors import (
+    AlreadyRegistered,
+    GitError,
+    ModelFileNotFound,
+    RegistryError,
+    UsageError,
+    one_line,
+)
 from mreg.registry import metadata as fields
 from mreg.registry.tags import ModelHistory, bump_patch, normalize_version
 from mreg.registry.types import ModelFormat, ModelType
@@ -81,7 +88,7 @@ def check_request(
     chosen = normalize_version(version) if version is not None else bump_patch(history)
     if chosen in history.registered:
         removed = " (removed, and versions are never reused)" if chosen in history.removed else ""
-        raise RegistryError(
+        raise AlreadyRegistered(
             f"{name} {chosen} is already registered{removed}",
             hint=f"pass another version, or none for {bump_patch(history)}",
         )

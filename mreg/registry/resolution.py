@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.errors import GitError, RegistryError, UsageError
+from mreg.errors import GitError, NotRegistered, RegistryError, UsageError
 from mreg.registry import catalog
 from mreg.registry import stages as staging
 from mreg.registry.tags import ModelHistory, is_version, normalize_version, read_histories
@@ -40,7 +40,7 @@ def history_of(repo: Repo, name: str, folder: Path, must_exist: bool = True) -> 
         raise catalog.not_a_model(name, min(kinds, default="dataset"))
     history = known.histories[name]
     if must_exist and not history.registered:
-        raise RegistryError(f"no model named '{name}' is registered", hint="see `mreg models`")
+        raise NotRegistered(f"no model named '{name}' is registered", hint="see `mreg models`")
     return history
 
 
@@ -48,7 +48,7 @@ def check_active(history: ModelHistory, version: str) -> None:
     """RegistryError unless ``version`` is registered and not removed."""
     if version not in history.registered:
         known = ", ".join(history.versions()) or "none"
-        raise RegistryError(f"{history.name} has no version {version}", hint=f"versions: {known}")
+        raise NotRegistered(f"{history.name} has no version {version}", hint=f"versions: {known}")
     if version in history.removed:
         raise RegistryError(f"{history.name} {version} was removed")
 
@@ -70,7 +70,7 @@ def resolve(repo: Repo, history: ModelHistory, version: str) -> tuple[str, str]:
     if stage in current:
         return current[stage], history.registered[current[stage]].commit
     if text.startswith("#") or stage in _known_stages(repo, history):
-        raise RegistryError(
+        raise NotRegistered(
             f"no version of '{history.name}' is in stage '{stage}'",
             hint=f"stages of {history.name} now: {', '.join(current) or 'none'}; "
             f"assign one with `mreg stage {history.name} VERSION {stage}`",
@@ -94,7 +94,7 @@ def _revision(repo: Repo, history: ModelHistory, text: str) -> tuple[str, str]:
     try:
         commit = repo.git.resolve(text)
     except GitError:
-        raise RegistryError(
+        raise NotRegistered(
             f"'{text}' is not a version, stage or git revision of '{history.name}'",
             hint=f"versions: {', '.join(history.versions()) or 'none'}",
         ) from None

@@ -390,3 +390,20 @@ def checkout_targets(
                 else:
                     restore(repo, target.manifest_rel, target.manifest, force=force)
     return CheckedOut(targets, removed, kept)
+
+
+def export_copy(repo: Repo, manifest: Manifest, target: Path) -> str:
+    """Write the artifact of ``manifest`` from the cache at ``target`` (a new file, or a new
+    folder), outside the work tree and its state; returns its sha256 (of the file, or
+    ``sha256_tree`` of the folder), checked against the manifest for an exact restore."""
+    converter = converters.get(manifest.source.format)
+    write = _writer(repo, manifest, converter, assembled=False, placed={})
+    if converter.directory:
+        target.mkdir(parents=True)
+        write(target)
+        digest = sha256_tree(target)
+    else:
+        with open(target, "wb") as raw:
+            digest = _write_file(raw, write, manifest, assembled=False)
+    _check_exact(manifest.path, manifest, digest)
+    return digest
