@@ -257,7 +257,13 @@ def _author(name: str) -> Iterator[None]:
 
 def error_status(error: MregError) -> int:
     """The HTTP status of an error (gRPC maps the same classes to its codes)."""
-    from mreg.errors import AlreadyRegistered, ArtifactNotFound, NotRegistered
+    from mreg.errors import (
+        AlreadyRegistered,
+        ArtifactNotFound,
+        CorruptInput,
+        NotRegistered,
+        UnsupportedFormat,
+    )
     from mreg.server.access import AccessDenied, WriteForbidden
 
     table: list[tuple[type[MregError], int]] = [
@@ -269,6 +275,8 @@ def error_status(error: MregError) -> int:
         (UploadTooLarge, 413),
         (BadName, 400),
         (UsageError, 422),
+        (CorruptInput, 422),
+        (UnsupportedFormat, 422),
     ]
     for kind, status in table:
         if isinstance(error, kind):
