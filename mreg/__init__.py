@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 # The registry and the repository load on first use (PEP 562), so that ``import mreg.errors``
 # or starting the CLI does not pay for them.
 _LAZY = {
+    "Client": "mreg.client",
     "CompressionType": "mreg.registry",
     "ModelEntry": "mreg.registry",
     "ModelFormat": "mreg.registry",
@@ -76,6 +77,7 @@ def load_state_dict(name: str, rev: str | None = None, repo: str | Path = ".") -
 
 
 __all__ = [
+    "Client",
     "CompressionType",
     "IntegrityError",
     "ModelEntry",

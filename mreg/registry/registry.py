@@ -48,8 +48,28 @@ class ModelRegistry:
     ``$MREG_TRUSTED_MODULES`` and of ``.mreg/config.local.toml``; see ``mreg.registry.trust``).
     """
 
+    def __new__(
+        cls, *args: Any, engine: str | None = None, url: str | None = None, **kwargs: Any
+    ) -> Any:
+        """``engine="remote"`` (or ``$MREG_SERVER_URL`` set, with no engine named) gives the
+        client of the server at ``url``: the same methods, answered by ``mreg serve``."""
+        url = url or os.environ.get("MREG_SERVER_URL")
+        if engine == "remote" or (engine is None and url and not args and not kwargs):
+            if not url:
+                raise RegistryError("engine='remote' needs url=", hint="or set MREG_SERVER_URL")
+            from mreg.client import Client
+
+            return Client(url)
+        if engine not in (None, "local"):
+            raise RegistryError(f"unknown engine {engine!r}", hint="use 'local' or 'remote'")
+        return super().__new__(cls)
+
     def __init__(
-        self, path: str | Path | None = None, trusted_modules: list[str] | None = None
+        self,
+        path: str | Path | None = None,
+        trusted_modules: list[str] | None = None,
+        engine: str | None = None,
+        url: str | None = None,
     ) -> None:
         chosen = Path(path or os.environ.get(ENV_PATH) or ".").resolve()
         existing = chosen

@@ -1,0 +1,92 @@
+"""``mreg.Client`` over HTTP against a real ``mreg serve``: the same answers as the local API."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import commit_all, make_safetensors, make_table
+from serve_helpers import WRITER, mreg_serve
+
+import mreg
+from mreg.client import HttpClient, ServerError
+
+
+@pytest.fixture
+def served(repo: Path, run, tmp_path: Path):  # type: ignore[no-untyped-def]
+    make_table(repo / "table.parquet", rows=1000)
+    assert run("add", "table.parquet").exit_code == 0
+    commit_all(repo, "table")
+    with mreg_serve(repo) as server:
+        yield server
+
+
+@pytest.mark.parametrize("transport", ["http"])  # "grpc" joins when the gRPC client lands
+def test_the_contract_scenario_gives_the_local_api_s_answers(served, repo, tmp_path, transport):  # type: ignore[no-untyped-def]
+    client = mreg.Client(served.url, token=WRITER)
+    for seed in (1, 2, 3):
+        model = make_safetensors(tmp_path / f"m{seed}.safetensors", seed)
+        entry = client.register_model("net", model, performance_metrics={"accuracy": seed / 10})
+        assert entry.version == f"v0.1.{seed - 1}"
+    assert client.stage("net", "v0.1.1", "prod") == "net#prod#1"
+    local = mreg.ModelRegistry(repo)
+    assert client.search("accuracy>=0.2") == local.search("accuracy>=0.2")
+    assert client.get_model_info("net", "#prod") == local.get_model_info("net", "#prod")
+    assert client.list_models() == local.list_models()
+    assert client.models() == local.models()
+    assert client.stats() == local.stats()
+    assert client.validate_registry(load=False) == local.validate_registry(load=False)
+    got = client.download("net@v0.1.1", tmp_path / "out.safetensors")
+    original = (tmp_path / "m2.safetensors").read_bytes()
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == hashlib.sha256(original).hexdigest()
+    rows = client.open("table", limit=1000).read_all()
+    assert rows.equals(mreg.open("table", repo=repo).to_table())
+    assert client.remove_model("net", "v0.1.0") == ["net@v0.1.0!"]
+
+
+def test_the_engine_switch_gives_a_client_backed_registry(served, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MREG_SERVER_TOKEN", WRITER)
+    registry = mreg.ModelRegistry(engine="remote", url=served.url)
+    assert isinstance(registry, HttpClient) and registry.models() == []
+    monkeypatch.setenv("MREG_SERVER_URL", served.url)
+    assert isinstance(mreg.ModelRegistry(), HttpClient)
+
+
+def test_a_client_error_carries_the_server_s_message_and_status(served):  # type: ignore[no-untyped-def]
+    client = mreg.Client(served.url, token=WRITER)
+    with pytest.raises(ServerError, match="no model named 'ghost' is registered") as caught:
+        client.get_model_info("ghost")
+    assert caught.value.status == 404
+
+
+def test_a_download_cut_by_a_killed_server_fails_clearly_then_resumes(repo, run, tmp_path):  # type: ignore[no-untyped-def]
+    model = make_safetensors(tmp_path / "big.safetensors", layers=8, width=1024)  # 32 MiB
+    assert run("register", model, "--name", "big").exit_code == 0
+    target = tmp_path / "got.safetensors"
+    with mreg_serve(repo) as server:
+        client = HttpClient(server.url, WRITER)
+        original = client._part
+
+        def dying(url, part, bounds):  # type: ignore[no-untyped-def]
+            if part.name.endswith("part0"):
+                original(url, part, bounds)  # this part arrives whole
+                finished.set()
+                return
+            finished.wait(30)
+            server.kill()  # the others are cut
+            original(url, part, bounds)
+
+        finished = threading.Event()
+
+        client._part = dying  # type: ignore[method-assign]
+        with pytest.raises(mreg.RemoteError, match=r"stopped.*resumes"):
+            client.download("big", target)
+    assert not target.exists()
+    kept = [p for p in tmp_path.iterdir() if ".part" in p.name]
+    assert kept, "the parts received so far stay for the resume"
+    with mreg_serve(repo) as server:
+        got = HttpClient(server.url, WRITER).download("big", target)
+    assert got.read_bytes() == model.read_bytes()
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
