@@ -90,3 +90,21 @@ def test_a_download_cut_by_a_killed_server_fails_clearly_then_resumes(repo, run,
         got = HttpClient(server.url, WRITER).download("big", target)
     assert got.read_bytes() == model.read_bytes()
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+
+
+def test_the_cli_reads_models_and_pulls_a_version_from_a_server_without_a_clone(
+    served, run, tmp_path, monkeypatch
+):  # type: ignore[no-untyped-def]
+    model = make_safetensors(tmp_path / "m.safetensors", 3)
+    mreg.Client(served.url, token=WRITER).register_model("net", model)
+    elsewhere = tmp_path / "no-clone"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("MREG_SERVER_TOKEN", WRITER)
+    monkeypatch.setenv("MREG_SERVER_URL", "")  # --server sets it in this process: undone after
+    listed = run("--server", served.url, "models", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert '"latest": "v0.1.0"' in listed.stdout
+    pulled = run("--server", served.url, "pull", "net@v0.1.0")
+    assert pulled.exit_code == 0, pulled.stderr
+    assert (elsewhere / "model.safetensors").read_bytes() == model.read_bytes()

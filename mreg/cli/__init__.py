@@ -38,12 +38,22 @@ def _version(wanted: bool) -> None:
 @app.callback()
 def _global(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="MREG_SERVER_URL",
+            help="An `mreg serve` URL: registry reads and pull without a clone.",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
     _options["verbose"] = verbose
+    if server:
+        os.environ["MREG_SERVER_URL"] = server  # ModelRegistry() is then the server's client
 
 
 def main(argv: list[str] | None = None) -> None:
