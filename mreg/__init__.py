@@ -42,6 +42,7 @@ __version__ = "0.1.0"
 # The registry and the repository load on first use (PEP 562), so that ``import mreg.errors``
 # or starting the CLI does not pay for them.
 _LAZY = {
+    "Client": "mreg.client",
     "CompressionType": "mreg.registry",
     "DataManager": "mreg.registry",
     "ModelEntry": "mreg.registry",
@@ -78,6 +79,7 @@ def load_state_dict(name: str, rev: str | None = None, repo: str | Path = ".") -
 
 
 __all__ = [
+    "Client",
     "CompressionType",
     "DataManager",
     "IntegrityError",

@@ -33,7 +33,8 @@ ALLOWED = {
     "storage": {"storage"},
     "converters": {"converters"},
     "repo": {"repo", "storage", "converters"},
-    "registry": {"registry", "repo", "storage", "converters"},
+    # "client": the engine switch, ModelRegistry(engine="remote"), imported inside it.
+    "registry": {"registry", "client", "repo", "storage", "converters"},
     "torch": {"torch", "repo", "storage", "converters"},
     "demo": {"demo", "torch", "registry", "repo", "storage", "converters"},
     # The gRPC modules generated from mreg/server/mreg.proto, and how entries travel in them.

@@ -38,12 +38,22 @@ def _version(wanted: bool) -> None:
 @app.callback()
 def _global(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="MREG_SERVER_URL",
+            help="An `mreg serve` URL: registry reads and pull without a clone.",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
     _options["verbose"] = verbose
+    if server:
+        os.environ["MREG_SERVER_URL"] = server  # ModelRegistry() is then the server's client
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,9 +128,9 @@ def _leave(code: int) -> NoReturn:
     os._exit(code)
 
 
-from mreg.cli import track, importing, share, history, review, remote, setup, registry, demo  # noqa: E402, I001  (the order of --help)
+from mreg.cli import track, importing, share, history, review, remote, setup, registry, serve, demo  # noqa: E402, I001  (the order of --help)
 
 __all__ = [
     "app", "demo", "history", "importing", "main", "registry", "remote", "review", "script",
-    "setup", "share", "track",
+    "serve", "setup", "share", "track",
 ]  # fmt: skip

@@ -7,6 +7,7 @@ command do not pay for it."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -45,6 +46,8 @@ def open_repo() -> Repo:
 def open_registry() -> ModelRegistry:
     from mreg.registry import ModelRegistry
 
+    if os.environ.get("MREG_SERVER_URL"):  # --server: the server's registry, no clone needed
+        return ModelRegistry(engine="remote")
     # The CLI asks for `mreg init` as every other command does; the Python API runs it itself.
     return ModelRegistry(init=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -74,7 +76,17 @@ def pull(
 
     Keeps going: an artifact whose data the remote lacks (or holds corrupt) does not stop the
     others, which are fetched and checked out; the command then fails naming it and the commit
-    that last changed its manifest."""
+    that last changed its manifest.
+
+    With --server URL (or MREG_SERVER_URL), no clone is needed: each TARGET's file is
+    downloaded from that server into the current folder, its sha256 checked."""
+    if os.environ.get("MREG_SERVER_URL") and targets:
+        from mreg.client import Client
+
+        client = Client(os.environ["MREG_SERVER_URL"])
+        for target in targets:
+            stdout.print(f"{target} -> {shown(str(client.download(target, Path('.'))))}")
+        return
     done = open_repo().pull(targets, remote=remote, jobs=jobs, force=force)
     stdout.print(f"checked out {len(done)} artifact(s)")
     _report_leftovers(done)

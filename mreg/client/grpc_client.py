@@ -15,13 +15,13 @@ import contextlib
 import hashlib
 import json
 import os
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
+from mreg.client import loading
 from mreg.errors import (
     IntegrityError,
     ModelNotFound,
@@ -32,7 +32,7 @@ from mreg.errors import (
     VersionConflict,
 )
 from mreg.protocol import codec
-from mreg.registry.entries import ModelEntry
+from mreg.registry.entries import ModelEntry, ModelSummary, summaries_of
 from mreg.registry.types import ModelFormat
 
 if TYPE_CHECKING:
@@ -131,6 +131,10 @@ class GrpcClient:
         request = _pb().ListModelsRequest(model_type=str(model_type or ""), filters=wanted)
         return _entries(self._call(self._stub.ListModels, request))
 
+    def models(self) -> list[ModelSummary]:
+        """One summary per model with a version not removed, as the local ``models()``."""
+        return summaries_of(self.list_models())
+
     def versions(self, name: str) -> list[str]:
         reply = self._call(self._stub.ListVersions, _pb().ModelRequest(name=name))
         return list(reply.versions)
@@ -151,8 +155,12 @@ class GrpcClient:
         return str(self._call(self._stub.Deprecate, _pb().ModelRequest(name=name)).tags[0])
 
     def remove_model(self, name: str, version: str | None = None) -> bool:
-        """True when something was removed, as the local registry answers."""
-        return bool(self.remove_versions(name, version))
+        """True when something was removed, False when there is no such model or version (or
+        it was removed already), as the local registry answers."""
+        try:
+            return bool(self.remove_versions(name, version))
+        except ModelNotFound:
+            return False
 
     def remove_versions(self, name: str, version: str | None = None) -> list[str]:
         request = _pb().ModelRequest(name=name, version=version or "")
@@ -257,7 +265,8 @@ class GrpcClient:
         entry = self.entry(name, version)
         with tempfile.TemporaryDirectory(prefix="mreg-model-") as scratch:
             path = self.download(f"{entry.name}@{entry.version}", Path(scratch) / "download")
-            return _load(entry, path, Path(scratch), device, self._trusted(), kwargs)
+            trusted = loading.trusted(self.trusted_modules)
+            return loading.load_downloaded(entry, path, Path(scratch), device, trusted, kwargs)
 
     def open(
         self,
@@ -294,12 +303,6 @@ class GrpcClient:
         with _errors():
             return method(request, metadata=self._metadata, timeout=self.timeout)
         raise AssertionError("not reached")  # for mypy: _errors raises or the call returns
-
-    def _trusted(self) -> tuple[str, ...]:
-        from mreg.registry import trust
-
-        given = [*self.trusted_modules, *os.environ.get(trust.ENV, "").split(",")]
-        return tuple(dict.fromkeys([*trust.BUILT_IN, *(n.strip() for n in given if n.strip())]))
 
     def _receive_file(
         self,
@@ -458,45 +461,3 @@ def _saved(
     path = Path(loader.save(model, str(folder / "model")))
     recorded = {k: found[k] for k in ("model_class",) if found.get(k)}
     return path, {**recorded, **metadata}
-
-
-def _load(
-    entry: ModelEntry,
-    path: Path,
-    scratch: Path,
-    device: str,
-    trusted: tuple[str, ...],
-    kwargs: dict[str, Any],
-) -> tuple[Any, Any | None]:
-    from mreg.registry import checked_load
-    from mreg.registry.loaders import build_module
-
-    fmt = entry.model_format
-    loader = checked_load.default_loaders()[fmt]
-    if fmt == ModelFormat.HUGGINGFACE:
-        folder = scratch / "unpacked"
-        with tarfile.open(path) as archive:
-            archive.extractall(folder, filter="data")
-        model_folder = next(folder.iterdir())
-        model = loader.load(
-            str(model_folder),
-            device=device,
-            model_class=entry.metadata.model_class,
-            trusted=trusted,
-            **kwargs,
-        )
-        return model, None
-    if fmt == ModelFormat.ONNX:
-        return loader.load(str(path.rename(path.with_suffix(".onnx"))), **kwargs), None
-    suffix = {"pth": ".pth"}.get(_source_format(entry), ".safetensors")
-    state = loader.load(str(path.rename(path.with_suffix(suffix))), device=device)
-    meta = entry.metadata
-    if meta.model_class is None:
-        return state, None
-    model = build_module(meta.model_class, meta.init_kwargs, trusted)
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), None
-
-
-def _source_format(entry: ModelEntry) -> str:
-    return "pth" if entry.manifest_path.endswith(".pth.mreg.toml") else "safetensors"

@@ -94,3 +94,28 @@ class DatasetEntry:
     tags: tuple[str, ...]
     meta: dict[str, str]
     kind: str = "dataset"
+
+
+def summaries_of(entries: list[ModelEntry]) -> list[ModelSummary]:
+    """What ``models()`` says, from every version not removed (``list_models``): for a client,
+    which gets entries over the wire."""
+    by_name: dict[str, list[ModelEntry]] = {}
+    for entry in entries:
+        by_name.setdefault(entry.name, []).append(entry)
+    found = []
+    for name, versions in sorted(by_name.items()):
+        newest = versions[-1]  # list_models gives each model's versions oldest first
+        stages = {stage: e.version for e in versions for stage in e.stages}
+        found.append(
+            ModelSummary(
+                name=name,
+                latest=newest.version,
+                versions=tuple(e.version for e in versions),
+                stages=dict(sorted(stages.items())),
+                metrics=newest.metadata.performance_metrics,
+                model_format=newest.model_format.value,
+                model_type=newest.model_type.value,
+                deprecated=newest.deprecated,
+            )
+        )
+    return found

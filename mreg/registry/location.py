@@ -25,7 +25,12 @@ log = logging.getLogger("mreg.registry")
 
 
 def check_options(options: dict[str, Any]) -> None:
-    """RegistryError naming any option that is not one of the seed's ``OPTIONS``."""
+    """RegistryError naming any option that is not one of the seed's ``OPTIONS``:
+    ``default_format`` (the format of a model whose type does not tell it), ``cache_size``
+    (loaded models kept, default ``$MODEL_REGISTRY_CACHE_SIZE`` or 0; see ``model_cache``);
+    ``auto_validate``, ``compression_threshold`` and ``backup_enabled`` are accepted and change
+    nothing: every load checks sha256 already, mreg stores tensors uncompressed in Lance, and
+    git keeps every version. Actions are logged to ``mreg.registry``."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise RegistryError(
@@ -59,3 +64,18 @@ def _open_repo(start: Path, init: bool) -> Repo:
     repo = Repo.init(start)  # NotARepository outside a git work tree, saying `git init`
     log.info("initialised mreg in %s", repo.root)
     return repo
+
+
+def remote_client(engine: str | None, url: str | None, arguments: bool) -> Any:
+    """The client of a server (``mreg.Client``) when ``engine`` is "remote", or when none is
+    named, nothing else is passed and ``$MREG_SERVER_URL`` is set; None for a local registry."""
+    url = url or os.environ.get("MREG_SERVER_URL")
+    if engine == "remote" or (engine is None and url and not arguments):
+        if not url:
+            raise RegistryError("engine='remote' needs url=", hint="or set MREG_SERVER_URL")
+        from mreg.client import Client
+
+        return Client(url)
+    if engine not in (None, "local"):
+        raise RegistryError(f"unknown engine {engine!r}", hint="use 'local' or 'remote'")
+    return None

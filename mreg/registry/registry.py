@@ -58,12 +58,15 @@ class ModelRegistry(Lifecycle):
     ``trusted_modules`` only (with those of ``$MREG_TRUSTED_MODULES`` and of
     ``.mreg/config.local.toml``; see ``mreg.registry.trust``).
 
-    ``options`` are the seed's: ``default_format`` (the format of a model whose type does not
-    tell it), ``cache_size`` (loaded models kept, default ``$MODEL_REGISTRY_CACHE_SIZE`` or 0;
-    see ``model_cache``); ``auto_validate``, ``compression_threshold`` and ``backup_enabled``
-    are accepted and change nothing: every load checks sha256 already, mreg stores tensors
-    uncompressed in Lance, and git keeps every version. Actions are logged to ``mreg.registry``.
+    ``options``: the seed's (see ``location``). ``engine="remote"``: ``mreg.Client(url)``.
     """
+
+    def __new__(
+        cls, *args: Any, engine: str | None = None, url: str | None = None, **kw: Any
+    ) -> Any:
+        # engine="remote" (or $MREG_SERVER_URL set and no argument): the client of that server.
+        client = location.remote_client(engine, url, bool(args or kw))
+        return client if client is not None else super().__new__(cls)
 
     def __init__(
         self,
@@ -72,6 +75,8 @@ class ModelRegistry(Lifecycle):
         *,
         registry_path: str | Path | None = None,
         init: bool = True,
+        engine: str | None = None,
+        url: str | None = None,
         **options: Any,
     ) -> None:
         location.check_options(options)

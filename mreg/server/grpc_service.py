@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import threading
@@ -34,7 +33,7 @@ from mreg.errors import (
 from mreg.hashing import sha256_file
 from mreg.protocol import codec
 from mreg.repo import manifest as manifests
-from mreg.server import download, grpc_messages, grpc_status, upload
+from mreg.server import download, grpc_messages, grpc_status, operations, upload
 from mreg.server.access import Access, Identity, load_access
 
 if TYPE_CHECKING:
@@ -89,7 +88,6 @@ class RegistryService:
         self.root = root
         self.access = access
         self.max_upload = max_upload
-        self._writing = threading.Lock()
 
     # -- who calls, and the registry it gets
 
@@ -107,15 +105,15 @@ class RegistryService:
 
     def _write(self, identity: Identity, action: Callable[[ModelRegistry], T]) -> T:
         """``action`` alone in this process, its commits authored by the caller."""
-        if not self._writing.acquire(timeout=WRITE_WAIT_SECONDS):
+        if not operations.WRITES.acquire(timeout=WRITE_WAIT_SECONDS):
             raise RepositoryBusy(
                 "other writes kept the server busy", hint="send the request again later"
             )
         try:
-            with _author(identity.name):
+            with operations.author_of_commits(identity.name):
                 return action(self._registry())
         finally:
-            self._writing.release()
+            operations.WRITES.release()
 
     # -- metadata
 
@@ -338,20 +336,6 @@ def _token(context: grpc.ServicerContext) -> str | None:
 def _name(name: str) -> str:
     """An artifact name, never a path (``../x``, ``/etc``): UsageError otherwise."""
     return manifests.check_name(name)
-
-
-@contextlib.contextmanager
-def _author(name: str) -> Iterator[None]:
-    """Commits made inside carry ``name`` as their author (writes run one at a time)."""
-    before = os.environ.get("GIT_AUTHOR_NAME")
-    os.environ["GIT_AUTHOR_NAME"] = name
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("GIT_AUTHOR_NAME", None)
-        else:
-            os.environ["GIT_AUTHOR_NAME"] = before
 
 
 def _push(repo: Repo, tag: str) -> None:

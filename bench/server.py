@@ -1,0 +1,154 @@
+"""``mreg serve`` side by side with the local paths it stands in for.
+
+    python bench/server.py                                  # 1 GiB model, 1,000 versions, 20 s
+    python bench/server.py --size-mib 128 --versions 100 --seconds 5   # quick run
+
+1. download: a ``--size-mib`` model through REST (``mreg.Client.download``, 4 ranged streams)
+   vs ``mreg pull`` of the same version in a clone (empty cache) from the repository's remote
+   (a local directory here; the S3 comparison is still to do).
+2. metadata: ``GET /api/v1/models/{name}`` by 16 concurrent clients for ``--seconds`` with
+   ``--versions`` registered versions: requests/s, p50, p99.
+3. rows: 100,000 rows as Arrow IPC over REST vs ``mreg.open(...).to_table()`` from the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from serve_helpers import WRITER, mreg_serve  # noqa: E402
+
+MREG = [sys.executable, "-c", "from mreg.cli import script; script()"]
+
+
+def sh(cwd: Path, *args: str) -> None:
+    subprocess.run(list(args), cwd=cwd, check=True, capture_output=True)
+
+
+def setup(root: Path, size_mib: int, versions: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from safetensors.numpy import save_file
+
+    sh(root, "git", "init", "-q", "-b", "main")
+    sh(root, *MREG, "init")
+    sh(root, *MREG, "remote", "add", "origin", str(root.parent / "store"), "--default")
+    count = max(1, size_mib // 32)
+    rng = np.random.default_rng(0)
+    tensors = {f"t{i}": rng.standard_normal(8 << 20, dtype=np.float32) for i in range(count)}
+    save_file(tensors, str(root.parent / "big.safetensors"))
+    sh(root, *MREG, "register", str(root.parent / "big.safetensors"), "--name", "big")
+    ids = np.arange(100_000)
+    table = pa.table({"id": ids, "x": rng.standard_normal(100_000), "label": ids % 10})
+    pq.write_table(table, root / "rows.parquet")
+    sh(root, *MREG, "add", "rows.parquet")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "rows")
+    small = root.parent / "small.safetensors"
+    save_file({"w": np.ones(16, np.float32)}, str(small))
+    from mreg.registry import ModelRegistry
+
+    registry = ModelRegistry(root)
+    for _ in range(versions):
+        registry.register_model("small", small)
+    sh(root, *MREG, "push")
+
+
+def bench_download(root: Path, url: str, size_mib: int) -> dict[str, float]:
+    import mreg
+
+    target = root.parent / "rest.safetensors"
+    start = time.perf_counter()
+    mreg.Client(url, WRITER).download("big", target)
+    rest = time.perf_counter() - start
+    clone = root.parent / "clone"
+    sh(root.parent, "git", "clone", "-q", str(root), str(clone))
+    start = time.perf_counter()
+    sh(clone, *MREG, "pull", "big")
+    pull = time.perf_counter() - start
+    return {"rest_s": rest, "pull_s": pull, "rest_MBps": size_mib * 1.048576 / rest,
+            "pull_MBps": size_mib * 1.048576 / pull}  # fmt: skip
+
+
+def bench_metadata(url: str, seconds: float, clients: int = 16) -> dict[str, float]:
+    import httpx
+
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = []
+        with httpx.Client(headers={"Authorization": f"Bearer {WRITER}"}) as http:
+            while time.monotonic() < stop:
+                start = time.perf_counter()
+                http.get(f"{url}/api/v1/models/small").raise_for_status()
+                mine.append(time.perf_counter() - start)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    return {"req_per_s": len(latencies) / seconds, "p50_ms": statistics.median(latencies) * 1e3,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3}  # fmt: skip
+
+
+def bench_rows(root: Path, url: str) -> dict[str, float]:
+    import mreg
+
+    start = time.perf_counter()
+    rest = mreg.Client(url, WRITER).open("rows").read_all()
+    rest_s = time.perf_counter() - start
+    start = time.perf_counter()
+    local = mreg.open("rows", repo=root).to_table()
+    local_s = time.perf_counter() - start
+    assert rest.num_rows == local.num_rows == 100_000
+    return {"rest_s": rest_s, "cache_s": local_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--versions", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mreg-bench-server-"))
+    root = work / "repo"
+    root.mkdir()
+    os.environ.setdefault("MREG_NO_PROGRESS", "1")
+    try:
+        setup(root, args.size_mib, args.versions)
+        with mreg_serve(root) as server:
+            results = {
+                "download": bench_download(root, server.url, args.size_mib),
+                "metadata": bench_metadata(server.url, args.seconds),
+                "rows": bench_rows(root, server.url),
+            }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for case, numbers in results.items():
+        print(case, "  ".join(f"{k}={v:.3f}" for k, v in numbers.items()))
+    d = results["download"]
+    ratio = d["rest_MBps"] / d["pull_MBps"]
+    print(f"download ratio REST/pull throughput: {ratio:.2f}x (goal 0.8x)")
+
+
+if __name__ == "__main__":
+    main()
