@@ -43,8 +43,8 @@ def write_version(root: Path, kind: str, version: int) -> Path:
         return make_safetensors(path, seed=version, layers=1, width=512)
     if kind == "model-packed":  # three of them: Lance packs them into one blob file
         return make_safetensors(path, seed=version, layers=3, width=512)
-    if kind == "dataset-file":
-        return make_table(path, rows=10 * version)
+    if kind == "dataset-file":  # no row in common: a re-add reuses the fragments of equal rows
+        return make_table(path, rows=10 * version, start=1000 * (version - 1))
     path.mkdir(exist_ok=True)
     for part in range(2):
         make_table(path / f"part-{part}.parquet", rows=5 * version, start=100 * part)
