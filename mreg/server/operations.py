@@ -26,12 +26,13 @@ from mreg.errors import MregError, RemoteError, UsageError
 from mreg.hashing import sha256_file
 from mreg.registry import ModelRegistry
 from mreg.repo.checkout import write_copy
+from mreg.server.read_cache import ReadCache
 from mreg.server.upload import UploadTooLarge
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from mreg.registry.entries import ModelEntry
+    from mreg.registry.entries import ModelEntry, ModelSummary
     from mreg.repo import Repo
     from mreg.repo.manifest import Manifest
 
@@ -95,6 +96,7 @@ class Served:
         self.root = root
         self.publish = publish or (lambda event: None)
         self._local = threading.local()
+        self.reads = ReadCache(root)
 
     @property
     def registry(self) -> ModelRegistry:
@@ -112,7 +114,26 @@ class Served:
     def writing(self, author: str) -> Iterator[ModelRegistry]:
         """The registry, for one write at a time, with ``author`` on the commits it makes."""
         with WRITES, author_of_commits(author):
-            yield self.registry
+            try:
+                yield self.registry
+            finally:
+                self.reads.clear()
+
+    # -- registry reads, answered from ``reads`` while the refs stay the same ---------------
+
+    def entry(self, name: str, version: str) -> ModelEntry:
+        return self.reads.get(("entry", name, version), lambda: self.registry.entry(name, version))
+
+    def models(self) -> list[ModelSummary]:
+        return self.reads.get(("models",), self.registry.models)
+
+    def list_models(self, model_type: str | None, filters: dict[str, str]) -> list[ModelEntry]:
+        question = ("list", model_type, tuple(sorted(filters.items())))
+        return self.reads.get(question, lambda: self.registry.list_models(model_type, **filters))
+
+    def search(self, query: str, latest: bool) -> list[ModelEntry]:
+        question = ("search", query, latest)
+        return self.reads.get(question, lambda: self.registry.search(query, latest))
 
     # -- artifacts -----------------------------------------------------------------------
 

@@ -145,7 +145,7 @@ def create_app(root: Path, access: Access, upload_limit: int | None = None) -> F
     @app.get(f"{PREFIX}/models")
     def models(authorization: Token = None) -> Any:
         reader(authorization)
-        return plain(served.registry.models())
+        return plain(served.models())
 
     @app.get(f"{PREFIX}/versions")
     def versions(
@@ -153,17 +153,17 @@ def create_app(root: Path, access: Access, upload_limit: int | None = None) -> F
     ) -> Any:
         reader(authorization)
         filters = {k: v for k, v in request.query_params.items() if k != "model_type"}
-        return plain(served.registry.list_models(model_type, **filters))
+        return plain(served.list_models(model_type, filters))
 
     @app.get(f"{PREFIX}/search")
     def search(authorization: Token = None, q: str = "", latest: bool = False) -> Any:
         reader(authorization)
-        return plain(served.registry.search(q, latest=latest))
+        return plain(served.search(q, latest))
 
     @app.get(f"{PREFIX}/models/{{name}}")
     def info(name: str, authorization: Token = None, version: str = "latest") -> Any:
         reader(authorization)
-        return plain(served.registry.entry(check_name(name), version))
+        return plain(served.entry(check_name(name), version))
 
     @app.get(f"{PREFIX}/validate")
     def validate(authorization: Token = None, load: bool = True) -> Any:
