@@ -32,7 +32,7 @@ from mreg.server.upload import UploadTooLarge
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from mreg.registry.entries import ModelEntry, ModelSummary
+    from mreg.registry.entries import ModelEntry
     from mreg.repo import Repo
     from mreg.repo.manifest import Manifest
 
@@ -118,22 +118,6 @@ class Served:
                 yield self.registry
             finally:
                 self.reads.clear()
-
-    # -- registry reads, answered from ``reads`` while the refs stay the same ---------------
-
-    def entry(self, name: str, version: str) -> ModelEntry:
-        return self.reads.get(("entry", name, version), lambda: self.registry.entry(name, version))
-
-    def models(self) -> list[ModelSummary]:
-        return self.reads.get(("models",), self.registry.models)
-
-    def list_models(self, model_type: str | None, filters: dict[str, str]) -> list[ModelEntry]:
-        question = ("list", model_type, tuple(sorted(filters.items())))
-        return self.reads.get(question, lambda: self.registry.list_models(model_type, **filters))
-
-    def search(self, query: str, latest: bool) -> list[ModelEntry]:
-        question = ("search", query, latest)
-        return self.reads.get(question, lambda: self.registry.search(query, latest))
 
     # -- artifacts -----------------------------------------------------------------------
 

@@ -34,21 +34,32 @@ class ReadCache:
         self.max_age = max_age
         self._lock = threading.Lock()
         self._answers: dict[Hashable, tuple[Any, tuple[Any, ...], float]] = {}
+        self._computing: dict[Hashable, threading.Lock] = {}
 
     def get(self, question: Hashable, answer: Callable[[], T]) -> T:
         """The kept answer to ``question`` if the refs look as they did when it was computed
-        (and it is younger than ``max_age``); else ``answer()``, kept. Errors are not kept."""
+        and it is younger than ``max_age``; else ``answer()``, kept. One thread computes a
+        question at a time: the others wait for its answer (or, when only age made it due and
+        the refs look the same, take the kept one meanwhile). Errors are not kept."""
         look = self.refs_look()
-        now = time.monotonic()
         with self._lock:
             kept = self._answers.get(question)
-        if kept is not None and kept[1] == look and now - kept[2] < self.max_age:
+            computing = self._computing.setdefault(question, threading.Lock())
+        fresh = kept is not None and time.monotonic() - kept[2] < self.max_age
+        if kept is not None and kept[1] == look and (fresh or computing.locked()):
             return kept[0]
-        value = answer()
-        with self._lock:
-            if len(self._answers) >= MAX_ANSWERS:
-                self._answers.clear()
-            self._answers[question] = (value, look, now)
+        with computing:
+            with self._lock:
+                kept = self._answers.get(question)
+            if kept is not None and kept[1] == look and time.monotonic() - kept[2] < self.max_age:
+                return kept[0]
+            started = time.monotonic()
+            value = answer()
+            with self._lock:
+                if len(self._answers) >= MAX_ANSWERS:
+                    self._answers.clear()
+                    self._computing.clear()
+                self._answers[question] = (value, look, started)
         return value
 
     def clear(self) -> None:
