@@ -35,6 +35,7 @@ from mreg.protocol import codec
 from mreg.repo import manifest as manifests
 from mreg.server import download, grpc_messages, grpc_status, operations, upload
 from mreg.server.access import Access, Identity, load_access
+from mreg.server.read_cache import ReadCache
 
 if TYPE_CHECKING:
     import grpc
@@ -88,6 +89,7 @@ class RegistryService:
         self.root = root
         self.access = access
         self.max_upload = max_upload
+        self._reads = ReadCache(root)
 
     # -- who calls, and the registry it gets
 
@@ -113,6 +115,7 @@ class RegistryService:
             with operations.author_of_commits(identity.name):
                 return action(self._registry())
         finally:
+            self._reads.clear()
             operations.WRITES.release()
 
     # -- metadata
@@ -148,7 +151,11 @@ class RegistryService:
     @grpc_status.unary
     def ListModels(self, request: mreg_pb2.ListModelsRequest, context: Any) -> mreg_pb2.EntryList:
         self._reader(context)
-        entries = self._registry().list_models(request.model_type or None, **request.filters)
+        model_type, filters = request.model_type or None, dict(request.filters)
+        entries = self._reads.get(
+            ("list", model_type, tuple(sorted(filters.items()))),
+            lambda: self._registry().list_models(model_type, **filters),
+        )
         return grpc_messages.entries(entries)
 
     @grpc_status.unary
@@ -162,13 +169,19 @@ class RegistryService:
     def GetModelInfo(self, request: mreg_pb2.ModelRequest, context: Any) -> mreg_pb2.ModelEntry:
         self._reader(context)
         name = _name(request.name)
-        entry = self._registry().entry(name, request.version or "latest")
+        version = request.version or "latest"
+        question = ("entry", name, version)
+        entry = self._reads.get(question, lambda: self._registry().entry(name, version))
         return codec.entry_message(entry)
 
     @grpc_status.unary
     def Search(self, request: mreg_pb2.SearchRequest, context: Any) -> mreg_pb2.EntryList:
         self._reader(context)
-        return grpc_messages.entries(self._registry().search(request.query, latest=request.latest))
+        query, latest = request.query, request.latest
+        found = self._reads.get(
+            ("search", query, latest), lambda: self._registry().search(query, latest=latest)
+        )
+        return grpc_messages.entries(found)
 
     @grpc_status.unary
     def Validate(self, request: mreg_pb2.ValidateRequest, context: Any) -> mreg_pb2.Report:

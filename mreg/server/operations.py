@@ -26,6 +26,7 @@ from mreg.errors import MregError, RemoteError, UsageError
 from mreg.hashing import sha256_file
 from mreg.registry import ModelRegistry
 from mreg.repo.checkout import write_copy
+from mreg.server.read_cache import ReadCache
 from mreg.server.upload import UploadTooLarge
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class Served:
         self.root = root
         self.publish = publish or (lambda event: None)
         self._local = threading.local()
+        self.reads = ReadCache(root)
 
     @property
     def registry(self) -> ModelRegistry:
@@ -112,7 +114,10 @@ class Served:
     def writing(self, author: str) -> Iterator[ModelRegistry]:
         """The registry, for one write at a time, with ``author`` on the commits it makes."""
         with WRITES, author_of_commits(author):
-            yield self.registry
+            try:
+                yield self.registry
+            finally:
+                self.reads.clear()
 
     # -- artifacts -----------------------------------------------------------------------
 

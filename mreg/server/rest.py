@@ -12,14 +12,16 @@ never block the event loop.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from mreg import __version__
@@ -44,7 +46,15 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if isinstance(value, Path):
         return value.as_posix()
+    if isinstance(value, Enum):
+        return value.value
     return value
+
+
+def json_body(value: Any) -> bytes:
+    """``value`` as the JSON that ``JSONResponse`` would send."""
+    text = json.dumps(plain(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode()
 
 
 def describe(error: MregError) -> dict[str, Any]:
@@ -142,28 +152,36 @@ def create_app(root: Path, access: Access, upload_limit: int | None = None) -> F
 
     # -- registry reads ------------------------------------------------------------------
 
+    # Answered from memory while the repository's refs stay the same (``Served.reads``), as
+    # the JSON bytes sent: a model's info is asked by every client of an inference fleet.
+    def answer(question: tuple[Hashable, ...], compute: Callable[[], Any]) -> Response:
+        body = served.reads.get(("json", *question), lambda: json_body(compute()))
+        return Response(body, media_type="application/json")
+
     @app.get(f"{PREFIX}/models")
-    def models(authorization: Token = None) -> Any:
+    def models(authorization: Token = None) -> Response:
         reader(authorization)
-        return plain(served.registry.models())
+        return answer(("models",), lambda: served.registry.models())
 
     @app.get(f"{PREFIX}/versions")
     def versions(
         request: Request, authorization: Token = None, model_type: str | None = None
-    ) -> Any:
+    ) -> Response:
         reader(authorization)
         filters = {k: v for k, v in request.query_params.items() if k != "model_type"}
-        return plain(served.registry.list_models(model_type, **filters))
+        question = ("list", model_type, tuple(sorted(filters.items())))
+        return answer(question, lambda: served.registry.list_models(model_type, **filters))
 
     @app.get(f"{PREFIX}/search")
-    def search(authorization: Token = None, q: str = "", latest: bool = False) -> Any:
+    def search(authorization: Token = None, q: str = "", latest: bool = False) -> Response:
         reader(authorization)
-        return plain(served.registry.search(q, latest=latest))
+        return answer(("search", q, latest), lambda: served.registry.search(q, latest))
 
     @app.get(f"{PREFIX}/models/{{name}}")
-    def info(name: str, authorization: Token = None, version: str = "latest") -> Any:
+    def info(name: str, authorization: Token = None, version: str = "latest") -> Response:
         reader(authorization)
-        return plain(served.registry.entry(check_name(name), version))
+        check_name(name)
+        return answer(("entry", name, version), lambda: served.registry.entry(name, version))
 
     @app.get(f"{PREFIX}/validate")
     def validate(authorization: Token = None, load: bool = True) -> Any:
