@@ -22,6 +22,7 @@ HEAVY = (
     "pandas",
     "boto3",
     "git",
+    "ray",
 )
 
 # Which mreg sub-packages each layer may import (besides the top-level helper modules).
@@ -31,9 +32,11 @@ ALLOWED = {
     "repo": {"repo", "storage", "converters"},
     "registry": {"registry", "repo", "storage", "converters"},
     "torch": {"torch", "repo", "storage", "converters"},
+    # Ray shares mreg.torch's framework-neutral decoding (decode, source: no torch imported).
+    "ray": {"ray", "torch", "repo", "storage", "converters"},
     "demo": {"demo", "torch", "registry", "repo", "storage", "converters"},
     "server": {"server", "registry", "repo", "storage", "converters"},
-    "cli": {"cli", "demo", "server", "repo", "registry", "storage", "converters"},
+    "cli": {"cli", "demo", "server", "ray", "repo", "registry", "storage", "converters"},
 }
 
 
