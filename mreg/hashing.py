@@ -18,7 +18,10 @@ def sha256_file(path: Path) -> str:
     """Hex sha256 of the file's bytes, read in large chunks."""
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as handle:
-        buffer = bytearray(CHUNK)
+        # No larger than the file: zeroing an 8 MiB buffer for each 3 KiB image made hashing a
+        # folder of 20,000 images take 10 s instead of 0.6 s. One byte more than the file, so
+        # that the second read finds its end.
+        buffer = bytearray(min(CHUNK, os.fstat(handle.fileno()).st_size + 1))
         view = memoryview(buffer)
         while read := handle.readinto(buffer):
             digest.update(view[:read])

@@ -26,6 +26,7 @@ HEAVY = (
     # The gRPC runtime loads with a server or client only (mreg.server, mreg.client).
     "grpc",
     "google.protobuf",
+    "ray",
 )
 
 # Which mreg sub-packages each layer may import (besides the top-level helper modules).
@@ -36,13 +37,15 @@ ALLOWED = {
     # "client": the engine switch, ModelRegistry(engine="remote"), imported inside it.
     "registry": {"registry", "client", "repo", "storage", "converters"},
     "torch": {"torch", "repo", "storage", "converters"},
+    # Ray shares mreg.torch's framework-neutral decoding (decode, source: no torch imported).
+    "ray": {"ray", "torch", "repo", "storage", "converters"},
     "demo": {"demo", "torch", "registry", "repo", "storage", "converters"},
     # The gRPC modules generated from mreg/server/mreg.proto, and how entries travel in them.
     "protocol": {"protocol", "registry", "repo", "storage", "converters"},
     "server": {"server", "protocol", "registry", "repo", "storage", "converters"},
     # A remote client talks to a server over the wire only: never through mreg.server.
     "client": {"client", "protocol", "registry", "repo", "storage", "converters"},
-    "cli": {"cli", "demo", "server", "client", "repo", "registry", "storage", "converters"},
+    "cli": {"cli", "demo", "server", "client", "ray", "repo", "registry", "storage", "converters"},
 }
 
 

@@ -52,12 +52,31 @@ def add(
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip unreadable records (images), and count them.")
     ] = False,
+    engine: Annotated[
+        str, typer.Option(help="local, or ray: convert a dataset on a Ray cluster.")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: a local one).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray: shards converted at once (default: CPUs).")
+    ] = None,
 ) -> None:
     """Convert PATH to Lance in the cache and write PATH.mreg.toml beside it."""
     if kind not in (None, "model", "dataset"):
         raise UsageError(f"unknown kind '{kind}'", hint="use model or dataset")
     if mode not in ("overwrite", "append"):
         raise UsageError(f"unknown mode '{mode}'", hint="use overwrite or append")
+    if engine not in ("local", "ray"):
+        raise UsageError(f"unknown engine '{engine}'", hint="use local or ray")
+    if engine == "local" and (address is not None or workers is not None):
+        raise UsageError("--address and --workers apply to --engine ray")
+    runner = None
+    if engine == "ray":
+        from mreg.ray.ingest import RayEngine, import_ray
+
+        import_ray()
+        runner = RayEngine(address, workers)
     result = open_repo().add(
         path,
         name=name,
@@ -66,6 +85,7 @@ def add(
         mode=cast("Mode", mode),
         meta=parse_meta(meta),
         skip_bad=skip_bad,
+        engine=runner,
     )
     if result.skipped:
         stderr.print(

@@ -93,7 +93,16 @@ class ImageFolderConverter(FolderFormat):
         image raises CorruptInput naming it, or with ``options.skip_bad`` is left out and its
         relative path appended to ``options.skipped``.
         """
-        files = list_images(path)
+        return self.read_files(path, list_images(path), options)
+
+    def shard_units(self, path: Path) -> list[str]:
+        """The images of ``path`` in row order: what a distributed add splits into shards."""
+        return list_images(path)
+
+    def read_files(
+        self, path: Path, files: list[str], options: ReadOptions
+    ) -> pa.RecordBatchReader:
+        """The rows of ``files`` (paths relative to ``path``, from ``list_images``), in order."""
         return pa.RecordBatchReader.from_batches(SCHEMA, _batches(path, files, options))
 
     def write(self, batches: pa.RecordBatchReader, target: Target) -> None:

@@ -41,9 +41,21 @@ class ParquetDirConverter(FolderFormat):
         return bool(_parquet_files(path))
 
     def read(self, path: Path, options: ReadOptions) -> pa.RecordBatchReader:
+        return self.read_files(path, self.shard_units(path), options)
+
+    def shard_units(self, path: Path) -> list[str]:
+        """The Parquet files of ``path`` in row order: what a distributed add splits into
+        shards."""
         files = _parquet_files(path)
         if not files:
             raise UnsupportedFormat(f"{path.name}/ holds files other than Parquet, or none")
+        return [f.relative_to(path).as_posix() for f in files]
+
+    def read_files(
+        self, path: Path, relpaths: list[str], options: ReadOptions
+    ) -> pa.RecordBatchReader:
+        """The rows of the Parquet files ``relpaths`` (from ``shard_units``), in order."""
+        files = [path / relpath for relpath in relpaths]
         keys = _partition_keys(path, files)
         _check_same_columns(path, files)
         import pyarrow.dataset as ds

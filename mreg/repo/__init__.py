@@ -24,7 +24,7 @@ from mreg.repo.state import State
 if TYPE_CHECKING:
     import lance
 
-    from mreg.repo.add import AddResult, Mode
+    from mreg.repo.add import AddResult, Engine, Mode
     from mreg.repo.checkout import CheckedOut
     from mreg.repo.diff import Diff
     from mreg.repo.doctor import Check
@@ -254,7 +254,10 @@ class Repo:
         skip_bad: bool = False,
         source_url: str = "",
         replace_meta: bool = False,
+        engine: Engine | None = None,
     ) -> AddResult:
+        """See ``mreg.repo.add.add``; ``engine`` (``mreg.ray.RayEngine``) converts a dataset
+        on a Ray cluster."""
         from mreg.repo.add import add
 
         with self.lock.held():
@@ -269,6 +272,7 @@ class Repo:
                 skip_bad=skip_bad,
                 source_url=source_url,
                 replace_meta=replace_meta,
+                engine=engine,
             )
 
     def import_url(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 import lance
 import pyarrow as pa
@@ -28,6 +28,23 @@ if TYPE_CHECKING:
     from mreg.repo import Repo
 
 Mode = Literal["overwrite", "append"]
+
+
+class Engine(Protocol):
+    """Converts a dataset somewhere else than in this process (``mreg.ray.RayEngine``)."""
+
+    def write_table(
+        self,
+        repo: Repo,
+        converter: DatasetConverter,
+        path: Path,
+        schema: pa.Schema,
+        first_id: int,
+        options: ReadOptions,
+    ) -> tuple[list[Fragment], list[FileEntry]]:
+        """The rows of ``path`` as Lance fragments numbered from ``first_id``, in the order a
+        local read gives them, their data files in the cache; nothing referenced on failure."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -65,13 +82,15 @@ def add(
     skip_bad: bool = False,
     source_url: str = "",
     replace_meta: bool = False,
+    engine: Engine | None = None,
 ) -> AddResult:
     """Track ``path``: convert it to Lance in the cache and write ``PATH.mreg.toml`` beside it.
 
     With ``skip_bad``, records a converter cannot read (a corrupt image) are left out and named
     in ``AddResult.skipped`` instead of failing the whole add. ``source_url`` records where the
     file was downloaded from (``mreg import``). ``meta`` is merged into the previous version's
-    metadata, or replaces them with ``replace_meta``.
+    metadata, or replaces them with ``replace_meta``. With ``engine`` a dataset is converted by
+    it (on a Ray cluster) into the same rows and the same manifest.
     """
     source_path = _source_path(repo, path, mode)
     if not source_path.exists():
@@ -87,12 +106,22 @@ def add(
     if mode not in ("overwrite", "append"):
         raise UsageError(f"unknown mode '{mode}'", hint="use overwrite or append")
     repo.cache.tmp.mkdir(parents=True, exist_ok=True)
+    if engine is not None and converter.kind != "dataset":
+        raise UsageError(f"{source_path.name} is a model: only datasets convert on an engine")
     options = ReadOptions(skip_bad=skip_bad, scratch=repo.cache.tmp)
     if mode == "append":
-        result = _append(repo, source_path, converter, name, meta or {}, options)
+        result = _append(repo, source_path, converter, name, meta or {}, options, engine)
     else:
         result = _overwrite(
-            repo, source_path, converter, name, meta or {}, options, source_url, replace_meta
+            repo,
+            source_path,
+            converter,
+            name,
+            meta or {},
+            options,
+            source_url,
+            replace_meta,
+            engine,
         )
     # Its digest was hashed above: checkout may replace these bytes, the cache has them.
     artifact_rel = result.manifest_path.removesuffix(manifests.SUFFIX)
@@ -125,6 +154,7 @@ def _overwrite(
     options: ReadOptions,
     source_url: str = "",
     replace_meta: bool = False,
+    engine: Engine | None = None,
 ) -> AddResult:
     relpath = repo.relpath(source_path)
     manifest_rel = relpath + manifests.SUFFIX
@@ -177,7 +207,7 @@ def _overwrite(
         # Unchanged tensors keep the fragments of the previous version, or of another model.
         donors = [m for rel, m in tracked.items() if rel != manifest_rel]
         donors = [previous, *donors] if previous else donors
-        converted = _convert(repo, converter, source_path, previous, donors, options)
+        converted = _convert(repo, converter, source_path, previous, donors, options, engine)
         if hashing is not None:
             sha = hashing.result() or ""
         files = listing.result() if listed else []
@@ -230,6 +260,7 @@ def _append(
     name: str | None,
     meta: dict[str, str],
     options: ReadOptions,
+    engine: Engine | None = None,
 ) -> AddResult:
     if converter.kind != "dataset":
         raise UsageError("--mode append adds rows to a dataset; models are replaced with overwrite")
@@ -251,7 +282,7 @@ def _append(
             hint="see `mreg ls`; a new dataset is added from a path inside the repository",
         )
     if target is None:
-        return _overwrite(repo, batch_path, converter, name, meta, options)
+        return _overwrite(repo, batch_path, converter, name, meta, options, engine=engine)
     manifest_rel, previous = target
     if previous.kind != "dataset":
         raise UsageError(f"'{previous.name}' is a model; --mode append adds rows to datasets")
@@ -263,7 +294,14 @@ def _append(
     reader = cast(DatasetConverter, converter).read(batch_path, options)
     expected = lance.json_to_schema(json.loads(previous.schema))
     _check_same_schema(previous.name, batch_path.name, reader.schema, expected)
-    added = _write_table(repo, reader, expected, first_id=_next_fragment_id(previous))
+    first_id = _next_fragment_id(previous)
+    if engine is None:
+        added = _write_table(repo, reader, expected, first_id)
+    else:
+        dataset = cast(DatasetConverter, converter)
+        added = _converted(
+            *engine.write_table(repo, dataset, batch_path, expected, first_id, options), expected
+        )
     grown = replace(
         previous,
         rows=previous.rows + sum(f.rows for f in added.fragments),
@@ -327,11 +365,17 @@ def _convert(
     previous: Manifest | None,
     donors: list[Manifest],
     options: ReadOptions,
+    engine: Engine | None = None,
 ) -> _Converted:
     """``previous`` lends a table its rows; ``donors`` (``previous`` first) lend a model its
     unchanged tensors."""
     if converter.kind == "dataset":
         reader = cast(DatasetConverter, converter).read(path, options)
+        if engine is not None:  # Ray tasks write the fragments (no row reuse there yet)
+            written = engine.write_table(
+                repo, cast(DatasetConverter, converter), path, reader.schema, 0, options
+            )
+            return replace(_converted(*written, reader.schema), restore=converter.restore)
         schema = json.dumps(lance.schema_to_json(reader.schema), sort_keys=True)
         if previous is not None and row_reuse.eligible(repo, previous, schema):
             converted = _write_reusing(repo, reader, previous)
@@ -380,7 +424,7 @@ def _write_model(
             )
             infos.extend(group_infos)
             advance(sum(len(tensors[i].data) for i in group))
-        new_files = repo.cache.ingest(stage, _staged_files(stage))
+        new_files = repo.cache.ingest(stage, staged_files(stage))
     files.update({f.path: f for f in new_files})
     return _Converted(
         fragments=tuple(fragments),
@@ -397,28 +441,40 @@ def _write_model(
 def _write_table(
     repo: Repo, reader: pa.RecordBatchReader, schema: pa.Schema, first_id: int
 ) -> _Converted:
-    guarded, errors = _keep_errors(reader)
     with repo.cache.staging(".lance") as stage:
-        try:
-            written = write_fragments(guarded, str(stage), schema=schema, mode="create")
-        except OSError:
-            # Lance wraps what the batch generator raised; the converter's own error is the
-            # one-line message the user needs.
-            if errors:
-                raise errors[0] from None
-            raise
-        fragments = tuple(
-            Fragment(
-                first_id + n,
-                int(meta.physical_rows),
-                tensor_table.renumber(json.dumps(meta.to_json()), first_id + n),
-            )
-            for n, meta in enumerate(written)
-        )
-        files = repo.cache.ingest(stage, _staged_files(stage))
+        fragments = numbered(stage_fragments(reader, stage, schema), first_id)
+        files = repo.cache.ingest(stage, staged_files(stage))
+    return _converted(fragments, files, schema)
+
+
+def stage_fragments(reader: pa.RecordBatchReader, stage: Path, schema: pa.Schema) -> list[str]:
+    """Write the rows of ``reader`` as Lance data files under ``stage/data``; the metadata JSON
+    of each fragment written, in row order. The converter's own error when a batch fails."""
+    guarded, errors = _keep_errors(reader)
+    try:
+        written = write_fragments(guarded, str(stage), schema=schema, mode="create")
+    except OSError:
+        # Lance wraps what the batch generator raised; the converter's own error is the
+        # one-line message the user needs.
+        if errors:
+            raise errors[0] from None
+        raise
+    return [json.dumps(meta.to_json()) for meta in written]
+
+
+def numbered(metadata: list[str], first_id: int) -> list[Fragment]:
+    """Fragments of the metadata JSON ``stage_fragments`` returned, numbered from ``first_id``."""
+    fragments = []
+    for n, text in enumerate(metadata):
+        rows = int(json.loads(text)["physical_rows"])
+        fragments.append(Fragment(first_id + n, rows, tensor_table.renumber(text, first_id + n)))
+    return fragments
+
+
+def _converted(fragments: list[Fragment], files: list[FileEntry], schema: pa.Schema) -> _Converted:
     return _Converted(
-        fragments=fragments,
-        files=tuple(files),
+        fragments=tuple(fragments),
+        files=tuple(sorted(files, key=lambda f: f.path)),
         new_bytes=sum(f.size for f in files),
         columns=tuple(ColumnInfo(f.name, str(f.type)) for f in schema),
         schema=json.dumps(lance.schema_to_json(schema), sort_keys=True),
@@ -437,7 +493,7 @@ def _write_reusing(repo: Repo, reader: pa.RecordBatchReader, previous: Manifest)
         return _write_table(repo, batches, table.schema, first_id=0)
     with repo.cache.staging(".lance") as stage:
         reused = row_reuse.write(runs, table, previous, stage, table.schema)
-        written = repo.cache.ingest(stage, _staged_files(stage))
+        written = repo.cache.ingest(stage, staged_files(stage))
     files = {f.path: f for f in (*reused.kept, *written)}
     return _Converted(
         fragments=reused.fragments,
@@ -467,7 +523,8 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in tree_files(path)) if path.is_dir() else path.stat().st_size
 
 
-def _staged_files(stage: Path) -> list[str]:
+def staged_files(stage: Path) -> list[str]:
+    """The data files a Lance write left under ``stage``, relative to it."""
     data = stage / "data"
     if not data.exists():
         return []

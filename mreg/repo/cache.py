@@ -114,16 +114,22 @@ class Cache:
         ordered = sorted(relpaths)
         sources = [dataset_dir / relpath for relpath in ordered]
         digests = sha256_files(sources)
-        entries = []
-        with self.state.batch():
-            for relpath, source, digest in zip(ordered, sources, digests, strict=True):
-                entry = FileEntry(relpath, source.stat().st_size, digest)
-                target = self.path(relpath)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                move(source, target)
-                self._remember_checked(entry)
-                entries.append(entry)
+        entries = [
+            FileEntry(relpath, source.stat().st_size, digest)
+            for relpath, source, digest in zip(ordered, sources, digests, strict=True)
+        ]
+        self.place(dataset_dir, entries)
         return entries
+
+    def place(self, dataset_dir: Path, entries: Iterable[FileEntry]) -> None:
+        """Move staged Lance files whose size and sha256 were computed by whoever wrote them
+        (``ingest``, or a Ray task on this machine) into the cache."""
+        with self.state.batch():
+            for entry in entries:
+                target = self.path(entry.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                move(dataset_dir / entry.path, target)
+                self._remember_checked(entry)
 
     def receive(self, entry: FileEntry, downloaded: Path, actual: str) -> None:
         """Move a downloaded file into the cache, only if ``actual``, the sha256 computed while

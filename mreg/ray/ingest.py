@@ -1,0 +1,223 @@
+"""``mreg add PATH --engine ray``: a dataset converted by Ray tasks, one shard of the input each.
+
+Why plain Ray tasks over Lance's fragment-writing API, and not Ray Data's Lance datasink or
+``lance-ray``: both of those write *and commit* a Lance dataset at a URI (a new version of
+"latest"), and re-split the rows into Ray blocks of their own order. mreg commits nothing to a
+dataset directory: a version is the manifest, which lists each fragment's metadata and each data
+file with its sha256, and the cache and remotes are content stores of data files. What mreg
+needs from a worker is exactly what ``lance.fragment.write_fragments`` gives (data files and
+fragment metadata, uncommitted), plus the sha256 of each file hashed where it was written. So:
+
+* the driver lists the input's units (image files, Parquet files) in the order a local add reads
+  them, and cuts them into contiguous shards of about ``SHARD_BYTES`` (at least two per
+  worker). Formats that cannot be split (a single CSV, JSONL or text file, a ``datasets``
+  folder) are one shard, converted by one task;
+* each task reads its shard with the format's own converter, writes Lance data files into a
+  staging folder beside the cache (``.mreg/tmp``; the cluster's nodes must share it), hashes
+  them, and returns the fragments' metadata, the files' sizes and sha256;
+* the driver numbers the fragments in shard order (so rows come in the same order as a local
+  add; only the fragment boundaries differ: at least one fragment per shard instead of one per
+  ~1M rows), moves the files into the cache, and the add writes one manifest, which is the one
+  commit. A failed shard raises before anything reaches the cache: nothing is referenced, the
+  staging folder is removed (or, if the driver dies, cleared by the next mreg run), and a re-run
+  converges on the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mreg import converters
+from mreg.converters.base import ReadOptions
+from mreg.errors import MregError, UsageError, one_line
+from mreg.hashing import sha256_files
+from mreg.repo.add import numbered, stage_fragments, staged_files
+from mreg.repo.manifest import FileEntry, Fragment
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mreg.converters.base import DatasetConverter
+    from mreg.repo import Repo
+
+INSTALL = 'pip install "mreg[ray]"'
+# Enough rows per task that Ray's per-task cost (~ms) is small, few enough to spread the work.
+SHARD_BYTES = 64 << 20
+
+
+def import_ray() -> Any:
+    """The ``ray`` module; UsageError naming the pip command when it is not installed."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--engine ray needs Ray, which is not installed", hint=INSTALL) from None
+    return ray
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Units (files relative to the input folder) converted by one task; None: the whole input."""
+
+    index: int
+    count: int
+    units: tuple[str, ...] | None
+
+    def describe(self, root: Path) -> str:
+        if self.units is None:
+            return f"shard 1/1 (all of {root.name})"
+        first, last = self.units[0], self.units[-1]
+        return (
+            f"shard {self.index + 1}/{self.count} ({root.name}/{first} .. {last}, "
+            f"{len(self.units)} files)"
+        )
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What a task wrote: fragment metadata JSON in row order, (path, size, sha256) per file."""
+
+    fragments: list[str]
+    files: list[tuple[str, int, str]]
+    skipped: list[str]
+
+
+class RayEngine:
+    """Converts datasets on a Ray cluster (see the module docstring); ``address`` as
+    ``ray.init`` takes it (None: the cluster this process is connected to, else a new local
+    one), ``workers`` the most shards converted at once (None: one per CPU of the cluster)."""
+
+    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise UsageError(f"--workers must be at least 1, not {workers}")
+        self.address = address
+        self.workers = workers
+
+    def write_table(
+        self,
+        repo: Repo,
+        converter: DatasetConverter,
+        path: Path,
+        schema: pa.Schema,
+        first_id: int,
+        options: ReadOptions,
+    ) -> tuple[list[Fragment], list[FileEntry]]:
+        """The rows of ``path`` as fragments numbered from ``first_id``, files in the cache."""
+        ray = self._connect()
+        workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        shards = plan(path, converter, workers)
+        with repo.cache.staging(".ray") as run:
+            results = _run(ray, converter.format, path, shards, schema, run, workers, options)
+            metadata: list[str] = []
+            entries: list[FileEntry] = []
+            for shard, result in zip(shards, results, strict=True):
+                placed = [FileEntry(*f) for f in result.files]
+                repo.cache.place(run / f"shard-{shard.index}", placed)
+                metadata += result.fragments
+                entries += placed
+                options.skipped += result.skipped
+        return numbered(metadata, first_id), entries
+
+    def _connect(self) -> Any:
+        ray = import_ray()
+        if not ray.is_initialized():
+            local = self.address is None
+            ray.init(
+                address=self.address,
+                num_cpus=self.workers if local else None,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        return ray
+
+
+def plan(path: Path, converter: DatasetConverter, workers: int) -> list[Shard]:
+    """Contiguous shards of the input's units, in row order, of about equal bytes: at least two
+    per worker (so a slow shard does not leave the others idle), about SHARD_BYTES each."""
+    lister = getattr(converter, "shard_units", None)
+    if lister is None or not path.is_dir():
+        return [Shard(0, 1, None)]
+    units: list[str] = lister(path)
+    sizes = [(path / unit).stat().st_size for unit in units]
+    total = sum(sizes)
+    count = min(len(units), max(2 * workers, -(-total // SHARD_BYTES)))
+    groups: list[list[str]] = [[] for _ in range(count)]
+    done = 0
+    for unit, size in zip(units, sizes, strict=True):
+        groups[min(count - 1, done * count // max(total, 1))].append(unit)
+        done += size
+    kept = [g for g in groups if g]
+    return [Shard(n, len(kept), tuple(g)) for n, g in enumerate(kept)]
+
+
+def _run(
+    ray: Any,
+    format: str,
+    root: Path,
+    shards: list[Shard],
+    schema: pa.Schema,
+    run: Path,
+    workers: int,
+    options: ReadOptions,
+) -> list[ShardResult]:
+    """Every shard converted, at most ``workers`` at once; on the first failure the others are
+    cancelled and MregError names the shard."""
+    task = ray.remote(num_cpus=1)(convert_shard)
+    results: dict[int, ShardResult] = {}
+    waiting = list(shards)
+    running: dict[Any, Shard] = {}
+    while waiting or running:
+        while waiting and len(running) < workers:
+            shard = waiting.pop(0)
+            stage = str(run / f"shard-{shard.index}")
+            ref = task.remote(format, str(root), shard.units, schema, stage, options.skip_bad)
+            running[ref] = shard
+        ready, _ = ray.wait(list(running), num_returns=1)
+        shard = running.pop(ready[0])
+        try:
+            results[shard.index] = ray.get(ready[0])
+        except ray.exceptions.RayError as error:
+            for ref in running:
+                ray.cancel(ref, force=True)
+            raise _shard_error(shard, root, error) from None
+    return [results[shard.index] for shard in shards]
+
+
+def _shard_error(shard: Shard, root: Path, error: Exception) -> MregError:
+    cause = getattr(error, "cause", None)
+    where = shard.describe(root)
+    hint = "nothing was recorded; fix the input, then run the same `mreg add` again"
+    if isinstance(cause, MregError):
+        return MregError(f"{where}: {cause.message}", hint=cause.hint or hint)
+    return MregError(f"{where} failed on the Ray cluster: {one_line(cause or error)}", hint=hint)
+
+
+def convert_shard(
+    format: str,
+    root: str,
+    units: tuple[str, ...] | None,
+    schema: pa.Schema,
+    stage: str,
+    skip_bad: bool,
+) -> ShardResult:
+    """The Ray task: the rows of ``units`` of ``root`` written as Lance data files under
+    ``stage``, each hashed there."""
+    converter: Any = converters.get(format)
+    folder = Path(stage)
+    folder.mkdir(parents=True)
+    options = ReadOptions(skip_bad=skip_bad, scratch=folder.parent)
+    source = Path(root)
+    if units is None:
+        reader = converter.read(source, options)
+    else:
+        reader = converter.read_files(source, list(units), options)
+    metadata = stage_fragments(reader, folder, schema)
+    relpaths = sorted(staged_files(folder))
+    paths = [folder / relpath for relpath in relpaths]
+    digests = sha256_files(paths)
+    files = [
+        (relpath, p.stat().st_size, digest)
+        for relpath, p, digest in zip(relpaths, paths, digests, strict=True)
+    ]
+    return ShardResult(metadata, files, list(options.skipped))
