@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import shutil
+import socket
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +195,17 @@ def test_an_unknown_engine_is_refused_in_one_line(repo, run):
     make_parquet_dir(repo / "table", 100)
     result = run("add", "table", "--engine", "spark")
     assert_one_line_error(result.stderr, "unknown engine 'spark'")
+
+
+def test_an_address_where_no_cluster_answers_is_refused_at_once_in_one_line(repo):
+    make_parquet_dir(repo / "table", 100)
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # A process of its own: this one is connected to the module's cluster already.
+    command = [sys.executable, "-c", "from mreg.cli import script; script()", "add", "table"]
+    command += ["--engine", "ray", "--address", f"127.0.0.1:{port}"]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert_one_line_error(result.stderr, f"no Ray cluster answers at 127.0.0.1:{port}")
+    assert not (repo / "table.mreg.toml").exists()

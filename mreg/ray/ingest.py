@@ -25,13 +25,14 @@ fragment metadata, uncommitted), plus the sha256 of each file hashed where it wa
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg import converters
 from mreg.converters.base import ReadOptions
-from mreg.errors import MregError, UsageError, one_line
+from mreg.errors import MregError, RemoteError, UsageError, one_line
 from mreg.hashing import sha256_files
 from mreg.repo.add import numbered, stage_fragments, staged_files
 from mreg.repo.manifest import FileEntry, Fragment
@@ -123,13 +124,40 @@ class RayEngine:
         ray = import_ray()
         if not ray.is_initialized():
             local = self.address is None
-            ray.init(
-                address=self.address,
-                num_cpus=self.workers if local else None,
-                include_dashboard=False,
-                log_to_driver=False,
-            )
+            if self.address is not None:
+                _check_reachable(self.address)
+            try:
+                ray.init(
+                    address=self.address,
+                    num_cpus=self.workers if local else None,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
+            except Exception as error:  # Ray raises ConnectionError, RuntimeError, ValueError...
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+                raise RemoteError(
+                    f"cannot start or reach {where}: {one_line(error)}",
+                    hint="check --address (ray://HOST:10001 or HOST:6379) and that `ray status` "
+                    "there answers; a cluster started with token auth needs its RAY_AUTH_* "
+                    "environment here too",
+                ) from None
         return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """RemoteError at once when nothing listens at ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``): Ray itself retries an unreachable cluster for minutes."""
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" and the like: Ray finds the cluster
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise RemoteError(
+            f"no Ray cluster answers at {address}: {one_line(error)}",
+            hint="start one there (`ray start --head`) or pass the address `ray status` shows",
+        ) from None
 
 
 def plan(path: Path, converter: DatasetConverter, workers: int) -> list[Shard]:
