@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 
@@ -120,3 +121,30 @@ def test_the_cli_reads_models_and_pulls_a_version_from_a_server_without_a_clone(
     pulled = run("--server", served.url, "pull", "net@v0.1.0")
     assert pulled.exit_code == 0, pulled.stderr
     assert (elsewhere / "model.safetensors").read_bytes() == model.read_bytes()
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_a_classifier_exported_to_onnx_by_the_server_answers_a_batch_of_16_as_torch_does(
+    repo, tmp_path, monkeypatch, transport
+):  # type: ignore[no-untyped-def]
+    import numpy as np
+    import onnxruntime
+    from registry_models import TinyClassifier, predict
+
+    # The server builds the class of the registered model: it trusts the tests' models.
+    monkeypatch.setenv("MREG_TRUSTED_MODULES", "registry_models")
+    tests = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    torch.manual_seed(0)
+    model = TinyClassifier(features=64).eval()
+    mreg.ModelRegistry(repo).register_model(
+        "clf", model, "pytorch", "classification",
+        init_kwargs={"features": 64, "hidden": 8, "classes": 3}, input_shape=[64],
+    )  # fmt: skip
+    with mreg_serve(repo, grpc=True) as server:
+        client = mreg.Client(server.url if transport == "http" else server.grpc_url, WRITER)
+        path = client.export_model("clf", "latest", tmp_path / "clf.onnx", "onnx")
+    onnx = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(16, 64, generator=torch.Generator().manual_seed(16))
+    (got,) = onnx.run(None, {onnx.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(got, predict(model, x).numpy(), atol=1e-5)

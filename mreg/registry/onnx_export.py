@@ -43,6 +43,10 @@ def parse_dynamic_axes(specs: Sequence[str]) -> dict[str, dict[int, str]]:
     return axes
 
 
+# Below this many bytes of weights an export is one .onnx file (protobuf stops at 2 GiB).
+ONNX_SINGLE_FILE_LIMIT = (2 << 30) - (64 << 20)
+
+
 def export_module(
     model: Any,
     path: Path,
@@ -85,13 +89,16 @@ def _export(
 ) -> None:
     import torch
 
+    # One self-contained file, as users copy and servers send it, unless the weights pass
+    # protobuf's 2 GiB limit: then they go to ``PATH.data`` beside it, as ONNX prescribes.
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     with warnings.catch_warnings():
         # The dynamo exporter turns dynamic_axes into dynamic shapes itself, and names the
         # ONNX dimensions after them: its advice to pass dynamic_shapes instead is noise here.
         warnings.filterwarnings("ignore", message=".*'dynamic_axes' is not recommended")
         torch.onnx.export(
             model, args, str(path), kwargs=kwargs or None, dynamic_axes=axes,
-            dynamo=True, verbose=False,
+            dynamo=True, verbose=False, external_data=weights >= ONNX_SINGLE_FILE_LIMIT,
         )  # fmt: skip
 
 
