@@ -342,6 +342,28 @@ def data_manager(tmp_path: Path, _seaweed: Seaweed) -> None:
     assert "train@v1.0.0!" in git(repo, "tag").split()
 
 
+def serve_blocks(tmp_path: Path, _seaweed: Seaweed) -> None:
+    """The two client blocks of the Serve section, in a folder with no clone, against a real
+    ``mreg serve`` of a repository where ``digits_clf`` has a version in ``prod``."""
+    from serve_helpers import WRITER, mreg_serve
+
+    repo = quick_start_repo(tmp_path / "project", tmp_path / "store")
+    model = make_safetensors(tmp_path / "clf.safetensors", seed=3)
+    mreg(repo, "register", str(model), "--name", "digits_clf")
+    mreg(repo, "stage", "digits_clf", "v0.1.0", "prod")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with mreg_serve(repo) as server:
+        env = {"MREG_SERVER_URL": server.url, "MREG_SERVER_TOKEN": WRITER}
+        output = python_script(elsewhere, the_block("# a program without a clone").text, env)
+        assert output.splitlines()[0] == "v0.1.0"
+        output = shell(elsewhere, the_block("# the same from a shell").text, env)
+    answer, _, listing = output.partition("\n")
+    assert '"version":"v0.1.0"' in answer
+    assert "digits_clf" in listing and "prod" in listing  # `mreg --server URL models`
+    assert (elsewhere / "clf.safetensors").read_bytes() == model.read_bytes()
+
+
 # The first line of each block (its start) -> what runs it.
 RUNNERS: dict[str, Callable[[Path, Seaweed], None]] = {
     "$ mreg add model.safetensors": overview,
@@ -355,6 +377,8 @@ RUNNERS: dict[str, Callable[[Path, Seaweed], None]] = {
     "git init && mreg demo train": demo,
     "# mreg manifest": manifest,
     "mreg/cli/": layout,
+    "# a program without a clone": serve_blocks,
+    "# the same from a shell": serve_blocks,
 }
 
 

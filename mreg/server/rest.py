@@ -37,9 +37,11 @@ Token = Annotated[str | None, Header(alias="authorization", include_in_schema=Fa
 
 
 def plain(value: Any) -> Any:
-    """Dataclasses, tuples and enums as JSON values."""
+    """Dataclasses, tuples and enums as JSON values. Fields left out of a dataclass's repr are
+    the server's own (an entry's ``root``, the served work tree) and are not sent."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        shown = (f for f in dataclasses.fields(value) if f.repr)
+        return {f.name: plain(getattr(value, f.name)) for f in shown}
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
