@@ -189,6 +189,82 @@ def test_one_percent_of_an_image_folder_uploads_about_one_percent(
     assert folder_bytes(clone / "imgs") == expected
 
 
+NOTES = 2000
+
+
+def note(seed: int) -> bytes:
+    """A text file of about 4 KiB, different for every seed."""
+    rng = np.random.default_rng(seed)
+    return "\n".join(f"{seed} {word}" for word in rng.integers(0, 10**9, size=400)).encode()
+
+
+@pytest.mark.parametrize("change", ["added", "changed", "removed"])
+def test_one_percent_of_a_folder_of_opaque_files_uploads_about_one_percent(
+    change: str,
+    repo: Path,
+    s3_remote: str,
+    s3_bucket: str,
+    seaweed: Seaweed,
+    run,
+    tmp_path: Path,
+) -> None:  # type: ignore[no-untyped-def]
+    folder = repo / "notes"  # no format mreg knows: files kept as opaque chunks (blob_dir)
+    for i in range(NOTES):
+        (folder / f"part{i % 4}").mkdir(parents=True, exist_ok=True)
+        (folder / f"part{i % 4}" / f"{i:05d}.txt").write_bytes(note(i))
+    first_add = run("add", "notes")
+    assert first_add.exit_code == 0 and "blob_dir" in first_add.stdout
+    assert run("push").exit_code == 0
+    commit_all(repo, "v1")
+    first = bucket_objects(seaweed, s3_bucket)
+
+    for i in range(0, NOTES, 100):  # 1% of the files, spread over the folder
+        path = folder / f"part{i % 4}" / f"{i:05d}.txt"
+        if change == "added":
+            path.with_name(f"{i:05d}-new.txt").write_bytes(note(NOTES + i))
+        elif change == "changed":
+            path.write_bytes(note(NOTES + i))
+        else:
+            path.unlink()
+    expected = folder_bytes(folder)
+    assert run("add", "notes").exit_code == 0
+    assert run("push").exit_code == 0
+    commit_all(repo, f"v2: 1% {change}")
+
+    sent = uploaded(first, bucket_objects(seaweed, s3_bucket))
+    assert 0 < sent <= 0.02 * data_bytes(first)
+    clone = clone_and_pull(run, repo, tmp_path, "clone")
+    assert folder_bytes(clone / "notes") == expected
+
+
+def test_a_large_opaque_file_changed_in_one_place_uploads_about_one_chunk(
+    repo: Path,
+    s3_remote: str,
+    s3_bucket: str,
+    seaweed: Seaweed,
+    run,
+    tmp_path: Path,
+) -> None:  # type: ignore[no-untyped-def]
+    data = bytearray(np.random.default_rng(5).integers(0, 256, size=32 << 20, dtype=np.uint8))
+    path = repo / "weights.bin"
+    path.write_bytes(data)
+    assert run("add", "weights.bin").exit_code == 0
+    assert run("push").exit_code == 0
+    commit_all(repo, "v1")
+    first = bucket_objects(seaweed, s3_bucket)
+
+    data[20 << 20 : (20 << 20) + 100] = bytes(100)  # 100 bytes in the middle
+    path.write_bytes(data)
+    assert run("add", "weights.bin").exit_code == 0
+    assert run("push").exit_code == 0
+    commit_all(repo, "v2")
+
+    sent = uploaded(first, bucket_objects(seaweed, s3_bucket))
+    assert 0 < sent <= 2 * (4 << 20)  # the chunks around the change (content-defined, <= 4 MiB)
+    clone = clone_and_pull(run, repo, tmp_path, "clone")
+    assert (clone / "weights.bin").read_bytes() == bytes(data)
+
+
 def test_two_branches_reusing_one_version_both_survive_a_remote_gc(
     repo: Path, s3_remote: str, run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -19,8 +19,8 @@ from mreg.converters.base import DatasetConverter, ModelConverter, ReadOptions
 from mreg.errors import MregError, NameConflict, UsageError
 from mreg.hashing import sha256_listing, sha256_path, sha256_tree, tree_digest, tree_files
 from mreg.progress import bar
+from mreg.repo import chunk_reuse, row_reuse, tensor_table
 from mreg.repo import manifest as manifests
-from mreg.repo import row_reuse, tensor_table
 from mreg.repo.git import ignore_in_git, ignore_line
 from mreg.repo.manifest import ColumnInfo, FileEntry, Fragment, Manifest, Source, TensorInfo
 
@@ -382,13 +382,14 @@ def _convert(
         else:
             converted = _write_table(repo, reader, reader.schema, first_id=0)
         return replace(converted, restore=converter.restore)
-    return _write_model(repo, cast(ModelConverter, converter), path, donors, options)
+    return _write_model(repo, cast(ModelConverter, converter), path, previous, donors, options)
 
 
 def _write_model(
     repo: Repo,
     converter: ModelConverter,
     path: Path,
+    previous: Manifest | None,
     donors: list[Manifest],
     options: ReadOptions,
 ) -> _Converted:
@@ -397,6 +398,22 @@ def _write_model(
     tensors = [t for t in source.tensors if not (t.is_file or t.is_chunk)]
     tensors += [t for t in source.tensors if t.is_file] + [t for t in source.tensors if t.is_chunk]
     sums = tensor_table.digests(tensors)
+    if previous is not None and chunk_reuse.eligible(repo, tensors, previous):
+        with repo.cache.staging(".lance") as stage:
+            reused = chunk_reuse.write(repo, tensors, sums, previous, stage)
+            written = repo.cache.ingest(stage, staged_files(stage)) if reused else []
+        if reused is not None:
+            used = {f.path: f for f in (*reused.kept, *written)}
+            return _Converted(
+                fragments=reused.fragments,
+                files=tuple(sorted(used.values(), key=lambda f: f.path)),
+                new_bytes=sum(f.size for f in written),
+                tensors=reused.tensors,
+                schema=tensor_table.schema_json(),
+                restore=source.restore,
+                restore_info=source.restore_info,
+                info=tuple(sorted(converter.describe(source).items())),
+            )
     reusable = tensor_table.reusable_fragments(donors, repo.cache.has)
     fragments: list[Fragment] = []
     files: dict[str, FileEntry] = {}

@@ -113,9 +113,12 @@ def previous_rows(repo: Repo, previous: Manifest) -> tuple[list[bytes], list[tup
     return digests, [(positions[f], o) for f, o in zip(fragment_ids, offsets, strict=True)]
 
 
-def plan(new: list[bytes], old: list[bytes], where: list[tuple[int, int]]) -> list[Run]:
+def plan(
+    new: list[bytes], old: list[bytes], where: list[tuple[int, int]], min_run: int = MIN_RUN
+) -> list[Run]:
     """The runs that make the new rows, in order: each new row is taken from the previous
-    version where it is found there (continuing the current run when it can), else new."""
+    version where it is found there (continuing the current run when it can), else new; a
+    run of fewer than ``min_run`` old rows is written again."""
     found: dict[bytes, deque[int]] = {}
     for index, digest in enumerate(old):
         found.setdefault(digest, deque()).append(index)
@@ -137,14 +140,14 @@ def plan(new: list[bytes], old: list[bytes], where: list[tuple[int, int]]) -> li
         current.rows.append(row)
         current.offsets.append(offset)
         last = index
-    return _merged(runs)
+    return _merged(runs, min_run)
 
 
-def _merged(runs: list[Run]) -> list[Run]:
+def _merged(runs: list[Run], min_run: int) -> list[Run]:
     """``runs`` with short runs of old rows made new, and neighbouring new runs joined."""
     merged: list[Run] = []
     for run in runs:
-        if run.fragment is not None and len(run.rows) < MIN_RUN:
+        if run.fragment is not None and len(run.rows) < min_run:
             run = Run(None, run.rows)
         if run.fragment is None and merged and merged[-1].fragment is None:
             merged[-1].rows.extend(run.rows)

@@ -134,7 +134,7 @@ def write_group(stage: Path, tensors: Sequence[TensorRecord], sums: Sequence[str
             "dtype": [t.dtype for t in tensors],
             "shape": [list(t.shape) for t in tensors],
             "digest": list(sums),
-            "data": _blob_array(tensors),
+            "data": blob_array(tensors),
         },
         schema=schema(),
     )
@@ -184,7 +184,7 @@ def _read_blob(blob: lance.BlobFile | None) -> bytes:
     return blob.read() if blob is not None else b""
 
 
-def _blob_array(tensors: Sequence[TensorRecord]) -> pa.Array:
+def blob_array(tensors: Sequence[TensorRecord]) -> pa.Array:
     """The tensors' bytes as one Arrow array, without a copy when they lie back to back in
     memory (a memory-mapped safetensors file), else copied once."""
     import numpy as np
