@@ -50,6 +50,13 @@ def data_bytes(objects: dict[str, int]) -> int:
     return sum(size for key, size in objects.items() if "/data/" in key)
 
 
+def pushed_version(run, repo: Path, name: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    """``mreg add NAME``, ``mreg push`` and a commit: one version on the remote."""
+    assert run("add", name).exit_code == 0
+    assert run("push").exit_code == 0
+    commit_all(repo, message)
+
+
 def clone_and_pull(run, repo: Path, tmp_path: Path, name: str) -> Path:  # type: ignore[no-untyped-def]
     """A fresh clone of ``repo`` with its data pulled from the default remote."""
     clone = tmp_path / name
@@ -65,16 +72,12 @@ def test_rows_appended_in_place_upload_only_the_new_rows(
     repo: Path, s3_remote: str, s3_bucket: str, seaweed: Seaweed, run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     pq.write_table(table(list(range(ROWS))), repo / "data.parquet")
-    assert run("add", "data.parquet").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v1")
+    pushed_version(run, repo, "data.parquet", "v1")
     first = bucket_objects(seaweed, s3_bucket)
 
     grown = table(list(range(ROWS + ROWS // 100)))
     pq.write_table(grown, repo / "data.parquet")
-    assert run("add", "data.parquet").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v2: 1% more rows")
+    pushed_version(run, repo, "data.parquet", "v2: 1% more rows")
 
     sent = uploaded(first, bucket_objects(seaweed, s3_bucket))
     assert 0 < sent <= 0.02 * data_bytes(first)
@@ -86,18 +89,14 @@ def test_rows_deleted_become_a_deletion_file_and_come_back_in_order(
     repo: Path, s3_remote: str, s3_bucket: str, seaweed: Seaweed, run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     pq.write_table(table(list(range(ROWS))), repo / "data.parquet")
-    assert run("add", "data.parquet").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v1")
+    pushed_version(run, repo, "data.parquet", "v1")
     first = bucket_objects(seaweed, s3_bucket)
 
     # 1% of the rows, scattered over the whole table.
     dropped = set(np.random.default_rng(1).choice(ROWS, ROWS // 100, replace=False).tolist())
     kept = table([i for i in range(ROWS) if i not in dropped])
     pq.write_table(kept, repo / "data.parquet")
-    assert run("add", "data.parquet").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v2: 1% fewer rows")
+    pushed_version(run, repo, "data.parquet", "v2: 1% fewer rows")
 
     sent = uploaded(first, bucket_objects(seaweed, s3_bucket))
     assert 0 < sent <= 0.01 * data_bytes(first)
@@ -109,9 +108,7 @@ def test_rows_changed_in_the_middle_rewrite_only_those_rows(
     repo: Path, s3_remote: str, s3_bucket: str, seaweed: Seaweed, run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     pq.write_table(table(list(range(ROWS))), repo / "data.parquet")
-    assert run("add", "data.parquet").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v1")
+    pushed_version(run, repo, "data.parquet", "v1")
     first = bucket_objects(seaweed, s3_bucket)
 
     # 16 rows edited in place, 16 inserted, 16 moved to the front: every change shows.
@@ -124,9 +121,7 @@ def test_rows_changed_in_the_middle_rewrite_only_those_rows(
     edited[0:0] = moved
     changed = pa.Table.from_pylist(edited, schema=table([0]).schema)
     pq.write_table(changed, repo / "data.parquet")
-    assert run("add", "data.parquet").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v2: edits")
+    pushed_version(run, repo, "data.parquet", "v2: edits")
 
     sent = uploaded(first, bucket_objects(seaweed, s3_bucket))
     assert 0 < sent <= 0.02 * data_bytes(first)
@@ -164,9 +159,7 @@ def test_one_percent_of_an_image_folder_uploads_about_one_percent(
     for i in range(IMAGES):
         (folder / f"class{i % 4}").mkdir(parents=True, exist_ok=True)
         (folder / f"class{i % 4}" / f"{i:05d}.png").write_bytes(png(i))
-    assert run("add", "imgs").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v1")
+    pushed_version(run, repo, "imgs", "v1")
     first = bucket_objects(seaweed, s3_bucket)
 
     # 1% of the files, spread over the folder (every 100th name).
@@ -179,9 +172,7 @@ def test_one_percent_of_an_image_folder_uploads_about_one_percent(
         else:
             path.unlink()
     expected = folder_bytes(folder)
-    assert run("add", "imgs").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, f"v2: 1% {change}")
+    pushed_version(run, repo, "imgs", f"v2: 1% {change}")
 
     sent = uploaded(first, bucket_objects(seaweed, s3_bucket))
     assert 0 < sent <= 0.02 * data_bytes(first)
@@ -227,9 +218,7 @@ def test_one_percent_of_a_folder_of_opaque_files_uploads_about_one_percent(
         else:
             path.unlink()
     expected = folder_bytes(folder)
-    assert run("add", "notes").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, f"v2: 1% {change}")
+    pushed_version(run, repo, "notes", f"v2: 1% {change}")
 
     sent = uploaded(first, bucket_objects(seaweed, s3_bucket))
     assert 0 < sent <= 0.02 * data_bytes(first)
@@ -248,16 +237,12 @@ def test_a_large_opaque_file_changed_in_one_place_uploads_about_one_chunk(
     data = bytearray(np.random.default_rng(5).integers(0, 256, size=32 << 20, dtype=np.uint8))
     path = repo / "weights.bin"
     path.write_bytes(data)
-    assert run("add", "weights.bin").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v1")
+    pushed_version(run, repo, "weights.bin", "v1")
     first = bucket_objects(seaweed, s3_bucket)
 
     data[20 << 20 : (20 << 20) + 100] = bytes(100)  # 100 bytes in the middle
     path.write_bytes(data)
-    assert run("add", "weights.bin").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v2")
+    pushed_version(run, repo, "weights.bin", "v2")
 
     sent = uploaded(first, bucket_objects(seaweed, s3_bucket))
     assert 0 < sent <= 2 * (4 << 20)  # the chunks around the change (content-defined, <= 4 MiB)
@@ -269,9 +254,7 @@ def test_two_branches_reusing_one_version_both_survive_a_remote_gc(
     repo: Path, s3_remote: str, run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     pq.write_table(table(list(range(2000))), repo / "data.parquet")
-    assert run("add", "data.parquet").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v1")
+    pushed_version(run, repo, "data.parquet", "v1")
     git(repo, "tag", "data-v1")
     cache_v1 = {p.name for p in (repo / ".mreg/cache/data").rglob("*") if p.is_file()}
 
@@ -284,9 +267,7 @@ def test_two_branches_reusing_one_version_both_survive_a_remote_gc(
         assert run("checkout", "--force").exit_code == 0
         versions[branch] = table(ids)
         pq.write_table(versions[branch], repo / "data.parquet")
-        assert run("add", "data.parquet").exit_code == 0
-        assert run("push").exit_code == 0
-        commit_all(repo, f"v2 on {branch}")
+        pushed_version(run, repo, "data.parquet", f"v2 on {branch}")
     # Nothing the first version wrote was rewritten: both branches use its file as it was.
     assert cache_v1 <= {p.name for p in (repo / ".mreg/cache/data").rglob("*") if p.is_file()}
 
@@ -349,18 +330,14 @@ def test_one_percent_of_rows_inserted_all_over_a_large_table_still_upload_only_t
     repo: Path, s3_remote: str, s3_bucket: str, seaweed: Seaweed, run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     pq.write_table(table(list(range(ROWS))), repo / "data.parquet")
-    assert run("add", "data.parquet").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v1")
+    pushed_version(run, repo, "data.parquet", "v1")
     first = bucket_objects(seaweed, s3_bucket)
 
     # Every 100th row gains a new neighbour: 200 pieces of old rows, 200 new rows between.
     ids = [j for i in range(ROWS) for j in ((i, ROWS + i) if i % 100 == 50 else (i,))]
     spread = table(ids)
     pq.write_table(spread, repo / "data.parquet")
-    assert run("add", "data.parquet").exit_code == 0
-    assert run("push").exit_code == 0
-    commit_all(repo, "v2: 1% inserted")
+    pushed_version(run, repo, "data.parquet", "v2: 1% inserted")
 
     # Each run of new rows is a small Lance file of its own (about 700 bytes of footer):
     # 4.5% measured here, against 100% before rows were reused.
