@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from mreg.client.remote import RemoteRegistry
 from mreg.errors import IntegrityError, ModelNotFound, MregError, RemoteError, VersionConflict
 
 if TYPE_CHECKING:
@@ -53,26 +54,25 @@ def Client(url: str, token: str | None = None) -> Any:
     return HttpClient(url, token)
 
 
-class HttpClient:
+class HttpClient(RemoteRegistry):
     """The REST client; see ``mreg.Client``."""
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 60.0,
+        trusted_modules: list[str] | None = None,
+    ) -> None:
         import httpx
 
         self.url = url.rstrip("/")
+        self.trusted_modules = trusted_modules or []
         token = token or os.environ.get(ENV_TOKEN)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     # -- registry ------------------------------------------------------------------------
-
-    def get_model_info(self, name: str, version: str = "latest") -> ModelEntry | None:
-        """The entry of one version; None when there is no such model or version, as the local
-        registry answers."""
-        try:
-            return self.entry(name, version)
-        except ModelNotFound:
-            return None
 
     def entry(self, name: str, version: str = "latest") -> ModelEntry:
         """``get_model_info`` that raises ModelNotFound with the server's reason."""
@@ -140,14 +140,6 @@ class HttpClient:
         answer = self._http.delete(f"{API}/models/{_q(name)}", params=params)
         return list(_checked(answer).json()["tags"])
 
-    def remove_model(self, name: str, version: str | None = None) -> bool:
-        """As the seed answered: True when something was removed, False when nothing was."""
-        try:
-            self.remove_versions(name, version)
-        except ModelNotFound:
-            return False
-        return True
-
     def validate_registry(self, load: bool = True) -> ValidationReport:
         from mreg.registry.validate import ValidationReport
 
@@ -165,23 +157,6 @@ class HttpClient:
         """The server exports; the file lands at ``export_path`` (a folder: under its name)."""
         url = f"{API}/models/{_q(name)}/export?version={_q(version)}&format={_q(export_format)}"
         return self._fetch(url, Path(export_path))
-
-    def load_model(
-        self, name: str, version: str = "latest", device: str = "cpu",
-        trusted_modules: list[str] | None = None, **kwargs: Any,
-    ) -> tuple[Any, Any | None]:  # fmt: skip
-        """``(model, tokenizer)`` of one version, as the local ``load_model`` gives them: the
-        file is downloaded (sha256 checked) into a temporary folder and loaded from there
-        (PyTorch weights never through pickle, classes of trusted modules only)."""
-        import tempfile
-
-        from mreg.client import loading
-
-        entry = self.entry(name, version)
-        with tempfile.TemporaryDirectory(prefix="mreg-model-") as scratch:
-            path = self.download(f"{entry.name}@{entry.version}", Path(scratch) / "download")
-            trusted = loading.trusted(trusted_modules or [])
-            return loading.load_downloaded(entry, path, Path(scratch), device, trusted, kwargs)
 
     # -- data ----------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from mreg.client import loading
+from mreg.client.remote import RemoteRegistry
 from mreg.errors import (
     IntegrityError,
     ModelNotFound,
@@ -57,7 +57,7 @@ class ServerError(RemoteError):
         self.code = code
 
 
-class GrpcClient:
+class GrpcClient(RemoteRegistry):
     """A remote registry at ``url`` (``grpc://HOST:PORT``), calling with ``token``.
 
     ``load_model`` rebuilds module classes of ``torch.nn``, ``transformers``, and of the
@@ -112,14 +112,6 @@ class GrpcClient:
             "caller": reply.caller,
         }
 
-    def get_model_info(self, name: str, version: str = "latest") -> ModelEntry | None:
-        """The entry of one version (``latest``, ``vX.Y.Z``, a stage, a git revision); None when
-        there is no such model or version, as the local registry answers."""
-        try:
-            return self.entry(name, version)
-        except ModelNotFound:
-            return None
-
     def entry(self, name: str, version: str = "latest") -> ModelEntry:
         """``get_model_info`` that raises ModelNotFound with the server's reason."""
         request = _pb().ModelRequest(name=name, version=version)
@@ -153,14 +145,6 @@ class GrpcClient:
 
     def deprecate(self, name: str) -> str:
         return str(self._call(self._stub.Deprecate, _pb().ModelRequest(name=name)).tags[0])
-
-    def remove_model(self, name: str, version: str | None = None) -> bool:
-        """True when something was removed, False when there is no such model or version (or
-        it was removed already), as the local registry answers."""
-        try:
-            return bool(self.remove_versions(name, version))
-        except ModelNotFound:
-            return False
 
     def remove_versions(self, name: str, version: str | None = None) -> list[str]:
         request = _pb().ModelRequest(name=name, version=version or "")
@@ -255,18 +239,6 @@ class GrpcClient:
                 resumable=False,
             )
         )
-
-    def load_model(
-        self, name: str, version: str = "latest", device: str = "cpu", **kwargs: Any
-    ) -> tuple[Any, Any | None]:
-        """``(model, tokenizer)`` of one version, as the local ``load_model`` gives them: the
-        file is downloaded (sha256 checked) into a temporary folder and loaded from there
-        (PyTorch weights never through pickle)."""
-        entry = self.entry(name, version)
-        with tempfile.TemporaryDirectory(prefix="mreg-model-") as scratch:
-            path = self.download(f"{entry.name}@{entry.version}", Path(scratch) / "download")
-            trusted = loading.trusted(self.trusted_modules)
-            return loading.load_downloaded(entry, path, Path(scratch), device, trusted, kwargs)
 
     def open(
         self,
