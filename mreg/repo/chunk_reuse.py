@@ -94,21 +94,11 @@ def _key(name: str, digest: str) -> bytes:
 
 
 def _previous_chunks(repo: Repo, previous: Manifest) -> tuple[list[bytes], list[tuple[int, int]]]:
-    """The key of every chunk of ``previous`` and where it lies (fragment position, physical
-    offset): names and digests only, read with their row addresses (a fragment reused before
-    hides rows behind its deletion file)."""
-    import numpy as np
-
-    dataset = repo.cache.open(previous)
-    positions = {f.fragment_id: n for n, f in enumerate(dataset.get_fragments())}
-    table = dataset.to_table(columns=["name", "digest"], with_row_address=True)
-    addresses = table.column("_rowaddr").to_numpy()
-    fragment_ids = (addresses >> np.uint64(32)).tolist()
-    offsets = (addresses & np.uint64(0xFFFFFFFF)).tolist()
-    names = table.column("name").to_pylist()
-    digests = table.column("digest").to_pylist()
-    keys = [_key(n, d) for n, d in zip(names, digests, strict=True)]
-    return keys, [(positions[f], o) for f, o in zip(fragment_ids, offsets, strict=True)]
+    """The key of every chunk of ``previous`` and where it lies: names and digests only, never
+    the chunks' bytes."""
+    table, where = row_reuse.located_rows(repo, previous, ["name", "digest"])
+    names, digests = table.column("name").to_pylist(), table.column("digest").to_pylist()
+    return [_key(n, d) for n, d in zip(names, digests, strict=True)], where
 
 
 def _infos(

@@ -101,16 +101,26 @@ def _cells(column: pa.ChunkedArray) -> list[bytes]:
 def previous_rows(repo: Repo, previous: Manifest) -> tuple[list[bytes], list[tuple[int, int]]]:
     """The digest of every row of ``previous``, and where it lies: (fragment position, physical
     offset in that fragment's data)."""
+    table, where = located_rows(repo, previous)
+    return row_digests(table), where
+
+
+def located_rows(
+    repo: Repo, previous: Manifest, columns: list[str] | None = None
+) -> tuple[pa.Table, list[tuple[int, int]]]:
+    """The rows of ``previous`` (only ``columns``, when given), and where each lies: (fragment
+    position, physical offset in that fragment's data; a fragment reused before hides rows
+    behind its deletion file)."""
     import numpy as np
 
     dataset = repo.cache.open(previous)
     positions = {f.fragment_id: n for n, f in enumerate(dataset.get_fragments())}
-    table = dataset.to_table(with_row_address=True)
+    table = dataset.to_table(columns=columns, with_row_address=True)
     addresses = table.column("_rowaddr").to_numpy()
     fragment_ids = (addresses >> np.uint64(32)).tolist()
     offsets = (addresses & np.uint64(0xFFFFFFFF)).tolist()
-    digests = row_digests(table.drop_columns(["_rowaddr"]))
-    return digests, [(positions[f], o) for f, o in zip(fragment_ids, offsets, strict=True)]
+    where = [(positions[f], o) for f, o in zip(fragment_ids, offsets, strict=True)]
+    return table.drop_columns(["_rowaddr"]), where
 
 
 def plan(
