@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -403,10 +403,9 @@ def _write_model(
             reused = chunk_reuse.write(repo, tensors, sums, previous, stage)
             written = repo.cache.ingest(stage, staged_files(stage)) if reused else []
         if reused is not None:
-            used = {f.path: f for f in (*reused.kept, *written)}
             return _Converted(
                 fragments=reused.fragments,
-                files=tuple(sorted(used.values(), key=lambda f: f.path)),
+                files=_joined(reused.kept, written),
                 new_bytes=sum(f.size for f in written),
                 tensors=reused.tensors,
                 schema=tensor_table.schema_json(),
@@ -511,15 +510,20 @@ def _write_reusing(repo: Repo, reader: pa.RecordBatchReader, previous: Manifest)
     with repo.cache.staging(".lance") as stage:
         reused = row_reuse.write(runs, table, previous, stage, table.schema)
         written = repo.cache.ingest(stage, staged_files(stage))
-    files = {f.path: f for f in (*reused.kept, *written)}
     return _Converted(
         fragments=reused.fragments,
-        files=tuple(sorted(files.values(), key=lambda f: f.path)),
+        files=_joined(reused.kept, written),
         new_bytes=sum(f.size for f in written),
         columns=tuple(ColumnInfo(f.name, str(f.type)) for f in table.schema),
         schema=json.dumps(lance.schema_to_json(table.schema), sort_keys=True),
         restore="equivalent",
     )
+
+
+def _joined(kept: Sequence[FileEntry], written: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
+    """The data files of a version that reuses ``kept`` and wrote ``written``, once each."""
+    files = {f.path: f for f in (*kept, *written)}
+    return tuple(sorted(files.values(), key=lambda f: f.path))
 
 
 def _keep_errors(reader: pa.RecordBatchReader) -> tuple[pa.RecordBatchReader, list[MregError]]:
