@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -98,6 +99,24 @@ def lance_storage_options(remote: RemoteConfig) -> dict[str, str]:
         options["aws_endpoint"] = remote.endpoint_url
         options["allow_http"] = str(remote.endpoint_url.startswith("http://")).lower()
     return options
+
+
+def with_credentials(remote: RemoteConfig) -> RemoteConfig:
+    """``remote`` with the region and credentials boto3 resolves for it here filled in (a
+    profile's temporary ones frozen at this call); unchanged when none are found."""
+    session = _session(remote)
+    credentials = session.get_credentials()
+    if credentials is None:
+        return remote
+    frozen = credentials.get_frozen_credentials()
+    return replace(
+        remote,
+        profile=None,
+        region=session.region_name or remote.region,
+        access_key_id=frozen.access_key,
+        secret_access_key=frozen.secret_key,
+        session_token=frozen.token,
+    )
 
 
 def credentials_source(remote: RemoteConfig) -> str | None:
