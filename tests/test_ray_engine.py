@@ -182,6 +182,77 @@ def test_ray_dataset_at_an_older_tag_reads_the_older_rows_decoded(repo, run, clu
     assert len(mreg.ray.dataset("photos", columns=["label"]).take_all()) == 96
 
 
+def remote_objects(seaweed, bucket: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Every data object under the s3_remote fixture's prefix, by the path push would use."""
+    prefix = "team/models/"
+    pages = seaweed.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    found = [item for page in pages for item in page.get("Contents", [])]
+    return {item["Key"].removeprefix(prefix): int(item["Size"]) for item in found}
+
+
+@pytest.mark.slow
+def test_with_an_s3_remote_the_tasks_write_the_version_there_and_a_clone_pulls_it(
+    repo, run, cluster, s3_remote, seaweed, s3_bucket, tmp_path, monkeypatch
+):
+    make_parquet_dir(repo / "local", 40_000)
+    shutil.copytree(repo / "local", repo / "distributed")
+    assert run("add", "local").exit_code == 0
+    # The cluster started before the test set AWS_*: the workers get credentials from the driver.
+    result = run("add", "distributed", "--engine", "ray", "--workers", "2")
+    assert result.exit_code == 0, result.stderr
+    files = {f["path"]: f["size"] for f in manifest(repo, "distributed")["lance"]["files"]}
+    assert len(files) >= 2
+    assert remote_objects(seaweed, s3_bucket) == files  # on the remote, and nothing else
+    assert not any((repo / ".mreg" / "cache" / path).exists() for path in files)
+    same_manifest_but_fragments(manifest(repo, "local"), manifest(repo, "distributed"))
+    pushed = run("push", "distributed")
+    assert pushed.exit_code == 0, pushed.stderr
+    assert pushed.stdout.startswith("pushed 0 file(s)")
+    commit_all(repo, "two tables")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    assert run("pull", "distributed").exit_code == 0
+    assert run("verify", "distributed").exit_code == 0
+    assert (
+        pq.read_table(clone / "distributed")
+        .sort_by("id")
+        .equals(pq.read_table(repo / "local").sort_by("id"))
+    )
+
+
+@pytest.mark.slow
+def test_a_failed_add_leaves_orphans_on_the_remote_that_gc_removes_and_a_re_run_converges(
+    repo, run, cluster, s3_remote, seaweed, s3_bucket
+):
+    folder = make_images(repo / "photos", 400)
+    broken = folder / "class3" / "00399.png"
+    good = broken.read_bytes()
+    broken.write_bytes(good[:20])
+    # One worker: shard 1/2 is uploaded before shard 2/2 fails.
+    result = run("add", "photos", "--engine", "ray", "--workers", "1")
+    assert_one_line_error(result.stderr, "shard 2/2", "class3/00399.png")
+    assert not (repo / "photos.mreg.toml").exists()
+    orphans = remote_objects(seaweed, s3_bucket)
+    assert orphans  # referenced by no manifest
+    plain = run("gc", "--remote", "s3")  # the grace period spares what a teammate may push
+    assert plain.exit_code == 0
+    assert plain.stdout.startswith("0 file(s)")
+    assert f"{len(orphans)} unreferenced file(s) younger than 7d kept" in plain.stderr
+    listed = run("gc", "--remote", "s3", "--older-than", "0s")
+    assert sorted(listed.stdout.splitlines()[:-1]) == sorted(orphans)
+    assert run("gc", "--remote", "s3", "--older-than", "0s", "--force").exit_code == 0
+    assert remote_objects(seaweed, s3_bucket) == {}
+    broken.write_bytes(good)
+    result = run("add", "photos", "--engine", "ray", "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    files = {f["path"]: f["size"] for f in manifest(repo, "photos")["lance"]["files"]}
+    assert remote_objects(seaweed, s3_bucket) == files
+    assert rows("photos").num_rows == 400
+    collected = run("gc", "--remote", "s3", "--older-than", "0s")
+    assert collected.stdout.startswith("0 file(s)")
+
+
 def test_engine_ray_with_a_model_is_refused_in_one_line(repo, run, cluster):
     from conftest import make_safetensors
 

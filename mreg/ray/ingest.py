@@ -26,16 +26,19 @@ fragment metadata, uncommitted), plus the sha256 of each file hashed where it wa
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg import converters
+from mreg.config import RemoteConfig
 from mreg.converters.base import ReadOptions
 from mreg.errors import MregError, RemoteError, UsageError, one_line
-from mreg.hashing import sha256_files
-from mreg.repo.add import numbered, stage_fragments, staged_files
+from mreg.hashing import sha256_file, sha256_files, tree_files
+from mreg.ray.shard import Destination, Shard, ShardResult, convert_shard
+from mreg.repo.add import numbered
 from mreg.repo.manifest import FileEntry, Fragment
+from mreg.storage import portable, probe
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -57,33 +60,6 @@ def import_ray() -> Any:
     return ray
 
 
-@dataclass(frozen=True)
-class Shard:
-    """Units (files relative to the input folder) converted by one task; None: the whole input."""
-
-    index: int
-    count: int
-    units: tuple[str, ...] | None
-
-    def describe(self, root: Path) -> str:
-        if self.units is None:
-            return f"shard 1/1 (all of {root.name})"
-        first, last = self.units[0], self.units[-1]
-        return (
-            f"shard {self.index + 1}/{self.count} ({root.name}/{first} .. {last}, "
-            f"{len(self.units)} files)"
-        )
-
-
-@dataclass(frozen=True)
-class ShardResult:
-    """What a task wrote: fragment metadata JSON in row order, (path, size, sha256) per file."""
-
-    fragments: list[str]
-    files: list[tuple[str, int, str]]
-    skipped: list[str]
-
-
 class RayEngine:
     """Converts datasets on a Ray cluster (see the module docstring); ``address`` as
     ``ray.init`` takes it (None: the cluster this process is connected to, else a new local
@@ -94,6 +70,8 @@ class RayEngine:
             raise UsageError(f"--workers must be at least 1, not {workers}")
         self.address = address
         self.workers = workers
+        # (size, sha256) of each source file the last run's tasks read, by path in the input.
+        self._sources: dict[str, tuple[int, str]] = {}
 
     def write_table(
         self,
@@ -104,21 +82,43 @@ class RayEngine:
         first_id: int,
         options: ReadOptions,
     ) -> tuple[list[Fragment], list[FileEntry]]:
-        """The rows of ``path`` as fragments numbered from ``first_id``, files in the cache."""
+        """The rows of ``path`` as fragments numbered from ``first_id``; their files on the
+        default remote (when it is one the nodes can reach) or in the cache."""
         ray = self._connect()
         workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         shards = plan(path, converter, workers)
+        remote = remote_destination(repo)
         with repo.cache.staging(".ray") as run:
-            results = _run(ray, converter.format, path, shards, schema, run, workers, options)
+            destinations = [Destination(str(run / f"shard-{s.index}"), remote) for s in shards]
+            job = _Job(converter.format, str(path), path.name, schema, options.skip_bad)
+            results = _run(ray, job, shards, destinations, workers)
             metadata: list[str] = []
             entries: list[FileEntry] = []
-            for shard, result in zip(shards, results, strict=True):
-                placed = [FileEntry(*f) for f in result.files]
-                repo.cache.place(run / f"shard-{shard.index}", placed)
+            for destination, result in zip(destinations, results, strict=True):
+                written = [FileEntry(*f) for f in result.files]
+                if remote is None:
+                    repo.cache.place(Path(destination.stage), written)
                 metadata += result.fragments
-                entries += placed
+                entries += written
                 options.skipped += result.skipped
+                self._sources.update({rel: (size, sha) for rel, size, sha in result.sources})
         return numbered(metadata, first_id), entries
+
+    def source_listing(self, path: Path) -> list[tuple[str, int, str]]:
+        """(path, size, sha256) of every file of ``path`` as ``sha256_listing`` gives them, from
+        the digests the tasks returned for what they read; only files no task read (not part of
+        the rows: a README beside the images) are read here. For a file: its one entry."""
+        known = self._sources
+        if not path.is_dir():
+            size, sha = known.get(path.name) or (path.stat().st_size, sha256_file(path))
+            return [(path.name, size, sha)]
+        files = [(p.relative_to(path).as_posix(), p) for p in tree_files(path)]
+        unread = [p for rel, p in files if rel not in known]
+        hashed = dict(zip(unread, sha256_files(unread), strict=True))
+        return [
+            (rel, *known[rel]) if rel in known else (rel, p.stat().st_size, hashed[p])
+            for rel, p in files
+        ]
 
     def _connect(self) -> Any:
         ray = import_ray()
@@ -179,15 +179,22 @@ def plan(path: Path, converter: DatasetConverter, workers: int) -> list[Shard]:
     return [Shard(n, len(kept), tuple(g)) for n, g in enumerate(kept)]
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every task of one add is given: the input's format and location (``where`` names it
+    in messages), the schema to write, and ``fetch_units`` for an input in object storage (a
+    shard's units -> the callable that brings them to the node, see ``convert_shard``)."""
+
+    format: str
+    root: str
+    where: str
+    schema: pa.Schema
+    skip_bad: bool
+    fetch_units: Callable[[tuple[str, ...] | None], Any] | None = None
+
+
 def _run(
-    ray: Any,
-    format: str,
-    root: Path,
-    shards: list[Shard],
-    schema: pa.Schema,
-    run: Path,
-    workers: int,
-    options: ReadOptions,
+    ray: Any, job: _Job, shards: list[Shard], destinations: list[Destination], workers: int
 ) -> list[ShardResult]:
     """Every shard converted, at most ``workers`` at once; on the first failure the others are
     cancelled and MregError names the shard."""
@@ -198,8 +205,11 @@ def _run(
     while waiting or running:
         while waiting and len(running) < workers:
             shard = waiting.pop(0)
-            stage = str(run / f"shard-{shard.index}")
-            ref = task.remote(format, str(root), shard.units, schema, stage, options.skip_bad)
+            fetch = job.fetch_units(shard.units) if job.fetch_units else None
+            destination = destinations[shard.index]
+            ref = task.remote(
+                job.format, job.root, shard.units, job.schema, destination, job.skip_bad, fetch
+            )
             running[ref] = shard
         ready, _ = ray.wait(list(running), num_returns=1)
         shard = running.pop(ready[0])
@@ -208,44 +218,29 @@ def _run(
         except ray.exceptions.RayError as error:
             for ref in running:
                 ray.cancel(ref, force=True)
-            raise _shard_error(shard, root, error) from None
+            raise _shard_error(shard, job.where, error) from None
     return [results[shard.index] for shard in shards]
 
 
-def _shard_error(shard: Shard, root: Path, error: Exception) -> MregError:
+def _shard_error(shard: Shard, where: str, error: Exception) -> MregError:
     cause = getattr(error, "cause", None)
-    where = shard.describe(root)
+    what = shard.describe(where)
     hint = "nothing was recorded; fix the input, then run the same `mreg add` again"
     if isinstance(cause, MregError):
-        return MregError(f"{where}: {cause.message}", hint=cause.hint or hint)
-    return MregError(f"{where} failed on the Ray cluster: {one_line(cause or error)}", hint=hint)
+        return MregError(f"{what}: {cause.message}", hint=cause.hint or hint)
+    return MregError(f"{what} failed on the Ray cluster: {one_line(cause or error)}", hint=hint)
 
 
-def convert_shard(
-    format: str,
-    root: str,
-    units: tuple[str, ...] | None,
-    schema: pa.Schema,
-    stage: str,
-    skip_bad: bool,
-) -> ShardResult:
-    """The Ray task: the rows of ``units`` of ``root`` written as Lance data files under
-    ``stage``, each hashed there."""
-    converter: Any = converters.get(format)
-    folder = Path(stage)
-    folder.mkdir(parents=True)
-    options = ReadOptions(skip_bad=skip_bad, scratch=folder.parent)
-    source = Path(root)
-    if units is None:
-        reader = converter.read(source, options)
-    else:
-        reader = converter.read_files(source, list(units), options)
-    metadata = stage_fragments(reader, folder, schema)
-    relpaths = sorted(staged_files(folder))
-    paths = [folder / relpath for relpath in relpaths]
-    digests = sha256_files(paths)
-    files = [
-        (relpath, p.stat().st_size, digest)
-        for relpath, p, digest in zip(relpaths, paths, digests, strict=True)
-    ]
-    return ShardResult(metadata, files, list(options.skipped))
+def remote_destination(repo: Repo) -> RemoteConfig | None:
+    """The default remote, with the credentials resolved here, when tasks write straight to it:
+    an object store or SSH server the nodes reach themselves. None (the cache) when there is no
+    default remote, or it is a local folder or read-only HTTP. Probed first, so that a remote
+    that does not answer is one line here rather than an error in every task."""
+    name = repo.config.default_remote_name()
+    if name is None:
+        return None
+    remote = repo.remote(name)
+    if remote.kind in ("local", "http"):
+        return None
+    probe(remote, repo.root)
+    return portable(remote)
