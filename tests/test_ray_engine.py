@@ -253,6 +253,72 @@ def test_a_failed_add_leaves_orphans_on_the_remote_that_gc_removes_and_a_re_run_
     assert collected.stdout.startswith("0 file(s)")
 
 
+def upload_folder(seaweed, bucket: str, folder: Path, prefix: str) -> str:  # type: ignore[no-untyped-def]
+    """Every file of ``folder`` uploaded under ``prefix``; the s3:// URL of that prefix."""
+    client = seaweed.client()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    return f"s3://{bucket}/{prefix}"
+
+
+def same_manifest_from_s3(local: dict, from_s3: dict, url: str) -> None:
+    """A local add's manifest but for the fragments and the source URL, which it records."""
+    assert from_s3["source"].pop("url") == url
+    same_manifest_but_fragments(local, from_s3)
+
+
+@pytest.mark.slow
+def test_an_s3_prefix_of_images_added_through_ray_has_the_rows_of_a_local_add_and_a_clone_pulls_it(
+    repo, run, cluster, s3_remote, seaweed, s3_bucket, tmp_path, monkeypatch
+):
+    images = make_images(tmp_path / "photos", 300)
+    url = upload_folder(seaweed, s3_bucket, images, "sources/photos")
+    shutil.copytree(images, repo / "local")
+    assert run("add", "local").exit_code == 0
+    result = run("add", url, "--engine", "ray", "--workers", "2")
+    assert result.exit_code == 0, result.stderr
+    assert "300 rows" in result.stdout
+    assert not (repo / "photos").exists()  # the data went from S3 to the remote, not here
+    assert len(manifest(repo, "photos")["lance"]["fragments"]) >= 2
+    same_manifest_from_s3(manifest(repo, "local"), manifest(repo, "photos"), url)
+    commit_all(repo, "photos from s3")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    assert run("pull", "photos").exit_code == 0
+    assert run("verify", "photos").exit_code == 0
+    assert rows("photos").equals(mreg.Repo(repo).open("local").to_table())
+    pulled = sorted(p.relative_to(clone / "photos") for p in (clone / "photos").rglob("*.png"))
+    assert pulled == sorted(p.relative_to(images) for p in images.rglob("*.png"))
+    assert all(
+        (clone / "photos" / rel).read_bytes() == (images / rel).read_bytes() for rel in pulled
+    )
+
+
+@pytest.mark.slow
+def test_an_s3_prefix_of_parquet_files_added_through_ray_at_a_path_has_the_rows_of_a_local_add(
+    repo, run, cluster, s3_remote, seaweed, s3_bucket, tmp_path
+):
+    table = make_parquet_dir(tmp_path / "table", 40_000)
+    url = upload_folder(seaweed, s3_bucket, table, "exports/2024/table")
+    shutil.copytree(table, repo / "local")
+    assert run("add", "local").exit_code == 0
+    (repo / "data").mkdir()
+    result = run("add", f"{url}/", "data/events", "--name", "events", "--engine", "ray")
+    assert result.exit_code == 0, result.stderr
+    recorded = manifest(repo / "data", "events")
+    assert recorded["name"] == "events"
+    same_manifest_from_s3(manifest(repo, "local"), recorded, f"{url}/")
+    assert rows("events").equals(rows("local"))
+
+
+def test_an_s3_source_without_the_ray_engine_is_refused_in_one_line(repo, run):
+    result = run("add", "s3://bucket/photos")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "s3://bucket/photos is in object storage", "--engine ray")
+    assert not list(repo.glob("*.mreg.toml"))
+
+
 def test_engine_ray_with_a_model_is_refused_in_one_line(repo, run, cluster):
     from conftest import make_safetensors
 

@@ -71,7 +71,7 @@ class RayEngine:
         self.address = address
         self.workers = workers
         # (size, sha256) of each source file the last run's tasks read, by path in the input.
-        self._sources: dict[str, tuple[int, str]] = {}
+        self.sources: dict[str, tuple[int, str]] = {}
 
     def write_table(
         self,
@@ -84,14 +84,22 @@ class RayEngine:
     ) -> tuple[list[Fragment], list[FileEntry]]:
         """The rows of ``path`` as fragments numbered from ``first_id``; their files on the
         default remote (when it is one the nodes can reach) or in the cache."""
-        ray = self._connect()
-        workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        shards = plan(path, converter, workers)
+        shards = plan(path, converter, self.worker_count())
+        job = Job(converter.format, str(path), path.name, schema, options.skip_bad)
+        metadata, entries = self.convert(repo, job, shards, options)
+        return numbered(metadata, first_id), entries
+
+    def convert(
+        self, repo: Repo, job: Job, shards: list[Shard], options: ReadOptions
+    ) -> tuple[list[str], list[FileEntry]]:
+        """Every shard of ``job`` converted by a task: the fragments' metadata in row order and
+        the data files, placed where the version's data go; the sources' digests kept for
+        ``source_listing``, what the tasks skipped added to ``options.skipped``."""
+        ray = self.connect()
         remote = remote_destination(repo)
         with repo.cache.staging(".ray") as run:
             destinations = [Destination(str(run / f"shard-{s.index}"), remote) for s in shards]
-            job = _Job(converter.format, str(path), path.name, schema, options.skip_bad)
-            results = _run(ray, job, shards, destinations, workers)
+            results = _run(ray, job, shards, destinations, self.worker_count())
             metadata: list[str] = []
             entries: list[FileEntry] = []
             for destination, result in zip(destinations, results, strict=True):
@@ -101,14 +109,14 @@ class RayEngine:
                 metadata += result.fragments
                 entries += written
                 options.skipped += result.skipped
-                self._sources.update({rel: (size, sha) for rel, size, sha in result.sources})
-        return numbered(metadata, first_id), entries
+                self.sources.update({rel: (size, sha) for rel, size, sha in result.sources})
+        return metadata, entries
 
     def source_listing(self, path: Path) -> list[tuple[str, int, str]]:
         """(path, size, sha256) of every file of ``path`` as ``sha256_listing`` gives them, from
         the digests the tasks returned for what they read; only files no task read (not part of
         the rows: a README beside the images) are read here. For a file: its one entry."""
-        known = self._sources
+        known = self.sources
         if not path.is_dir():
             size, sha = known.get(path.name) or (path.stat().st_size, sha256_file(path))
             return [(path.name, size, sha)]
@@ -120,7 +128,12 @@ class RayEngine:
             for rel, p in files
         ]
 
-    def _connect(self) -> Any:
+    def worker_count(self) -> int:
+        """``workers``, or one per CPU of the cluster."""
+        return self.workers or max(1, int(self.connect().cluster_resources().get("CPU", 1)))
+
+    def connect(self) -> Any:
+        """The ``ray`` module, connected to the cluster (started, with no address)."""
         ray = import_ray()
         if not ray.is_initialized():
             local = self.address is None
@@ -161,13 +174,17 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def plan(path: Path, converter: DatasetConverter, workers: int) -> list[Shard]:
-    """Contiguous shards of the input's units, in row order, of about equal bytes: at least two
-    per worker (so a slow shard does not leave the others idle), about SHARD_BYTES each."""
+    """The shards of a local input: one for a format that cannot be split, else ``split``."""
     lister = getattr(converter, "shard_units", None)
     if lister is None or not path.is_dir():
         return [Shard(0, 1, None)]
     units: list[str] = lister(path)
-    sizes = [(path / unit).stat().st_size for unit in units]
+    return split(units, [(path / unit).stat().st_size for unit in units], workers)
+
+
+def split(units: list[str], sizes: list[int], workers: int) -> list[Shard]:
+    """Contiguous shards of ``units``, in row order, of about equal bytes: at least two per
+    worker (so a slow shard does not leave the others idle), about SHARD_BYTES each."""
     total = sum(sizes)
     count = min(len(units), max(2 * workers, -(-total // SHARD_BYTES)))
     groups: list[list[str]] = [[] for _ in range(count)]
@@ -180,7 +197,7 @@ def plan(path: Path, converter: DatasetConverter, workers: int) -> list[Shard]:
 
 
 @dataclass(frozen=True)
-class _Job:
+class Job:
     """What every task of one add is given: the input's format and location (``where`` names it
     in messages), the schema to write, and ``fetch_units`` for an input in object storage (a
     shard's units -> the callable that brings them to the node, see ``convert_shard``)."""
@@ -194,7 +211,7 @@ class _Job:
 
 
 def _run(
-    ray: Any, job: _Job, shards: list[Shard], destinations: list[Destination], workers: int
+    ray: Any, job: Job, shards: list[Shard], destinations: list[Destination], workers: int
 ) -> list[ShardResult]:
     """Every shard converted, at most ``workers`` at once; on the first failure the others are
     cancelled and MregError names the shard."""
