@@ -22,6 +22,7 @@ import pytest
 from conftest import assert_one_line_error, commit_all, git
 
 import mreg
+import mreg.repo.add as add_module
 
 ray = pytest.importorskip("ray")
 
@@ -88,11 +89,16 @@ def same_manifest_but_fragments(local: dict, distributed: dict) -> None:
 
 @pytest.mark.slow
 def test_an_image_folder_added_through_ray_has_the_rows_and_manifest_of_a_local_add(
-    repo, run, cluster
+    repo, run, cluster, monkeypatch
 ):
     make_images(repo / "local", 5000)
     shutil.copytree(repo / "local", repo / "distributed")
     assert run("add", "local").exit_code == 0
+
+    def unread(*args: object) -> None:
+        raise AssertionError("the driver hashed the sources: the tasks return their digests")
+
+    monkeypatch.setattr(add_module, "sha256_listing", unread)
     result = run("add", "distributed", "--engine", "ray", "--workers", "2")
     assert result.exit_code == 0, result.stderr
     assert "5,000 rows" in result.stdout
@@ -148,7 +154,12 @@ def test_a_failing_shard_is_named_nothing_is_recorded_and_a_re_run_succeeds(repo
 
 
 @pytest.mark.slow
-def test_append_through_ray_adds_the_batch_rows_after_the_old_ones(repo, run, cluster, tmp_path):
+@pytest.mark.parametrize("data", ["cache", "s3 remote"])
+def test_append_through_ray_adds_the_batch_rows_after_the_old_ones(
+    repo, run, cluster, tmp_path, data, request
+):
+    if data == "s3 remote":  # the rows are on the remote only: the rewrite fetches them
+        request.getfixturevalue("s3_remote")
     make_parquet_dir(repo / "table", 40_000)
     assert run("add", "table", "--engine", "ray").exit_code == 0
     batch = tmp_path / "batch"
