@@ -8,19 +8,26 @@ file with its sha256, and the cache and remotes are content stores of data files
 needs from a worker is exactly what ``lance.fragment.write_fragments`` gives (data files and
 fragment metadata, uncommitted), plus the sha256 of each file hashed where it was written. So:
 
-* the driver lists the input's units (image files, Parquet files) in the order a local add reads
-  them, and cuts them into contiguous shards of about ``SHARD_BYTES`` (at least two per
-  worker). Formats that cannot be split (a single CSV, JSONL or text file, a ``datasets``
-  folder) are one shard, converted by one task;
-* each task reads its shard with the format's own converter, writes Lance data files into a
-  staging folder beside the cache (``.mreg/tmp``; the cluster's nodes must share it), hashes
-  them, and returns the fragments' metadata, the files' sizes and sha256;
+* the driver lists the input's units (image files, Parquet files; for an ``s3://`` source, its
+  objects: see ``mreg.ray.s3_source``) in the order a local add reads them, and cuts them into
+  contiguous shards of about ``SHARD_BYTES`` (at least two per worker). Formats that cannot be
+  split (a single CSV, JSONL or text file, a ``datasets`` folder) are one shard, converted by one
+  task. The driver reads no source data (only Parquet footers, for the schema);
+* each task (``mreg.ray.shard``) reads its shard with the format's own converter, writes Lance
+  data files, hashes them where they were written, hashes the source files it read, and returns
+  the fragments' metadata, the files' sizes and sha256 and the sources' digests. Where the files
+  go: with an object-store or SSH default remote, the task uploads them straight to it under the
+  keys ``mreg push`` uses (the driver passes the remote's configuration, credentials resolved on
+  the driver, see ``storage.portable``); else into a staging folder beside the cache
+  (``.mreg/tmp``; the cluster's nodes must share it), from which the driver moves them into the
+  cache;
 * the driver numbers the fragments in shard order (so rows come in the same order as a local
   add; only the fragment boundaries differ: at least one fragment per shard instead of one per
-  ~1M rows), moves the files into the cache, and the add writes one manifest, which is the one
-  commit. A failed shard raises before anything reaches the cache: nothing is referenced, the
-  staging folder is removed (or, if the driver dies, cleared by the next mreg run), and a re-run
-  converges on the same rows.
+  ~1M rows), builds the ``[source]`` listing from the tasks' digests (``source_listing``), and
+  the add writes one manifest, which is the one commit. A failed shard raises before the manifest
+  is written: nothing is referenced. Files other shards uploaded are orphans that ``mreg gc
+  --remote`` lists (and deletes once older than ``--older-than``); the staging folder is removed
+  (or, if the driver dies, cleared by the next mreg run); a re-run converges on the same rows.
 """
 
 from __future__ import annotations
