@@ -330,6 +330,31 @@ def test_an_s3_source_without_the_ray_engine_is_refused_in_one_line(repo, run):
     assert not list(repo.glob("*.mreg.toml"))
 
 
+@pytest.mark.parametrize(
+    ("objects", "target", "message"),
+    [
+        ({"a.png": "images", "notes.txt": "text"}, None, "is not a folder of images or of Parquet"),
+        ({}, None, "holds no objects"),
+        ({"a.png": "images"}, "taken", "taken exists"),
+    ],
+)
+def test_a_bad_s3_source_is_refused_in_one_line_and_nothing_is_written(
+    repo, run, s3_remote, seaweed, s3_bucket, objects, target, message
+):
+    client = seaweed.client()
+    for key, text in objects.items():
+        client.put_object(Bucket=s3_bucket, Key=f"in/{key}", Body=text.encode())
+    (repo / "taken").write_text("mine")
+    before = remote_objects(seaweed, s3_bucket)
+    args = [f"s3://{s3_bucket}/in", *([target] if target else []), "--engine", "ray"]
+    result = run("add", *args)
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, message)
+    assert not list(repo.rglob("*.mreg.toml"))
+    assert (repo / "taken").read_text() == "mine"
+    assert remote_objects(seaweed, s3_bucket) == before
+
+
 def test_engine_ray_with_a_model_is_refused_in_one_line(repo, run, cluster):
     from conftest import make_safetensors
 
