@@ -87,6 +87,19 @@ def same_manifest_but_fragments(local: dict, distributed: dict) -> None:
     assert local == distributed
 
 
+def pulled_in_a_clone(repo: Path, run, tmp_path: Path, monkeypatch, name: str | None) -> Path:  # type: ignore[no-untyped-def]
+    """Commit the work tree, clone it, and in the clone (now the current folder) pull and verify
+    ``name`` (None: everything); the clone's root."""
+    commit_all(repo, "data")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    targets = [name] if name else []
+    assert run("pull", *targets).exit_code == 0
+    assert run("verify", *targets).exit_code == 0
+    return clone
+
+
 @pytest.mark.slow
 def test_an_image_folder_added_through_ray_has_the_rows_and_manifest_of_a_local_add(
     repo, run, cluster, monkeypatch
@@ -122,12 +135,7 @@ def test_a_parquet_folder_added_through_ray_has_the_rows_of_a_local_add_and_a_cl
     assert table.equals(rows("local"))
     same_manifest_but_fragments(manifest(repo, "local"), manifest(repo, "distributed"))
     assert run("push").exit_code == 0
-    commit_all(repo, "two tables")
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(repo), str(clone))
-    monkeypatch.chdir(clone)
-    assert run("pull").exit_code == 0
-    assert run("verify").exit_code == 0
+    clone = pulled_in_a_clone(repo, run, tmp_path, monkeypatch, None)
     assert (
         pq.read_table(clone / "distributed")
         .sort_by("id")
@@ -219,12 +227,7 @@ def test_with_an_s3_remote_the_tasks_write_the_version_there_and_a_clone_pulls_i
     pushed = run("push", "distributed")
     assert pushed.exit_code == 0, pushed.stderr
     assert pushed.stdout.startswith("pushed 0 file(s)")
-    commit_all(repo, "two tables")
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(repo), str(clone))
-    monkeypatch.chdir(clone)
-    assert run("pull", "distributed").exit_code == 0
-    assert run("verify", "distributed").exit_code == 0
+    clone = pulled_in_a_clone(repo, run, tmp_path, monkeypatch, "distributed")
     assert (
         pq.read_table(clone / "distributed")
         .sort_by("id")
@@ -292,12 +295,7 @@ def test_an_s3_prefix_of_images_added_through_ray_has_the_rows_of_a_local_add_an
     assert not (repo / "photos").exists()  # the data went from S3 to the remote, not here
     assert len(manifest(repo, "photos")["lance"]["fragments"]) >= 2
     same_manifest_from_s3(manifest(repo, "local"), manifest(repo, "photos"), url)
-    commit_all(repo, "photos from s3")
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(repo), str(clone))
-    monkeypatch.chdir(clone)
-    assert run("pull", "photos").exit_code == 0
-    assert run("verify", "photos").exit_code == 0
+    clone = pulled_in_a_clone(repo, run, tmp_path, monkeypatch, "photos")
     assert rows("photos").equals(mreg.Repo(repo).open("local").to_table())
     pulled = sorted(p.relative_to(clone / "photos") for p in (clone / "photos").rglob("*.png"))
     assert pulled == sorted(p.relative_to(images) for p in images.rglob("*.png"))

@@ -92,6 +92,29 @@ def _add(
     source = source_config(repo, url)
     objects = list_objects(source)
     format, units = _units(url, objects, format)
+    target, previous, name = _place(repo, url, path, name)
+    fetch = partial(Fetch, portable(source))
+    schema = _schema(engine, format, fetch(tuple(units[:1])), url)
+    shards = split(units, [objects[u] for u in units], engine.worker_count())
+    options = ReadOptions(skip_bad=skip_bad)
+    job = Job(format, url, url.rstrip("/"), schema, skip_bad, fetch)
+    metadata, entries = engine.convert(repo, job, shards, options)
+    skipped = set(options.skipped)
+    listing = [(u, *engine.sources[u]) for u in units if u not in skipped]
+    kept_meta = previous.meta if previous else {}
+    manifest = _manifest(name, target.name, url, format, listing, schema, metadata, entries)
+    manifest = replace(manifest, meta=dict(sorted({**kept_meta, **meta}.items())))
+    manifest_rel = repo.relpath(target) + manifests.SUFFIX
+    manifests.write(repo.root / manifest_rel, manifest)
+    ignore_in_git(repo.root, repo.relpath(target))
+    new_bytes = sum(f.size for f in entries)
+    return AddResult(manifest, manifest_rel, True, new_bytes, skipped=tuple(options.skipped))
+
+
+def _place(
+    repo: Repo, url: str, path: str | None, name: str | None
+) -> tuple[Path, Manifest | None, str]:
+    """Where the manifest goes (a path where no file is), the version it replaces, the name."""
     target = repo.path_in_work_tree(path or _default_path(url))
     if target.exists():
         raise UsageError(
@@ -106,19 +129,25 @@ def _add(
     for other_rel, other in tracked.items():
         if other.name == name and other_rel != manifest_rel:
             raise NameConflict(f"the name '{name}' is already used by {other_rel}")
-    fetch = partial(Fetch, portable(source))
-    schema = _schema(engine, format, fetch(tuple(units[:1])), url)
-    shards = split(units, [objects[u] for u in units], engine.worker_count())
-    options = ReadOptions(skip_bad=skip_bad)
-    job = Job(format, url, url.rstrip("/"), schema, skip_bad, fetch)
-    metadata, entries = engine.convert(repo, job, shards, options)
-    skipped = set(options.skipped)
-    listing = [(u, *engine.sources[u]) for u in units if u not in skipped]
+    return target, previous, name
+
+
+def _manifest(
+    name: str,
+    path: str,
+    url: str,
+    format: str,
+    listing: list[tuple[str, int, str]],
+    schema: pa.Schema,
+    metadata: list[str],
+    entries: list[FileEntry],
+) -> Manifest:
+    """The version's manifest: the rows the tasks wrote, the sources they hashed."""
     fragments = numbered(metadata, 0)
-    manifest = Manifest(
+    return Manifest(
         name=name,
         kind="dataset",
-        path=target.name,
+        path=path,
         source=Source(
             format,
             sum(size for _, size, _ in listing),
@@ -132,12 +161,7 @@ def _add(
         fragments=tuple(fragments),
         files=tuple(sorted(entries, key=lambda f: f.path)),
         columns=tuple(ColumnInfo(f.name, str(f.type)) for f in schema),
-        meta=dict(sorted({**(previous.meta if previous else {}), **meta}.items())),
     )
-    manifests.write(repo.root / manifest_rel, manifest)
-    ignore_in_git(repo.root, manifest_rel.removesuffix(manifests.SUFFIX))
-    new_bytes = sum(f.size for f in entries)
-    return AddResult(manifest, manifest_rel, True, new_bytes, skipped=tuple(options.skipped))
 
 
 def source_config(repo: Repo, url: str) -> RemoteConfig:
