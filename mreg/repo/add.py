@@ -43,7 +43,13 @@ class Engine(Protocol):
         options: ReadOptions,
     ) -> tuple[list[Fragment], list[FileEntry]]:
         """The rows of ``path`` as Lance fragments numbered from ``first_id``, in the order a
-        local read gives them, their data files in the cache; nothing referenced on failure."""
+        local read gives them, their data files in the cache or on the default remote;
+        nothing referenced on failure."""
+        ...
+
+    def source_listing(self, path: Path) -> list[tuple[str, int, str]]:
+        """After ``write_table``: what ``sha256_listing(path)`` gives (a file: its one entry),
+        from the digests taken where the sources were read."""
         ...
 
 
@@ -196,12 +202,14 @@ def _overwrite(
     # A folder's files are listed (path, size, sha256) for `mreg diff`, in the same pass that
     # hashes the folder; opaque folders list them in their restore info already.
     listed = source_path.is_dir() and converter.format != converters.OPAQUE_DIR
+    # An engine's tasks hash the sources they read: this process does not read them.
+    hashed_by_engine = engine is not None and not companions
     with ThreadPoolExecutor(1, thread_name_prefix="mreg-source-hash") as hasher:
-        if listed:
+        if listed and not hashed_by_engine:
             listing = hasher.submit(sha256_listing, source_path)
         hashing = (
             hasher.submit(repo.workspace_digest, relpath, companions)
-            if sha is None and not listed
+            if sha is None and not listed and not hashed_by_engine
             else None
         )
         # Unchanged tensors keep the fragments of the previous version, or of another model.
@@ -210,7 +218,14 @@ def _overwrite(
         converted = _convert(repo, converter, source_path, previous, donors, options, engine)
         if hashing is not None:
             sha = hashing.result() or ""
-        files = listing.result() if listed else []
+        if hashed_by_engine:
+            files = cast(Engine, engine).source_listing(source_path)
+            if not listed and sha is None:
+                sha = files[0][2]
+                repo.state.remember_sha256(relpath, sha)
+            files = files if listed else []
+        else:
+            files = listing.result() if listed else []
     if listed and sha is None:
         sha = tree_digest(files)
         repo.state.remember_sha256(relpath, sha)
@@ -318,9 +333,13 @@ def _rewrite_artifact(repo: Repo, manifest_rel: str, grown: Manifest) -> Manifes
     with that file's digest. The manifest is written once, after the new file is complete and
     before it replaces the old one: a kill leaves both old, or the new manifest (whose
     ``appended`` digest makes the re-run finish the rewrite instead of appending again)."""
+    from mreg.repo import Target
     from mreg.repo.checkout import Restoration
+    from mreg.repo.fetch import fetch_manifests
 
     ignore_in_git(repo.root, manifest_rel.removesuffix(manifests.SUFFIX))
+    if repo.cache.missing(grown.files):  # a Ray add wrote its rows to the default remote only
+        fetch_manifests(repo, [Target(manifest_rel, grown)], remote=None, jobs=8)
     recorded: list[Manifest] = []
 
     def record(built: Path, digest: str) -> None:
