@@ -83,19 +83,20 @@ def bench_download(root: Path, url: str, size_mib: int, s3: str | None) -> dict[
 
     client = mreg.Client(url, WRITER)
     timings = {}
+    downloaded = root.parent / "downloaded.safetensors"
     for round_name in ("rest_first_s", "rest_s"):
-        target = root.parent / f"{round_name}.safetensors"
+        downloaded.unlink(missing_ok=True)
         start = time.perf_counter()
-        client.download("big", target)
+        client.download("big", downloaded)
         timings[round_name] = time.perf_counter() - start
-        target.unlink()
     clone = root.parent / "clone"
     sh(root.parent, "git", "clone", "-q", str(root), str(clone))
     start = time.perf_counter()
     sh(clone, *MREG, "pull", "big")
     timings["pull_s"] = time.perf_counter() - start
     if s3 is not None:
-        timings.update(presigned(root, clone / "big.safetensors", s3))
+        timings.update(presigned(root, downloaded, s3))
+    downloaded.unlink()
     mb = size_mib * 1.048576
     rates = {f"{k[:-2]}_MBps": mb / v for k, v in timings.items() if k != "upload_once_s"}
     return {**timings, **rates}

@@ -2,7 +2,7 @@
 handed over, a broken-off download resumed by Range.
 
 The file is cut into blocks of ``BLOCK`` bytes that ``STREAMS`` threads fetch in order, each
-written in place (``pwrite``) into ``.NAME.SHA.partial`` beside the target. Because blocks are
+written in place into ``.NAME.SHA.partial`` beside the target. Because blocks are
 taken in order, the finished part of the file grows from its start, and a hashing thread
 follows right behind the writers: when the last block lands, the digest is nearly done, with no
 part files to join and no second pass over the bytes. Finished blocks are listed in
@@ -39,27 +39,23 @@ def fetch(http: httpx.Client, url: str, target: Path, size: int, sha256: str) ->
     ledger = partial.with_name(f"{partial.name}.done")
     blocks = [(start, min(start + BLOCK, size)) for start in range(0, size, BLOCK)]
     done = _finished(partial, ledger, size)
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+    with open(partial, "ab") as grown:  # made if absent, kept if a resume
+        grown.truncate(size)
+    hasher = _InOrderHash(partial, blocks, done)
     try:
-        os.ftruncate(fd, size)
-        hasher = _InOrderHash(fd, blocks, done)
         with open(ledger, "a") as log, ThreadPoolExecutor(STREAMS) as pool:
             mark = _marker(log, hasher)
             todo = [(i, block) for i, block in enumerate(blocks) if i not in done]
             try:
-                list(pool.map(lambda job: _block(http, url, fd, job[0], job[1], mark), todo))
+                list(pool.map(lambda job: _block(http, url, partial, job[0], job[1], mark), todo))
             except httpx.TransportError as error:
-                hasher.stop()
                 raise RemoteError(
                     f"the download of {target.name} stopped: {error}",
                     hint="run it again: it resumes where it stopped",
                 ) from None
-            except BaseException:
-                hasher.stop()
-                raise
         digest = hasher.hexdigest()
     finally:
-        os.close(fd)
+        hasher.stop()  # wakes it if it waits for a block that will not come
     if digest != sha256:
         partial.unlink(missing_ok=True)
         ledger.unlink(missing_ok=True)
@@ -93,17 +89,21 @@ def _marker(log: TextIO, hasher: _InOrderHash) -> Callable[[int], None]:
 def _block(
     http: httpx.Client,
     url: str,
-    fd: int,
+    partial: Path,
     index: int,
     bounds: tuple[int, int],
     mark: Callable[[int], None],
 ) -> None:
     start, end = bounds
-    with http.stream("GET", url, headers={"Range": f"bytes={start}-{end - 1}"}) as answer:
+    with (
+        http.stream("GET", url, headers={"Range": f"bytes={start}-{end - 1}"}) as answer,
+        open(partial, "r+b") as out,  # a handle per block: its own position in the file
+    ):
         checked(answer, streamed=True)
+        out.seek(start)
         offset = start
         for chunk in answer.iter_raw(1 << 20):
-            os.pwrite(fd, chunk, offset)
+            out.write(chunk)
             offset += len(chunk)
     if offset != end:
         raise RemoteError(f"the server sent {offset - start:,} of {end - start:,} bytes")
@@ -111,11 +111,11 @@ def _block(
 
 
 class _InOrderHash:
-    """sha256 of the file behind ``fd``, computed on a thread of its own block by block in
-    order, each block as soon as it is written."""
+    """sha256 of the file ``path``, computed on a thread of its own block by block in order,
+    each block as soon as it is written (and flushed: a writer closes its handle first)."""
 
-    def __init__(self, fd: int, blocks: list[tuple[int, int]], done: set[int]) -> None:
-        self._fd = fd
+    def __init__(self, path: Path, blocks: list[tuple[int, int]], done: set[int]) -> None:
+        self._path = path
         self._blocks = blocks
         self._done = set(done)
         self._ready = threading.Condition()
@@ -146,5 +146,7 @@ class _InOrderHash:
                     self._ready.wait()
                 if self._stopped:
                     return
-            for offset in range(start, end, READ):
-                self._digest.update(os.pread(self._fd, min(READ, end - offset), offset))
+            with open(self._path, "rb") as source:
+                source.seek(start)
+                for offset in range(start, end, READ):
+                    self._digest.update(source.read(min(READ, end - offset)))
