@@ -63,10 +63,8 @@ def add(
     ] = None,
 ) -> None:
     """Convert PATH to Lance in the cache and write PATH.mreg.toml beside it."""
-    if kind not in (None, "model", "dataset"):
-        raise UsageError(f"unknown kind '{kind}'", hint="use model or dataset")
-    if mode not in ("overwrite", "append"):
-        raise UsageError(f"unknown mode '{mode}'", hint="use overwrite or append")
+    # Kind, mode and name are checked once, by the library's AddOptions; only the engine, a
+    # name here for an object made here, is the CLI's to check.
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine '{engine}'", hint="use local or ray")
     if engine == "local" and (address is not None or workers is not None):
