@@ -228,12 +228,8 @@ def show(
     json: Json = False,
 ) -> None:
     """Describe one artifact (at a version, a revision, or a registry stage's version)."""
-    if "#" in spec:
-        from mreg.registry.resolution import split_spec
-
-        # A stage is the registry's notion; its version's tag names the same manifest.
-        spec = open_data_manager().info(*split_spec(spec)).tag
-    target = open_repo().show(spec)
+    # Only a stage needs the registry (opening it may set it up); the rest is the work tree's.
+    target = open_data_manager().show(spec) if "#" in spec else open_repo().show(spec)
     m = target.manifest
     if json:
         print_json({"manifest_path": target.manifest_rel, "rev": target.rev, **vars(m)})
