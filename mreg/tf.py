@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from mreg.repo import Repo
-from mreg.torch.decode import image_array, open_image
-from mreg.torch.rows import Row, Rows
+from mreg.torch.decode import image_array
+from mreg.torch.rows import Row, Rows, sample
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -70,21 +70,11 @@ def _tensorflow() -> Any:
 
 
 def _sample(rows: Rows, row: Row, mode: str | None) -> Any:
-    layout = rows.layout
-    image = None
-    if layout.image is not None:
-        image = image_array(open_image(row.image, mode, layout.image, row.index, rows.what))
-    if not layout.as_dict:
-        return image if layout.label is None else (image, row.label)
-    sample = dict(row.values)
-    if layout.image is not None:
-        sample[layout.image] = image
-    if layout.label is not None:
-        sample[layout.label] = row.label
-    return {column: _value(sample[column]) for column in layout.columns}
+    image = image_array(rows.image(row, mode)) if rows.layout.image is not None else None
+    return sample(rows.layout, row, image, row.label, _value)
 
 
-def _value(value: Any) -> Any:
+def _value(column: str, value: Any) -> Any:
     # from_generator wants an array where the signature has dimensions, not a Python list.
     return np.asarray(value) if isinstance(value, list) else value
 
