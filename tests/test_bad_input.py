@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import (
+from helpers import (
     Marker,
     added,
     assert_refused,

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import assert_one_line_error, commit_all, git
+from helpers import assert_one_line_error, commit_all, git
 
 import mreg
 
@@ -183,7 +183,7 @@ def test_ray_dataset_at_an_older_tag_reads_the_older_rows_decoded(repo, run, clu
 
 
 def test_engine_ray_with_a_model_is_refused_in_one_line(repo, run, cluster):
-    from conftest import make_safetensors
+    from helpers import make_safetensors
 
     make_safetensors(repo / "model.safetensors")
     result = run("add", "model.safetensors", "--engine", "ray")

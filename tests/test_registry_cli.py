@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import Marker, added, assert_refused, commit_all, git, make_table, snapshot
+from helpers import Marker, added, assert_refused, commit_all, git, make_table, snapshot
 from registry_models import train
 
 import mreg
