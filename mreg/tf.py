@@ -71,7 +71,7 @@ def _tensorflow() -> Any:
 
 def _sample(rows: Rows, row: Row, mode: str | None) -> Any:
     image = image_array(rows.image(row, mode)) if rows.layout.image is not None else None
-    return sample(rows.layout, row, image, row.label, _value)
+    return sample(rows.layout, row.values, image, row.label, _value)
 
 
 def _value(column: str, value: Any) -> Any:
@@ -83,18 +83,12 @@ def _signature(tf: Any, rows: Rows, mode: str | None) -> Any:
     layout = rows.layout
     image = tf.TensorSpec(shape=(None, None, CHANNELS.get(mode or "")), dtype=tf.uint8)
     label = tf.TensorSpec(shape=(), dtype=tf.int64)
-    if not layout.as_dict:
-        return image if layout.label is None else (image, label)
     schema = rows.reader.dataset.schema
-    specs = {}
-    for column in layout.columns:
-        if column == layout.image:
-            specs[column] = image
-        elif column == layout.label:
-            specs[column] = label
-        else:
-            specs[column] = _spec(tf, schema.field(column).type)
-    return specs
+    types = {}
+    if layout.as_dict:
+        plain = [c for c in layout.columns if c not in (layout.image, layout.label)]
+        types = {column: schema.field(column).type for column in plain}
+    return sample(layout, types, image, label, lambda _, dtype: _spec(tf, dtype))
 
 
 def _spec(tf: Any, dtype: pa.DataType) -> Any:

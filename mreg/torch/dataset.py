@@ -71,7 +71,7 @@ class _LanceRows:
         label: Any = row.label
         if label is not None and self.target_transform is not None:
             label = self.target_transform(label)
-        return sample(self.layout, row, image, label, self._value)
+        return sample(self.layout, row.values, image, label, self._value)
 
     def _value(self, column: str, value: Any) -> Any:
         if column in self.layout.tensor_columns and value is not None:

@@ -10,7 +10,7 @@ helpful message, or train on nothing without a word.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,11 +123,15 @@ class Rows:
 
 
 def sample(
-    layout: Layout, row: Row, image: Any, label: Any, value: Callable[[str, Any], Any]
+    layout: Layout,
+    values: Mapping[str, Any],
+    image: Any,
+    label: Any,
+    value: Callable[[str, Any], Any],
 ) -> Any:
     """A sample as ``layout`` shapes it, in any framework's types: ``image``, ``(image,
     label)``, or a dict of the columns read, where each column other than the image and the
-    label is ``value(column, its value)``."""
+    label is ``value(column, values[column])``. (Or a sample's type, from the columns' types.)"""
     if not layout.as_dict:
         return image if layout.label is None else (image, label)
     shaped: dict[str, Any] = {}
@@ -137,7 +141,7 @@ def sample(
         elif column == layout.label:
             shaped[column] = label
         else:
-            shaped[column] = value(column, row.values[column])
+            shaped[column] = value(column, values[column])
     return shaped
 
 
