@@ -81,13 +81,18 @@ def test_bad_registry_input_is_one_line_and_changes_nothing(repo: Path, run, tmp
     assert (snapshot(repo), git(repo, "tag", "--list")) == before
 
 
-def test_show_name_hash_stage_describes_the_version_now_in_that_stage(
-    repo: Path, run, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def two_versions_first_in_prod(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``clf`` v0.1.0 and v0.1.1 registered, v0.1.0 in stage prod."""
     path = weights(tmp_path / "w.pth", 3)
     assert run("register", path, "--name", "clf").exit_code == 0
     assert run("register", weights(path, 6), "--name", "clf").exit_code == 0
     assert run("stage", "clf", "v0.1.0", "prod").exit_code == 0
+
+
+def test_show_name_hash_stage_describes_the_version_now_in_that_stage(
+    repo: Path, run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    two_versions_first_in_prod(run, tmp_path)
 
     staged = run("show", "clf#prod")
     assert staged.exit_code == 0, staged.stderr
@@ -107,10 +112,7 @@ def test_show_name_hash_stage_describes_the_version_now_in_that_stage(
 def test_python_users_look_up_name_hash_stage_as_the_cli_does(
     repo: Path, run, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    path = weights(tmp_path / "w.pth", 3)
-    assert run("register", path, "--name", "clf").exit_code == 0
-    assert run("register", weights(path, 6), "--name", "clf").exit_code == 0
-    assert run("stage", "clf", "v0.1.0", "prod").exit_code == 0
+    two_versions_first_in_prod(run, tmp_path)
 
     manager = mreg.DataManager(repo)
     staged = manager.show("clf#prod")
