@@ -68,11 +68,7 @@ def add(repo: Repo, path: str | Path, options: AddOptions) -> AddResult:
     source_path = _source_path(repo, path, options.mode)
     if not source_path.exists():
         raise UsageError(f"{path}: no such file or folder")
-    converter = converters.get(options.format) if options.format else converters.detect(source_path)
-    opaque = ""
-    if converter.format in (converters.OPAQUE_FILE, converters.OPAQUE_DIR):
-        opaque = f"--format {options.format}" if options.format else ""
-        opaque = opaque or converters.opaque_reason(source_path)
+    converter, opaque = _converter(source_path, options.format)
     if options.kind and options.kind != converter.kind:
         raise UsageError(
             f"{source_path.name} is a {converter.kind} ({converter.format}), not a {options.kind}"
@@ -93,6 +89,15 @@ def add(repo: Repo, path: str | Path, options: AddOptions) -> AddResult:
     artifact_rel = result.manifest_path.removesuffix(manifests.SUFFIX)
     repo.state.remember_held(artifact_rel, result.manifest, result.manifest.source.sha256)
     return replace(result, skipped=tuple(read.skipped), opaque=opaque)
+
+
+def _converter(source_path: Path, format: str | None) -> tuple[converters.Converter, str]:
+    """The converter of ``format``, else of what the source is; and why the source is tracked
+    as opaque bytes ("" for a format mreg reads)."""
+    converter = converters.get(format) if format else converters.detect(source_path)
+    if converter.format not in (converters.OPAQUE_FILE, converters.OPAQUE_DIR):
+        return converter, ""
+    return converter, f"--format {format}" if format else converters.opaque_reason(source_path)
 
 
 def _source_path(repo: Repo, path: str | Path, mode: Mode) -> Path:
