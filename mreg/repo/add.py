@@ -184,15 +184,7 @@ def _new_version(
             repo, converter, source.path, previous, donors, read, options.engine
         )
         sha, files = hashed()
-    size = source.size
-    if read.skipped and source.path.is_dir():
-        # The artifact is the folder without the skipped files: that is what checkout gives
-        # back, and status shows the work tree (which still holds them) as changed.
-        skipped = set(read.skipped)
-        listed = bool(files)
-        files = [f for f in files if f[0] not in skipped]
-        sha = tree_digest(files) if listed else sha256_tree(source.path, leave_out=skipped)
-        size = path_size(source.path, leave_out=skipped)
+    sha, size, files = _without_skipped(source, sha, files, read.skipped)
     kept_meta = {} if options.replace_meta or previous is None else previous.meta
     manifest = Manifest(
         name=source.name,
@@ -218,6 +210,21 @@ def _new_version(
         info=dict(converted.info),
     )
     return _commit(repo, manifest, source.manifest_rel, converted.new_bytes)
+
+
+def _without_skipped(
+    source: _Source, sha: str, files: Listing, skipped: list[str]
+) -> tuple[str, int, Listing]:
+    """The digest, size and files of a folder without the records a converter skipped: that
+    is what checkout gives back, and status shows the work tree (which still holds them) as
+    changed. A file, or a folder with nothing skipped, as it is."""
+    if not skipped or not source.path.is_dir():
+        return sha, source.size, files
+    left_out = set(skipped)
+    kept = [f for f in files if f[0] not in left_out]
+    # A listed folder's digest comes from its listing; an opaque one is hashed again.
+    sha = tree_digest(kept) if files else sha256_tree(source.path, leave_out=left_out)
+    return sha, path_size(source.path, leave_out=left_out), kept
 
 
 def _hash_later(
