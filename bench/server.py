@@ -6,6 +6,8 @@
 1. download: a ``--size-mib`` model through REST (``mreg.Client.download``, 4 ranged streams)
    vs ``mreg pull`` of the same version in a clone (empty cache) straight from the repository's
    S3 remote (a SeaweedFS server the bench starts on loopback; ``--local-remote``: a folder).
+   With S3, a presigned-URL redirect is measured too: the restored file put in the bucket once,
+   then fetched from S3 by the same client (the alternative to proxying the bytes).
 2. metadata: ``GET /api/v1/models/{name}`` by 16 concurrent clients for ``--seconds`` with
    ``--versions`` registered versions: requests/s, p50, p99.
 3. rows: 100,000 rows as Arrow IPC over REST vs ``mreg.open(...).to_table()`` from the cache.
@@ -71,9 +73,12 @@ def setup(root: Path, size_mib: int, versions: int, s3: str | None) -> None:
     sh(root, *MREG, "push")
 
 
-def bench_download(root: Path, url: str, size_mib: int) -> dict[str, float]:
+def bench_download(root: Path, url: str, size_mib: int, s3: str | None) -> dict[str, float]:
     """The first REST download (the server restores the file from its cache first) and a
-    second one (the restored file served again), against ``mreg pull`` in a fresh clone."""
+    second one (the restored file served again), against ``mreg pull`` in a fresh clone; with
+    S3, also what a redirect to a presigned URL would give: the restored file uploaded to the
+    bucket (what the server would do once per version), then fetched from S3 by the same
+    4-stream client."""
     import mreg
 
     client = mreg.Client(url, WRITER)
@@ -88,10 +93,36 @@ def bench_download(root: Path, url: str, size_mib: int) -> dict[str, float]:
     sh(root.parent, "git", "clone", "-q", str(root), str(clone))
     start = time.perf_counter()
     sh(clone, *MREG, "pull", "big")
-    pull = time.perf_counter() - start
+    timings["pull_s"] = time.perf_counter() - start
+    if s3 is not None:
+        timings.update(presigned(root, clone / "big.safetensors", s3))
     mb = size_mib * 1.048576
-    return {**timings, "pull_s": pull, "rest_MBps": mb / timings["rest_s"],
-            "rest_first_MBps": mb / timings["rest_first_s"], "pull_MBps": mb / pull}  # fmt: skip
+    rates = {f"{k[:-2]}_MBps": mb / v for k, v in timings.items() if k != "upload_once_s"}
+    return {**timings, **rates}
+
+
+def presigned(root: Path, file: Path, endpoint: str) -> dict[str, float]:
+    import boto3
+    import httpx
+
+    from mreg.client import ranged
+    from mreg.hashing import sha256_file
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    start = time.perf_counter()
+    s3.upload_file(str(file), "bench", "served/big.safetensors")
+    upload = time.perf_counter() - start
+    link = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "bench", "Key": "served/big.safetensors"}, ExpiresIn=600
+    )
+    size, digest = file.stat().st_size, sha256_file(file)
+    target = root.parent / "presigned.safetensors"
+    with httpx.Client(timeout=60) as http:
+        start = time.perf_counter()
+        ranged.fetch(http, link, target, size, digest)
+        fetched = time.perf_counter() - start
+    target.unlink()
+    return {"upload_once_s": upload, "presigned_s": fetched}
 
 
 def bench_metadata(url: str, seconds: float, clients: int = 16) -> dict[str, float]:
@@ -156,7 +187,9 @@ def main() -> None:
         setup(root, args.size_mib, args.versions, seaweed.endpoint if seaweed else None)
         with mreg_serve(root) as server:
             results = {
-                "download": bench_download(root, server.url, args.size_mib),
+                "download": bench_download(
+                    root, server.url, args.size_mib, seaweed.endpoint if seaweed else None
+                ),
                 "metadata": bench_metadata(server.url, args.seconds),
                 "rows": bench_rows(root, server.url),
             }
@@ -171,6 +204,10 @@ def main() -> None:
     source = "a local folder" if args.local_remote else "S3 (SeaweedFS on loopback)"
     print(f"download throughput REST/pull from {source}: {ratio:.2f}x (goal 0.8x); ", end="")
     print(f"first download, restore included: {first:.2f}x")
+    if "presigned_MBps" in d:
+        redirect = d["presigned_MBps"] / d["pull_MBps"]
+        print(f"a redirect to a presigned S3 URL would give {redirect:.2f}x, after an upload of "
+              f"{d['upload_once_s']:.1f} s per version (a second copy in the bucket)")  # fmt: skip
     m = results["metadata"]
     rate, p99 = m["req_per_s"], m["p99_ms"]
     print(f"model info: {rate:.0f} req/s (goal 1,000), p99 {p99:.1f} ms (goal 50)")

@@ -22,6 +22,7 @@ import pytest
 from helpers import assert_one_line_error, commit_all, git
 
 import mreg
+import mreg.repo.add as add_module
 
 ray = pytest.importorskip("ray")
 
@@ -86,13 +87,31 @@ def same_manifest_but_fragments(local: dict, distributed: dict) -> None:
     assert local == distributed
 
 
+def pulled_in_a_clone(repo: Path, run, tmp_path: Path, monkeypatch, name: str | None) -> Path:  # type: ignore[no-untyped-def]
+    """Commit the work tree, clone it, and in the clone (now the current folder) pull and verify
+    ``name`` (None: everything); the clone's root."""
+    commit_all(repo, "data")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    targets = [name] if name else []
+    assert run("pull", *targets).exit_code == 0
+    assert run("verify", *targets).exit_code == 0
+    return clone
+
+
 @pytest.mark.slow
 def test_an_image_folder_added_through_ray_has_the_rows_and_manifest_of_a_local_add(
-    repo, run, cluster
+    repo, run, cluster, monkeypatch
 ):
     make_images(repo / "local", 5000)
     shutil.copytree(repo / "local", repo / "distributed")
     assert run("add", "local").exit_code == 0
+
+    def unread(*args: object) -> None:
+        raise AssertionError("the driver hashed the sources: the tasks return their digests")
+
+    monkeypatch.setattr(add_module, "sha256_listing", unread)
     result = run("add", "distributed", "--engine", "ray", "--workers", "2")
     assert result.exit_code == 0, result.stderr
     assert "5,000 rows" in result.stdout
@@ -116,12 +135,7 @@ def test_a_parquet_folder_added_through_ray_has_the_rows_of_a_local_add_and_a_cl
     assert table.equals(rows("local"))
     same_manifest_but_fragments(manifest(repo, "local"), manifest(repo, "distributed"))
     assert run("push").exit_code == 0
-    commit_all(repo, "two tables")
-    clone = tmp_path / "clone"
-    git(tmp_path, "clone", "-q", str(repo), str(clone))
-    monkeypatch.chdir(clone)
-    assert run("pull").exit_code == 0
-    assert run("verify").exit_code == 0
+    clone = pulled_in_a_clone(repo, run, tmp_path, monkeypatch, None)
     assert (
         pq.read_table(clone / "distributed")
         .sort_by("id")
@@ -148,7 +162,12 @@ def test_a_failing_shard_is_named_nothing_is_recorded_and_a_re_run_succeeds(repo
 
 
 @pytest.mark.slow
-def test_append_through_ray_adds_the_batch_rows_after_the_old_ones(repo, run, cluster, tmp_path):
+@pytest.mark.parametrize("data", ["cache", "s3 remote"])
+def test_append_through_ray_adds_the_batch_rows_after_the_old_ones(
+    repo, run, cluster, tmp_path, data, request
+):
+    if data == "s3 remote":  # the rows are on the remote only: the rewrite fetches them
+        request.getfixturevalue("s3_remote")
     make_parquet_dir(repo / "table", 40_000)
     assert run("add", "table", "--engine", "ray").exit_code == 0
     batch = tmp_path / "batch"
@@ -180,6 +199,158 @@ def test_ray_dataset_at_an_older_tag_reads_the_older_rows_decoded(repo, run, clu
     assert old[0]["image"].shape == (8, 8, 3) and old[0]["image"].dtype == np.uint8
     assert sorted({row["label"] for row in old}) == [0, 1, 2, 3]
     assert len(mreg.ray.dataset("photos", columns=["label"]).take_all()) == 96
+
+
+def remote_objects(seaweed, bucket: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Every data object under the s3_remote fixture's prefix, by the path push would use."""
+    prefix = "team/models/"
+    pages = seaweed.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    found = [item for page in pages for item in page.get("Contents", [])]
+    return {item["Key"].removeprefix(prefix): int(item["Size"]) for item in found}
+
+
+@pytest.mark.slow
+def test_with_an_s3_remote_the_tasks_write_the_version_there_and_a_clone_pulls_it(
+    repo, run, cluster, s3_remote, seaweed, s3_bucket, tmp_path, monkeypatch
+):
+    make_parquet_dir(repo / "local", 40_000)
+    shutil.copytree(repo / "local", repo / "distributed")
+    assert run("add", "local").exit_code == 0
+    # The cluster started before the test set AWS_*: the workers get credentials from the driver.
+    result = run("add", "distributed", "--engine", "ray", "--workers", "2")
+    assert result.exit_code == 0, result.stderr
+    files = {f["path"]: f["size"] for f in manifest(repo, "distributed")["lance"]["files"]}
+    assert len(files) >= 2
+    assert remote_objects(seaweed, s3_bucket) == files  # on the remote, and nothing else
+    assert not any((repo / ".mreg" / "cache" / path).exists() for path in files)
+    same_manifest_but_fragments(manifest(repo, "local"), manifest(repo, "distributed"))
+    pushed = run("push", "distributed")
+    assert pushed.exit_code == 0, pushed.stderr
+    assert pushed.stdout.startswith("pushed 0 file(s)")
+    clone = pulled_in_a_clone(repo, run, tmp_path, monkeypatch, "distributed")
+    assert (
+        pq.read_table(clone / "distributed")
+        .sort_by("id")
+        .equals(pq.read_table(repo / "local").sort_by("id"))
+    )
+
+
+@pytest.mark.slow
+def test_a_failed_add_leaves_orphans_on_the_remote_that_gc_removes_and_a_re_run_converges(
+    repo, run, cluster, s3_remote, seaweed, s3_bucket
+):
+    folder = make_images(repo / "photos", 400)
+    broken = folder / "class3" / "00399.png"
+    good = broken.read_bytes()
+    broken.write_bytes(good[:20])
+    # One worker: shard 1/2 is uploaded before shard 2/2 fails.
+    result = run("add", "photos", "--engine", "ray", "--workers", "1")
+    assert_one_line_error(result.stderr, "shard 2/2", "class3/00399.png")
+    assert not (repo / "photos.mreg.toml").exists()
+    orphans = remote_objects(seaweed, s3_bucket)
+    assert orphans  # referenced by no manifest
+    plain = run("gc", "--remote", "s3")  # the grace period spares what a teammate may push
+    assert plain.exit_code == 0
+    assert plain.stdout.startswith("0 file(s)")
+    assert f"{len(orphans)} unreferenced file(s) younger than 7d kept" in plain.stderr
+    listed = run("gc", "--remote", "s3", "--older-than", "0s")
+    assert sorted(listed.stdout.splitlines()[:-1]) == sorted(orphans)
+    assert run("gc", "--remote", "s3", "--older-than", "0s", "--force").exit_code == 0
+    assert remote_objects(seaweed, s3_bucket) == {}
+    broken.write_bytes(good)
+    result = run("add", "photos", "--engine", "ray", "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    files = {f["path"]: f["size"] for f in manifest(repo, "photos")["lance"]["files"]}
+    assert remote_objects(seaweed, s3_bucket) == files
+    assert rows("photos").num_rows == 400
+    collected = run("gc", "--remote", "s3", "--older-than", "0s")
+    assert collected.stdout.startswith("0 file(s)")
+
+
+def upload_folder(seaweed, bucket: str, folder: Path, prefix: str) -> str:  # type: ignore[no-untyped-def]
+    """Every file of ``folder`` uploaded under ``prefix``; the s3:// URL of that prefix."""
+    client = seaweed.client()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    return f"s3://{bucket}/{prefix}"
+
+
+def same_manifest_from_s3(local: dict, from_s3: dict, url: str) -> None:
+    """A local add's manifest but for the fragments and the source URL, which it records."""
+    assert from_s3["source"].pop("url") == url
+    same_manifest_but_fragments(local, from_s3)
+
+
+@pytest.mark.slow
+def test_an_s3_prefix_of_images_added_through_ray_has_the_rows_of_a_local_add_and_a_clone_pulls_it(
+    repo, run, cluster, s3_remote, seaweed, s3_bucket, tmp_path, monkeypatch
+):
+    images = make_images(tmp_path / "photos", 300)
+    url = upload_folder(seaweed, s3_bucket, images, "sources/photos")
+    shutil.copytree(images, repo / "local")
+    assert run("add", "local").exit_code == 0
+    result = run("add", url, "--engine", "ray", "--workers", "2")
+    assert result.exit_code == 0, result.stderr
+    assert "300 rows" in result.stdout
+    assert not (repo / "photos").exists()  # the data went from S3 to the remote, not here
+    assert len(manifest(repo, "photos")["lance"]["fragments"]) >= 2
+    same_manifest_from_s3(manifest(repo, "local"), manifest(repo, "photos"), url)
+    clone = pulled_in_a_clone(repo, run, tmp_path, monkeypatch, "photos")
+    assert rows("photos").equals(mreg.Repo(repo).open("local").to_table())
+    pulled = sorted(p.relative_to(clone / "photos") for p in (clone / "photos").rglob("*.png"))
+    assert pulled == sorted(p.relative_to(images) for p in images.rglob("*.png"))
+    assert all(
+        (clone / "photos" / rel).read_bytes() == (images / rel).read_bytes() for rel in pulled
+    )
+
+
+@pytest.mark.slow
+def test_an_s3_prefix_of_parquet_files_added_through_ray_at_a_path_has_the_rows_of_a_local_add(
+    repo, run, cluster, s3_remote, seaweed, s3_bucket, tmp_path
+):
+    table = make_parquet_dir(tmp_path / "table", 40_000)
+    url = upload_folder(seaweed, s3_bucket, table, "exports/2024/table")
+    shutil.copytree(table, repo / "local")
+    assert run("add", "local").exit_code == 0
+    (repo / "data").mkdir()
+    result = run("add", f"{url}/", "data/events", "--name", "events", "--engine", "ray")
+    assert result.exit_code == 0, result.stderr
+    recorded = manifest(repo / "data", "events")
+    assert recorded["name"] == "events"
+    same_manifest_from_s3(manifest(repo, "local"), recorded, f"{url}/")
+    assert rows("events").equals(rows("local"))
+
+
+def test_an_s3_source_without_the_ray_engine_is_refused_in_one_line(repo, run):
+    result = run("add", "s3://bucket/photos")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "s3://bucket/photos is in object storage", "--engine ray")
+    assert not list(repo.glob("*.mreg.toml"))
+
+
+@pytest.mark.parametrize(
+    ("objects", "target", "message"),
+    [
+        ({"a.png": "images", "notes.txt": "text"}, None, "is not a folder of images or of Parquet"),
+        ({}, None, "holds no objects"),
+        ({"a.png": "images"}, "taken", "taken exists"),
+    ],
+)
+def test_a_bad_s3_source_is_refused_in_one_line_and_nothing_is_written(
+    repo, run, s3_remote, seaweed, s3_bucket, objects, target, message
+):
+    client = seaweed.client()
+    for key, text in objects.items():
+        client.put_object(Bucket=s3_bucket, Key=f"in/{key}", Body=text.encode())
+    (repo / "taken").write_text("mine")
+    before = remote_objects(seaweed, s3_bucket)
+    args = [f"s3://{s3_bucket}/in", *([target] if target else []), "--engine", "ray"]
+    result = run("add", *args)
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, message)
+    assert not list(repo.rglob("*.mreg.toml"))
+    assert (repo / "taken").read_text() == "mine"
+    assert remote_objects(seaweed, s3_bucket) == before
 
 
 def test_engine_ray_with_a_model_is_refused_in_one_line(repo, run, cluster):

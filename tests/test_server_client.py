@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tarfile
 import threading
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from helpers import commit_all, make_safetensors, make_table
 from serve_helpers import WRITER, mreg_serve
 
 import mreg
-from mreg.client import HttpClient, ServerError
+from mreg.client import HttpClient, ServerError, ranged
 from mreg.errors import ModelNotFound
 
 
@@ -74,35 +75,46 @@ def test_a_client_error_carries_the_server_s_message_and_status(served):  # type
     assert caught.value.status == 401
 
 
-def test_a_download_cut_by_a_killed_server_fails_clearly_then_resumes(repo, run, tmp_path):  # type: ignore[no-untyped-def]
+def test_a_download_cut_by_a_killed_server_fails_clearly_then_resumes_the_missing_blocks(
+    repo, run, tmp_path, monkeypatch
+):  # type: ignore[no-untyped-def]
     model = make_safetensors(tmp_path / "big.safetensors", layers=8, width=1024)  # 32 MiB
     assert run("register", model, "--name", "big").exit_code == 0
+    monkeypatch.setattr(ranged, "BLOCK", 4 << 20)  # 8 blocks and a bit
     target = tmp_path / "got.safetensors"
-    with mreg_serve(repo) as server:
-        client = HttpClient(server.url, WRITER)
-        original = client._part
+    original = ranged._block
+    fetched: list[int] = []
 
-        def dying(url, part, bounds):  # type: ignore[no-untyped-def]
-            if part.name.endswith("part0"):
-                original(url, part, bounds)  # this part arrives whole
+    def recorded(http, url, fd, index, bounds, mark):  # type: ignore[no-untyped-def]
+        original(http, url, fd, index, bounds, mark)
+        fetched.append(index)
+
+    monkeypatch.setattr(ranged, "_block", recorded)
+    with mreg_serve(repo) as server:
+        finished = threading.Event()
+
+        def dying(http, url, fd, index, bounds, mark):  # type: ignore[no-untyped-def]
+            if index == 0:
+                recorded(http, url, fd, index, bounds, mark)  # this block arrives whole
                 finished.set()
                 return
             finished.wait(30)
             server.kill()  # the others are cut
-            original(url, part, bounds)
+            recorded(http, url, fd, index, bounds, mark)
 
-        finished = threading.Event()
-
-        client._part = dying  # type: ignore[method-assign]
+        monkeypatch.setattr(ranged, "_block", dying)
         with pytest.raises(mreg.RemoteError, match=r"stopped.*resumes"):
-            client.download("big", target)
+            HttpClient(server.url, WRITER).download("big", target)
     assert not target.exists()
-    kept = [p for p in tmp_path.iterdir() if ".part" in p.name]
-    assert kept, "the parts received so far stay for the resume"
+    kept = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert kept, "the blocks received so far stay for the resume"
+    monkeypatch.setattr(ranged, "_block", recorded)
+    fetched.clear()
     with mreg_serve(repo) as server:
         got = HttpClient(server.url, WRITER).download("big", target)
     assert got.read_bytes() == model.read_bytes()
-    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+    assert 0 not in fetched and len(fetched) == model.stat().st_size // (4 << 20)
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
 def test_the_cli_reads_models_and_pulls_a_version_from_a_server_without_a_clone(
@@ -148,3 +160,26 @@ def test_a_classifier_exported_to_onnx_by_the_server_answers_a_batch_of_16_as_to
     x = torch.randn(16, 64, generator=torch.Generator().manual_seed(16))
     (got,) = onnx.run(None, {onnx.get_inputs()[0].name: x.numpy()})
     np.testing.assert_allclose(got, predict(model, x).numpy(), atol=1e-5)
+
+
+def test_a_folder_downloads_as_one_tar_of_its_files_alike_over_rest_and_grpc(repo, run, tmp_path):  # type: ignore[no-untyped-def]
+    folder = repo / "bundle"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(os.urandom(3 << 20))
+    (folder / "nested" / "notes.txt").write_text("trained on the 5th")
+    before = {
+        p.relative_to(repo).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+    assert run("add", "bundle", "--format", "blob_dir").exit_code == 0
+    commit_all(repo, "bundle")
+    with mreg_serve(repo, grpc=True) as server:
+        over_rest = HttpClient(server.url, WRITER).download("bundle", tmp_path)
+        assert server.grpc_url is not None
+        with mreg.Client(server.grpc_url, WRITER) as client:
+            over_grpc = client.download("bundle", tmp_path / "grpc.tar")
+    assert over_rest.name == "bundle.tar"
+    assert over_rest.read_bytes() == over_grpc.read_bytes()
+    with tarfile.open(over_rest) as archive:
+        members = archive.getmembers()
+        unpacked = {m.name: archive.extractfile(m).read() for m in members if m.isfile()}  # type: ignore[union-attr]
+    assert unpacked == before  # one folder, named as the artifact, holding its files

@@ -75,3 +75,44 @@ def test_a_subscriber_without_a_token_is_turned_away(repo: Path):
             raise AssertionError("connected without a token")
         except websockets.exceptions.WebSocketException as error:
             assert "4401" in str(error) or "403" in str(error)
+
+
+def test_writes_over_grpc_are_announced_to_websocket_subscribers_too(repo: Path, tmp_path: Path):
+    import mreg
+
+    model = make_safetensors(tmp_path / "m.safetensors")
+    with mreg_serve(repo, grpc=True) as server:
+        assert server.grpc_url is not None
+
+        def act() -> None:
+            with mreg.Client(str(server.grpc_url), WRITER) as client:
+                client.register_model("net", model)
+                client.stage("net", "v0.1.0", "prod")
+
+        events = asyncio.run(_events_during(server.url, act, 2))
+    assert events[0]["event"] == "version_registered" and events[0]["author"] == "alice"
+    assert events[1]["event"] == "stage_changed" and events[1]["tag"] == "net#prod#1"
+
+
+def test_a_push_that_fails_after_a_registration_is_announced_and_the_version_kept(
+    repo: Path, run, tmp_path: Path
+) -> None:
+    # A default remote nothing listens on: the version is committed, its push fails.
+    unreachable = ["--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1"]
+    added = run("remote", "add", "origin", "s3://nowhere/x", "--default", *unreachable)
+    assert added.exit_code == 0, added.stderr
+    model = make_safetensors(tmp_path / "m.safetensors")
+    auth = {"Authorization": f"Bearer {WRITER}"}
+    with mreg_serve(repo) as server:
+        answers: list[httpx.Response] = []
+
+        def act() -> None:
+            with open(model, "rb") as f:
+                url = f"{server.url}{API}/models/net/versions"
+                files = {"file": ("m.safetensors", f)}
+                answers.append(httpx.post(url, headers=auth, files=files, timeout=120))
+
+        events = asyncio.run(_events_during(server.url, act, 2))
+    assert answers[0].status_code == 201, answers[0].text
+    assert [e["event"] for e in events] == ["push_failed", "version_registered"]
+    assert events[0]["target"] == "net@v0.1.0" and events[0]["error"]

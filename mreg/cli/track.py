@@ -41,7 +41,11 @@ def init() -> None:
 
 @app.command()
 def add(
-    path: Annotated[str, typer.Argument(help="File to track.")],
+    path: Annotated[str, typer.Argument(help="File to track, or s3://BUCKET/PREFIX (Ray).")],
+    target: Annotated[
+        str | None,
+        typer.Argument(help="s3:// only: where its manifest goes (default: the last segment)."),
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Artifact name.")] = None,
     kind: Annotated[str | None, typer.Option(help="model or dataset (checked).")] = None,
     format: Annotated[str | None, typer.Option("--format", "-f", help="Force a format.")] = None,
@@ -69,22 +73,34 @@ def add(
         raise UsageError(f"unknown engine '{engine}'", hint="use local or ray")
     if engine == "local" and (address is not None or workers is not None):
         raise UsageError("--address and --workers apply to --engine ray")
+    if path.startswith("s3://"):
+        _check_s3_source(path, engine, mode, kind, name)
+    elif target is not None:
+        raise UsageError(f"a second PATH ({target}) is where an s3:// source's manifest goes")
     runner = None
     if engine == "ray":
         from mreg.ray.ingest import RayEngine, import_ray
 
         import_ray()
         runner = RayEngine(address, workers)
-    result = open_repo().add(
-        path,
-        name=name,
-        kind=kind,
-        format=format,
-        mode=cast("Mode", mode),
-        meta=parse_meta(meta),
-        skip_bad=skip_bad,
-        engine=runner,
-    )
+    if path.startswith("s3://"):
+        from mreg.ray.s3_source import add_prefix
+
+        assert runner is not None
+        result = add_prefix(
+            open_repo(), runner, path, target, name, format, parse_meta(meta), skip_bad
+        )
+    else:
+        result = open_repo().add(
+            path,
+            name=name,
+            kind=kind,
+            format=format,
+            mode=cast("Mode", mode),
+            meta=parse_meta(meta),
+            skip_bad=skip_bad,
+            engine=runner,
+        )
     if result.skipped:
         stderr.print(
             f"skipped {len(result.skipped)} unreadable record(s): "
@@ -110,6 +126,21 @@ def add(
             f"{human_size(m.data_size - result.new_bytes)} reused -> {result.manifest_path}"
         )
     stdout.print(f"next: git add {result.manifest_path} && git commit", style="dim")
+
+
+def _check_s3_source(url: str, engine: str, mode: str, kind: str | None, name: str | None) -> None:
+    """An s3:// source is a dataset read by Ray tasks, each downloading its own shard."""
+    from mreg.repo.add_options import check_kind_and_name
+
+    # What AddOptions checks of a local add: an s3:// add makes none.
+    check_kind_and_name(kind, name)
+    if engine != "ray":
+        raise UsageError(
+            f"{url} is in object storage: it is read on a Ray cluster, whose tasks download it",
+            hint=f"mreg add {url} --engine ray (or download it and add the folder)",
+        )
+    if mode != "overwrite" or kind == "model":
+        raise UsageError("an s3:// source adds a new dataset version (--mode overwrite)")
 
 
 def parse_meta(pairs: list[str] | None, stored: bool = True) -> dict[str, str]:

@@ -2,47 +2,37 @@
 names and return types (``ModelEntry``, ``ValidationReport``, ``RegistryStats``...).
 
 ``Client("grpc://host:port")`` gives the gRPC client (``mreg.client.grpc_client``) instead.
-Downloads are parallel ranged GETs into part files beside the target; a re-run resumes each part
-by Range, and the file is handed over only after its sha256 matches the server's ETag.
+Downloads are parallel ranged GETs into one file beside the target (``mreg.client.ranged``); a
+re-run resumes by Range, and the file is handed over only after its sha256 matches the server's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import typing
-from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from mreg.client.answers import ServerError, checked
 from mreg.client.remote import RemoteRegistry
-from mreg.errors import IntegrityError, ModelNotFound, MregError, RemoteError, VersionConflict
+from mreg.errors import MregError
 
 if TYPE_CHECKING:
-    import httpx
     import pyarrow as pa
 
     from mreg.registry.entries import ModelEntry, ModelSummary
     from mreg.registry.stats import RegistryStats
     from mreg.registry.validate import ValidationReport
 
+__all__ = ["Client", "HttpClient", "ServerError"]
+
 API = "/api/v1"
-PARTS = 4
-CHUNK = 1 << 20
 ENV_URL = "MREG_SERVER_URL"
 ENV_TOKEN = "MREG_SERVER_TOKEN"
-
-
-class ServerError(RemoteError):
-    """The server answered with an error: its message and hint, and the HTTP status."""
-
-    def __init__(self, message: str, hint: str | None = None, status: int = 0) -> None:
-        super().__init__(message, hint)
-        self.status = status
 
 
 def Client(url: str, token: str | None = None) -> Any:
@@ -119,26 +109,26 @@ class HttpClient(RemoteRegistry):
             answer = self._http.post(
                 f"{API}/models/{_q(name)}/versions", files={"file": (path.name, f)}, data=fields
             )
-        return from_plain(ModelEntry, _checked(answer).json())
+        return from_plain(ModelEntry, checked(answer).json())
 
     def stage(self, name: str, version: str, stage: str) -> str:
         body = {"version": version, "stage": stage}
         answer = self._http.post(f"{API}/models/{_q(name)}/stages", json=body)
-        return str(_checked(answer).json()["tag"])
+        return str(checked(answer).json()["tag"])
 
     def unstage(self, name: str, stage: str) -> str:
         answer = self._http.delete(f"{API}/models/{_q(name)}/stages/{_q(stage)}")
-        return str(_checked(answer).json()["tag"])
+        return str(checked(answer).json()["tag"])
 
     def deprecate(self, name: str) -> str:
         answer = self._http.post(f"{API}/models/{_q(name)}/deprecate")
-        return str(_checked(answer).json()["tag"])
+        return str(checked(answer).json()["tag"])
 
     def remove_versions(self, name: str, version: str | None = None) -> list[str]:
         """Remove one version (or every one); the tags written. ModelNotFound if none is."""
         params = {"version": version} if version else {}
         answer = self._http.delete(f"{API}/models/{_q(name)}", params=params)
-        return list(_checked(answer).json()["tags"])
+        return list(checked(answer).json()["tags"])
 
     def validate_registry(self, load: bool = True) -> ValidationReport:
         from mreg.registry.validate import ValidationReport
@@ -172,65 +162,26 @@ class HttpClient(RemoteRegistry):
                                   "offset": offset, "limit": limit}  # fmt: skip
         params = {k: v for k, v in params.items() if v not in (None, "")}
         answer = self._http.get(f"{API}/artifacts/{_q(spec)}/rows", params=params)
-        return pa.ipc.open_stream(_checked(answer).content)
+        return pa.ipc.open_stream(checked(answer).content)
 
     def download(self, target: str, path: str | Path = ".") -> Path:
         """The file of ``target`` (``NAME``, ``NAME@vX.Y.Z``, ``NAME#STAGE``) at ``path`` (a
-        folder: under the file's own name), in ``PARTS`` ranged GETs, sha256 checked."""
+        folder: under the file's own name), in parallel ranged GETs, sha256 checked."""
         return self._fetch(f"{API}/artifacts/{_q(target)}/download", Path(path))
 
     def _fetch(self, url: str, path: Path) -> Path:
-        import httpx
+        from mreg.client import ranged
 
         with self._http.stream("GET", url, headers={"Range": "bytes=0-0"}) as head:
-            _checked(head, streamed=True)
+            checked(head, streamed=True)
             size = int(head.headers["content-range"].rsplit("/", 1)[1])
             sha256 = head.headers["x-mreg-sha256"]
             filename = head.headers.get("content-disposition", "").rpartition("filename=")[2]
         target = path / filename.strip('"') if path.is_dir() else path
-        bounds = [(size * i // PARTS, size * (i + 1) // PARTS) for i in range(PARTS)]
-        parts = [target.parent / f".{target.name}.{sha256[:16]}.part{i}" for i in range(PARTS)]
-        try:
-            with ThreadPoolExecutor(PARTS) as pool:
-                list(pool.map(lambda a: self._part(url, *a), zip(parts, bounds, strict=True)))
-        except httpx.TransportError as error:
-            raise RemoteError(
-                f"the download of {target.name} stopped: {error}",
-                hint="run it again: it resumes where it stopped",
-            ) from None
-        digest = hashlib.sha256()
-        for part in parts:
-            with open(part, "rb") as f:
-                while chunk := f.read(CHUNK * 8):
-                    digest.update(chunk)
-        if digest.hexdigest() != sha256:
-            for part in parts:
-                part.unlink(missing_ok=True)
-            raise IntegrityError(f"{target.name}: the download does not match its sha256")
-        with open(parts[0], "ab") as out:
-            for part in parts[1:]:
-                with open(part, "rb") as f:
-                    while chunk := f.read(CHUNK * 8):
-                        out.write(chunk)
-        os.replace(parts[0], target)
-        for part in parts[1:]:
-            part.unlink()
-        return target
-
-    def _part(self, url: str, part: Path, bounds: tuple[int, int]) -> None:
-        start, end = bounds
-        have = part.stat().st_size if part.exists() else 0
-        if start + have >= end:
-            return
-        headers = {"Range": f"bytes={start + have}-{end - 1}"}
-        with self._http.stream("GET", url, headers=headers) as answer:
-            _checked(answer, streamed=True)
-            with open(part, "ab") as out:
-                for chunk in answer.iter_bytes(CHUNK):
-                    out.write(chunk)
+        return ranged.fetch(self._http, url, target, size, sha256)
 
     def _json(self, method: str, path: str, **params: Any) -> Any:
-        return _checked(self._http.request(method, f"{API}{path}", params=params)).json()
+        return checked(self._http.request(method, f"{API}{path}", params=params)).json()
 
     def close(self) -> None:
         self._http.close()
@@ -238,24 +189,6 @@ class HttpClient(RemoteRegistry):
 
 def _q(text: str) -> str:
     return quote(text, safe="@")
-
-
-def _checked(answer: httpx.Response, streamed: bool = False) -> httpx.Response:
-    if answer.status_code < 400:
-        return answer
-    if streamed:
-        answer.read()
-    try:
-        body = answer.json()
-    except ValueError:
-        body = {"error": answer.text[:200]}
-    message, hint = str(body.get("error")), body.get("hint")
-    # The local registry's errors, as the gRPC client gives them (mreg.client.grpc_client).
-    if answer.status_code == 404:
-        raise ModelNotFound(message, hint=hint)
-    if answer.status_code == 409:
-        raise VersionConflict(message, hint=hint)
-    raise ServerError(message, hint, answer.status_code)
 
 
 def from_plain(kind: Any, value: Any) -> Any:

@@ -1,5 +1,6 @@
-"""Ray: convert a dataset on a Ray cluster (``mreg add PATH --engine ray``) and read one exact
-version as a ``ray.data.Dataset`` (``mreg.ray.dataset``).
+"""Ray: convert a dataset on a Ray cluster (``mreg add PATH --engine ray``, or from object
+storage: ``mreg add s3://BUCKET/PREFIX --engine ray``) and read one exact version as a
+``ray.data.Dataset`` (``mreg.ray.dataset``).
 
     import mreg.ray
     train = mreg.ray.dataset("flowers", rev="v1.2.0")     # {"image": HxWxC uint8, "label": int}

@@ -33,10 +33,10 @@ def history_of(
     ``kind``); RegistryError (a ValueError) if ``name`` is of another kind (every version
     tagged is a dataset's, as ``mreg tag`` makes them, or a model's), or if it has no version
     and ``must_exist``. ``folder``: the registry folder, where its manifests are looked for
-    first. Loading one model reads the index but never writes it (a cache shared by many
-    loading processes, or read-only, stays as it is)."""
+    first. What had to be read from git is added to the index, so that registering the
+    1,001st version reads one manifest, not 1,001 (a read-only cache stays as it is)."""
     everything = read_histories(repo, name)
-    known = catalog.registered(repo, folder, everything, save=False, kind=kind)
+    known = catalog.registered(repo, folder, everything, kind=kind)
     if name not in known.histories:
         found = {facts.kind for _, facts in known.manifests.values()} - {kind}
         other = kinds.DATASET if kind == kinds.MODEL else kinds.MODEL

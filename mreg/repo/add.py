@@ -8,22 +8,22 @@ append goes to ``append``; the options are ``AddOptions``, checked when made.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, cast
 
 from mreg import converters
 from mreg.converters.base import DatasetConverter, ReadOptions
 from mreg.errors import NameConflict, UsageError
-from mreg.hashing import path_size, sha256_listing, sha256_tree, tree_digest
+from mreg.hashing import path_size
 from mreg.repo import append, lance_data
 from mreg.repo import manifest as manifests
 from mreg.repo.add_options import AddOptions, AddResult, Engine, Mode
 from mreg.repo.git import ignore_in_git, ignore_line
 from mreg.repo.lance_data import numbered, stage_fragments, staged_files
 from mreg.repo.manifest import FileEntry, Manifest, Source
+from mreg.repo.source_digest import WorkTreeSource, hash_later, without_skipped
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
@@ -40,26 +40,6 @@ __all__ = [
     "stage_fragments",
     "staged_files",
 ]
-
-# A folder's files as (relative path, size, sha256), as hashing.sha256_listing gives them.
-Listing = list[tuple[str, int, str]]
-
-
-@dataclass(frozen=True)
-class _Source:
-    """The path an overwrite tracks, as the work tree has it now, and the name it gets."""
-
-    path: Path
-    relpath: str
-    name: str
-    companions: tuple[str, ...]
-    size: int
-    # Its digest when hashed already (the previous version's size and format match), else None.
-    sha256: str | None
-
-    @property
-    def manifest_rel(self) -> str:
-        return self.relpath + manifests.SUFFIX
 
 
 def add(repo: Repo, path: str | Path, options: AddOptions) -> AddResult:
@@ -132,13 +112,13 @@ def _overwrite(
     sha: str | None = None
     if previous and previous.source.size == size and previous.source.format == converter.format:
         sha = repo.workspace_digest(relpath, companions) or ""  # perhaps unchanged: check first
-    source = _Source(source_path, relpath, name, companions, size, sha)
+    source = WorkTreeSource(source_path, relpath, name, companions, size, sha)
     if previous and _unchanged(repo, previous, source):
         return _same_version(repo, previous, source.manifest_rel, options)
     return _new_version(repo, converter, source, tracked, options, read)
 
 
-def _unchanged(repo: Repo, previous: Manifest, source: _Source) -> bool:
+def _unchanged(repo: Repo, previous: Manifest, source: WorkTreeSource) -> bool:
     """Whether ``previous`` already records this source under its name, its data cached."""
     return (
         source.sha256 is not None
@@ -168,7 +148,7 @@ def _same_version(
 def _new_version(
     repo: Repo,
     converter: converters.Converter,
-    source: _Source,
+    source: WorkTreeSource,
     tracked: dict[str, Manifest],
     options: AddOptions,
     read: ReadOptions,
@@ -179,12 +159,12 @@ def _new_version(
     donors = [m for rel, m in tracked.items() if rel != source.manifest_rel]
     donors = [previous, *donors] if previous else donors
     with ThreadPoolExecutor(1, thread_name_prefix="mreg-source-hash") as hasher:
-        hashed = _hash_later(repo, converter, source, hasher)
+        hashed = hash_later(repo, converter, source, options.engine, hasher)
         converted = lance_data.convert(
             repo, converter, source.path, previous, donors, read, options.engine
         )
         sha, files = hashed()
-    sha, size, files = _without_skipped(source, sha, files, read.skipped)
+    sha, size, files = without_skipped(source, sha, files, read.skipped)
     kept_meta = {} if options.replace_meta or previous is None else previous.meta
     manifest = Manifest(
         name=source.name,
@@ -210,48 +190,6 @@ def _new_version(
         info=dict(converted.info),
     )
     return _commit(repo, manifest, source.manifest_rel, converted.new_bytes)
-
-
-def _without_skipped(
-    source: _Source, sha: str, files: Listing, skipped: list[str]
-) -> tuple[str, int, Listing]:
-    """The digest, size and files of a folder without the records a converter skipped: that
-    is what checkout gives back, and status shows the work tree (which still holds them) as
-    changed. A file, or a folder with nothing skipped, as it is."""
-    if not skipped or not source.path.is_dir():
-        return sha, source.size, files
-    left_out = set(skipped)
-    kept = [f for f in files if f[0] not in left_out]
-    # A listed folder's digest comes from its listing; an opaque one is hashed again.
-    sha = tree_digest(kept) if files else sha256_tree(source.path, leave_out=left_out)
-    return sha, path_size(source.path, leave_out=left_out), kept
-
-
-def _hash_later(
-    repo: Repo, converter: converters.Converter, source: _Source, hasher: ThreadPoolExecutor
-) -> Callable[[], tuple[str, Listing]]:
-    """Start hashing the source on ``hasher`` while it converts; a function that waits for its
-    digest and its files' listing. sha256 releases the GIL: for 1 GiB, 1 s of the 3.3 s an add
-    took when one waited for the other. A folder's files are listed (path, size, sha256) for
-    `mreg diff` in the same pass that hashes it; opaque folders list them in their restore
-    info already, and a source hashed already is not hashed again."""
-    if source.path.is_dir() and converter.format != converters.OPAQUE_DIR:
-        listing = hasher.submit(sha256_listing, source.path)
-
-        def listed() -> tuple[str, Listing]:
-            files = listing.result()
-            if source.sha256 is not None:
-                return source.sha256, files
-            sha = tree_digest(files)
-            repo.state.remember_sha256(source.relpath, sha)
-            return sha, files
-
-        return listed
-    if source.sha256 is not None:
-        known = source.sha256
-        return lambda: (known, [])
-    hashing = hasher.submit(repo.workspace_digest, source.relpath, source.companions)
-    return lambda: (hashing.result() or "", [])
 
 
 def _commit(repo: Repo, manifest: Manifest, manifest_rel: str, new_bytes: int) -> AddResult:

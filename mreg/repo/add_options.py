@@ -35,7 +35,13 @@ class Engine(Protocol):
         options: ReadOptions,
     ) -> tuple[list[Fragment], list[FileEntry]]:
         """The rows of ``path`` as Lance fragments numbered from ``first_id``, in the order a
-        local read gives them, their data files in the cache; nothing referenced on failure."""
+        local read gives them, their data files in the cache or on the default remote;
+        nothing referenced on failure."""
+        ...
+
+    def source_listing(self, path: Path) -> list[tuple[str, int, str]]:
+        """After ``write_table``: what ``sha256_listing(path)`` gives (a file: its one entry),
+        from the digests taken where the sources were read."""
         ...
 
 

@@ -100,9 +100,13 @@ def _rewrite_artifact(repo: Repo, manifest_rel: str, grown: Manifest) -> Manifes
     with that file's digest. The manifest is written once, after the new file is complete and
     before it replaces the old one: a kill leaves both old, or the new manifest (whose
     ``appended`` digest makes the re-run finish the rewrite instead of appending again)."""
+    from mreg.repo import Target
     from mreg.repo.checkout import Restoration
+    from mreg.repo.fetch import fetch_manifests
 
     ignore_in_git(repo.root, manifest_rel.removesuffix(manifests.SUFFIX))
+    if repo.cache.missing(grown.files):  # a Ray add wrote its rows to the default remote only
+        fetch_manifests(repo, [Target(manifest_rel, grown)], remote=None, jobs=8)
     recorded: list[Manifest] = []
 
     def record(built: Path, digest: str) -> None:

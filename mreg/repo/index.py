@@ -16,7 +16,7 @@ import posixpath
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from mreg.atomic import atomic_write_text
+from mreg.atomic import atomic_output
 from mreg.errors import MregError
 from mreg.repo import manifest as manifests
 from mreg.repo.manifest import FileEntry, Manifest
@@ -110,12 +110,18 @@ class ManifestIndex:
         return found
 
     def save(self) -> None:
-        """Write the index if this search added to it."""
+        """Write the index if this search added to it. It is a cache: it is not synced to
+        disk (lost, it is read again from git), and a cache folder this process may not write
+        (a shared, read-only one) is left as it is."""
         if not self._changed:
             return
         document = {"version": INDEX_VERSION, "located": self.located, "facts": self.facts}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path, json.dumps(document, separators=(",", ":")))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(self.path, durable=False) as out:
+                out.write(json.dumps(document, separators=(",", ":")).encode())
+        except OSError:
+            return
         self._changed = False
 
     def _load(self) -> None:

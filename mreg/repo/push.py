@@ -38,7 +38,10 @@ def push(
     """
     targets = repo.targets(specs)
     entries = referenced_files(targets)
-    absent = repo.cache.missing(entries)
+    store = repo.store(remote, jobs=jobs)
+    present = store.list_files()
+    # Files the remote has already need no copy here (a Ray add writes them there directly).
+    absent = [e for e in repo.cache.missing(entries) if present.get(e.path) != e.size]
     if absent:
         names = sorted({t.manifest.name for t in targets for f in t.manifest.files if f in absent})
         raise MissingData(
@@ -47,13 +50,11 @@ def push(
         )
     known = {e.path for e in entries}
     extra = [e for e in _other_versions(repo, targets, specs, all_refs) if e.path not in known]
-    missing_extra = set(repo.cache.missing(extra))
+    missing_extra = {e for e in repo.cache.missing(extra) if present.get(e.path) != e.size}
     not_cached = len(missing_extra)
     entries = sorted(
         [*entries, *(e for e in extra if e not in missing_extra)], key=lambda e: e.path
     )
-    store = repo.store(remote, jobs=jobs)
-    present = store.list_files()
     todo = [e for e in entries if present.get(e.path) != e.size]
     if repair:
         from mreg.repo.verify import corrupt_on_remote

@@ -1,37 +1,45 @@
 """What a download hands out: one version of an artifact rebuilt in its original format outside
-the work tree (a model folder packed as one tar stream), with its sha256."""
+the work tree (a model folder packed as one tar stream), with its sha256.
+
+The bytes are hashed as they are written (a file by the restore itself, a folder's tar on its way
+out), never read back: a 1 GiB model is written once, not written, copied and hashed again.
+"""
 
 from __future__ import annotations
 
 import tarfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, cast
 
-from mreg.hashing import sha256_file
+from mreg.hashing import HashingWriter
 
 if TYPE_CHECKING:
     from mreg.repo import Repo
+    from mreg.repo.manifest import Manifest
 
 
-def build(repo: Repo, spec: str, folder: Path) -> tuple[Path, str, str]:
-    """``(path, file name, sha256)`` of the artifact ``spec`` (``NAME``, ``NAME@REV``) rebuilt
-    under ``folder`` from the cache (what it lacks is fetched from the default remote first)."""
+def build(repo: Repo, spec: str, manifest: Manifest, target: Path) -> str:
+    """Rebuild the artifact ``spec`` (whose manifest is ``manifest``) from the cache as the file
+    ``target``, a folder as a tar of its files under the folder's name; returns the sha256 of
+    ``target``. What the cache lacks is fetched from the default remote first."""
     from mreg.repo.checkout import write_copy
 
-    target = repo.target(spec)
-    if repo.cache.missing(target.manifest.files):
+    if repo.cache.missing(manifest.files):
         repo.fetch([spec])
-    name = PurePosixPath(target.artifact_rel).name
-    built = folder / name
-    digest = write_copy(repo, target.manifest, built)
+    built = target.with_name(PurePosixPath(manifest.path).name)
+    digest = write_copy(repo, manifest, built)
     if not built.is_dir():
-        return built, name, digest
-    packed = _tar(built, folder / f"{name}.tar")
-    return packed, packed.name, sha256_file(packed)
+        built.rename(target)
+        return digest
+    return _tar(built, target)
 
 
-def _tar(folder: Path, target: Path) -> Path:
-    with tarfile.open(target, "w") as archive:
-        for path in sorted(folder.rglob("*")):
-            archive.add(path, arcname=str(path.relative_to(folder.parent)), recursive=False)
-    return target
+def _tar(folder: Path, target: Path) -> str:
+    """``folder``'s files as the tar ``target``, under the folder's name and sorted (the same
+    folder gives the same bytes, and unpacking makes one folder); returns its sha256."""
+    with open(target, "wb") as raw:
+        hashing = HashingWriter(raw)
+        with tarfile.open(fileobj=cast(BinaryIO, hashing), mode="w") as archive:
+            for path in sorted(folder.rglob("*")):
+                archive.add(path, arcname=str(path.relative_to(folder.parent)), recursive=False)
+        return hashing.hexdigest()

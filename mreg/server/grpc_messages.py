@@ -4,7 +4,6 @@ registry's answers."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import UsageError
@@ -13,18 +12,20 @@ from mreg.repo import manifest as manifests
 
 if TYPE_CHECKING:
     from mreg.protocol import mreg_pb2
+    from mreg.server.operations import Download
 
 CHUNK = 1 << 20
 
 
-def file_chunks(path: Path, name: str, digest: str, offset: int) -> Iterator[mreg_pb2.FileChunk]:
-    """``path`` from ``offset`` on, in chunks; the first tells the name, size and sha256."""
+def file_chunks(found: Download, offset: int) -> Iterator[mreg_pb2.FileChunk]:
+    """The file ``found`` from ``offset`` on, in chunks; the first tells the name, size and
+    sha256."""
     from mreg.protocol import mreg_pb2
 
-    size = path.stat().st_size
+    name, size, digest = found.filename, found.size, found.sha256
     if offset > size:
         raise UsageError(f"offset {offset:,} is past the end of {name} ({size:,} bytes)")
-    with open(path, "rb") as source:
+    with open(found.path, "rb") as source:
         source.seek(offset)
         first = True
         while True:

@@ -27,15 +27,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import mreg
 from mreg.errors import (
     MregError,
-    RepositoryBusy,
     UsageError,
 )
-from mreg.hashing import sha256_file
 from mreg.protocol import codec
 from mreg.repo import manifest as manifests
-from mreg.server import download, grpc_messages, grpc_status, operations, upload
+from mreg.server import grpc_messages, grpc_status, operations, upload
 from mreg.server.access import Access, Identity, load_access
-from mreg.server.read_cache import ReadCache
 
 if TYPE_CHECKING:
     import grpc
@@ -51,15 +48,23 @@ T = TypeVar("T")
 
 
 def start(
-    root: Path, host: str, port: int, access: Access, *, max_upload: int = DEFAULT_MAX_UPLOAD
+    root: Path,
+    host: str,
+    port: int,
+    access: Access,
+    *,
+    max_upload: int = DEFAULT_MAX_UPLOAD,
+    served: operations.Served | None = None,
 ) -> grpc.Server:
     """A started gRPC server for the repository at ``root`` on ``host:port``; the caller stops
-    it (``server.stop(grace)``). UsageError when the port cannot be bound."""
+    it (``server.stop(grace)``). ``served``: the REST half's, so that both share one read cache
+    and one event bus. UsageError when the port cannot be bound."""
     import grpc
 
     from mreg.protocol import mreg_pb2_grpc
 
-    servicer = RegistryService(mreg.Repo(root).root, access, max_upload)
+    served = served or operations.Served(mreg.Repo(root).root)
+    servicer = RegistryService(served, access, max_upload)
     limit = grpc_messages.CHUNK * 4
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="mreg-grpc"),
@@ -85,11 +90,12 @@ def start(
 class RegistryService:
     """``mreg.v1.Registry`` over the repository at ``root``."""
 
-    def __init__(self, root: Path, access: Access, max_upload: int = DEFAULT_MAX_UPLOAD) -> None:
-        self.root = root
+    def __init__(
+        self, served: operations.Served, access: Access, max_upload: int = DEFAULT_MAX_UPLOAD
+    ) -> None:
+        self.served = served
         self.access = access
         self.max_upload = max_upload
-        self._reads = ReadCache(root)
 
     # -- who calls, and the registry it gets
 
@@ -97,26 +103,15 @@ class RegistryService:
         return self.access.identify(_token(context))
 
     def _registry(self) -> ModelRegistry:
-        # One per call: each holds its own repository lock and reads git afresh.
-        from mreg.registry import ModelRegistry
-
-        return ModelRegistry(self.root)
+        return self.served.registry
 
     def _repo(self) -> Repo:
-        return mreg.Repo(self.root)
+        return self.served.repo
 
     def _write(self, identity: Identity, action: Callable[[ModelRegistry], T]) -> T:
         """``action`` alone in this process, its commits authored by the caller."""
-        if not operations.WRITES.acquire(timeout=WRITE_WAIT_SECONDS):
-            raise RepositoryBusy(
-                "other writes kept the server busy", hint="send the request again later"
-            )
-        try:
-            with operations.author_of_commits(identity.name):
-                return action(self._registry())
-        finally:
-            self._reads.clear()
-            operations.WRITES.release()
+        with self.served.writing(identity.name) as registry:
+            return action(registry)
 
     # -- metadata
 
@@ -146,17 +141,13 @@ class RegistryService:
     @grpc_status.unary
     def ShowArtifact(self, request: mreg_pb2.ArtifactRequest, context: Any) -> mreg_pb2.Artifact:
         self._reader(context)
-        return grpc_messages.artifact(self._repo().show(self._spec(request.spec)))
+        return grpc_messages.artifact(self._repo().show(self.served.resolved(request.spec)))
 
     @grpc_status.unary
     def ListModels(self, request: mreg_pb2.ListModelsRequest, context: Any) -> mreg_pb2.EntryList:
         self._reader(context)
         model_type, filters = request.model_type or None, dict(request.filters)
-        entries = self._reads.get(
-            ("list", model_type, tuple(sorted(filters.items()))),
-            lambda: self._registry().list_models(model_type, **filters),
-        )
-        return grpc_messages.entries(entries)
+        return self.served.list_models(model_type, filters, grpc_messages.entries)
 
     @grpc_status.unary
     def ListVersions(self, request: mreg_pb2.ModelRequest, context: Any) -> mreg_pb2.VersionList:
@@ -169,19 +160,12 @@ class RegistryService:
     def GetModelInfo(self, request: mreg_pb2.ModelRequest, context: Any) -> mreg_pb2.ModelEntry:
         self._reader(context)
         name = _name(request.name)
-        version = request.version or "latest"
-        question = ("entry", name, version)
-        entry = self._reads.get(question, lambda: self._registry().entry(name, version))
-        return codec.entry_message(entry)
+        return self.served.entry(name, request.version or "latest", codec.entry_message)
 
     @grpc_status.unary
     def Search(self, request: mreg_pb2.SearchRequest, context: Any) -> mreg_pb2.EntryList:
         self._reader(context)
-        query, latest = request.query, request.latest
-        found = self._reads.get(
-            ("search", query, latest), lambda: self._registry().search(query, latest=latest)
-        )
-        return grpc_messages.entries(found)
+        return self.served.search(request.query, request.latest, grpc_messages.entries)
 
     @grpc_status.unary
     def Validate(self, request: mreg_pb2.ValidateRequest, context: Any) -> mreg_pb2.Report:
@@ -204,14 +188,15 @@ class RegistryService:
     def Stage(self, request: mreg_pb2.StageRequest, context: Any) -> mreg_pb2.TagList:
         caller = self.access.authorize_write(_token(context))
         name = _name(request.name)
-        tag = self._write(caller, lambda r: r.stage(name, request.version, request.stage))
-        return grpc_messages.tags([tag])
+        return grpc_messages.tags(
+            [self.served.stage(caller.name, name, request.version, request.stage)]
+        )
 
     @grpc_status.unary
     def Unstage(self, request: mreg_pb2.StageRequest, context: Any) -> mreg_pb2.TagList:
         caller = self.access.authorize_write(_token(context))
         name = _name(request.name)
-        return grpc_messages.tags([self._write(caller, lambda r: r.unstage(name, request.stage))])
+        return grpc_messages.tags([self.served.unstage(caller.name, name, request.stage)])
 
     @grpc_status.unary
     def Deprecate(self, request: mreg_pb2.ModelRequest, context: Any) -> mreg_pb2.TagList:
@@ -234,23 +219,14 @@ class RegistryService:
         self, request: mreg_pb2.DownloadRequest, context: Any
     ) -> Iterator[mreg_pb2.FileChunk]:
         self._reader(context)
-        spec = self._spec(request.target)
-        repo = self._repo()
-        with repo.cache.staging() as folder:
-            path, name, digest = download.build(repo, spec, folder)
-            yield from grpc_messages.file_chunks(path, name, digest, request.offset)
+        found = self.served.download(request.target)
+        yield from grpc_messages.file_chunks(found, request.offset)
 
     @grpc_status.streaming
     def Export(self, request: mreg_pb2.ExportRequest, context: Any) -> Iterator[mreg_pb2.FileChunk]:
         self._reader(context)
-        name = _name(request.name)
-        registry = self._registry()
-        with registry.repo.cache.staging() as folder:
-            wanted = folder / f"{name}.{request.format.lower().lstrip('.')}"
-            path = Path(
-                registry.export_model(name, request.version or "latest", wanted, request.format)
-            )
-            yield from grpc_messages.file_chunks(path, path.name, sha256_file(path), 0)
+        found = self.served.export(_name(request.name), request.version or "latest", request.format)
+        yield from grpc_messages.file_chunks(found, 0)
 
     @grpc_status.streaming
     def ReadRows(self, request: mreg_pb2.RowsRequest, context: Any) -> Iterator[mreg_pb2.RowBatch]:
@@ -258,28 +234,23 @@ class RegistryService:
 
         self._reader(context)
         name = _name(request.name)
-        if request.rev and (request.rev.startswith("/") or ".." in request.rev):
-            raise UsageError(f"'{request.rev}' is not a revision")
-        dataset = self._repo().open(name, request.rev or None)
-        try:
-            scanner = dataset.scanner(
-                columns=list(request.columns) or None,
-                filter=request.filter or None,
-                offset=request.offset or None,
-                limit=request.limit or None,
-                batch_size=request.batch_size or None,
-            )
-            batches = scanner.to_batches()
-            first = next(batches, None)
-        except (ValueError, OSError, TypeError) as error:
-            raise UsageError(f"cannot read rows of '{name}': {_first_line(error)}") from None
-        if first is None:  # no rows: one empty batch still tells the schema
+        rows = self.served.rows(
+            f"{name}@{request.rev}" if request.rev else name,
+            list(request.columns),
+            request.filter or None,
+            request.offset or None,
+            request.limit or None,
+            request.batch_size or None,
+        )
+        sent = False
+        for batch in rows:
+            sent = True
+            yield mreg_pb2.RowBatch(arrow_ipc=grpc_messages.ipc(batch))
+        if not sent:  # no rows: one empty batch still tells the schema
             import pyarrow as pa
 
-            first = pa.RecordBatch.from_pylist([], schema=scanner.projected_schema)
-        yield mreg_pb2.RowBatch(arrow_ipc=grpc_messages.ipc(first))
-        for batch in batches:
-            yield mreg_pb2.RowBatch(arrow_ipc=grpc_messages.ipc(batch))
+            empty = pa.RecordBatch.from_pylist([], schema=rows.schema)
+            yield mreg_pb2.RowBatch(arrow_ipc=grpc_messages.ipc(empty))
 
     # -- bytes in
 
@@ -305,34 +276,15 @@ class RegistryService:
             )
             upload.receive(chunks, files, folder)
             source = folder if header.folder else folder / files[0][0]
-
-            def register(registry: ModelRegistry) -> Any:
-                entry = registry.register_model(
-                    name,
-                    source,
-                    model_format=header.model_format or None,
-                    model_type=header.model_type or None,
-                    version=header.version or None,
-                    **fields,
-                )
-                _push(registry.repo, entry.tag)
-                return entry
-
-            return codec.entry_message(self._write(caller, register))
-
-    def _spec(self, spec: str) -> str:
-        """``NAME``, ``NAME@REV`` or ``NAME#STAGE`` checked (never a path), a stage resolved to
-        its version's tag."""
-        name = spec.partition("@")[0].partition("#")[0]
-        _name(name)
-        rev = spec.partition("@")[2]
-        if rev.startswith("/") or ".." in rev:
-            raise UsageError(f"'{rev}' is not a revision")
-        if "#" in spec and "@" not in spec:
-            from mreg.registry.resolution import split_spec
-
-            return self._registry().entry(*split_spec(spec)).tag
-        return spec
+            for key, value in (
+                ("model_format", header.model_format),
+                ("model_type", header.model_type),
+                ("version", header.version),
+            ):
+                if value:
+                    fields[key] = value
+            entry = self.served.register(caller.name, name, source, fields)
+        return codec.entry_message(entry)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -349,19 +301,6 @@ def _token(context: grpc.ServicerContext) -> str | None:
 def _name(name: str) -> str:
     """An artifact name, never a path (``../x``, ``/etc``): UsageError otherwise."""
     return manifests.check_name(name)
-
-
-def _push(repo: Repo, tag: str) -> None:
-    """Upload the data of ``tag``'s version to the default remote, as ``mreg push`` would."""
-    if repo.config.default_remote_name() is None:
-        return
-    try:
-        repo.push([tag])
-    except MregError as error:
-        raise MregError(
-            f"registered {tag}, but pushing its data failed: {error.message}",
-            hint="run `mreg push` in the served repository",
-        ) from None
 
 
 def _no_header(message: mreg_pb2.UploadMessage) -> bytes:

@@ -11,23 +11,22 @@ between threads).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
-import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg import converters
 from mreg.atomic import atomic_output
-from mreg.errors import MregError, RemoteError, UsageError
+from mreg.errors import RemoteError, RepositoryBusy, UsageError, one_line
 from mreg.hashing import sha256_file
 from mreg.registry import ModelRegistry
-from mreg.repo.checkout import write_copy
+from mreg.server import download
 from mreg.server.read_cache import ReadCache
-from mreg.server.upload import UploadTooLarge
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -44,6 +43,8 @@ SERVED = "served"  # under the cache: files restored for downloads, by content k
 # One write at a time in this process, whichever transport it came by: a write sets the commit
 # author in the environment, which all threads share.
 WRITES = threading.Lock()
+WRITE_WAIT_SECONDS = 120.0
+Render = Callable[[Any], Any]
 
 
 class BadName(UsageError):
@@ -55,7 +56,8 @@ def check_name(name: str) -> str:
     parts = name.split("/")
     if len(name) > MAX_NAME or not _NAME.match(name) or ".." in parts or "." in parts:
         raise BadName(
-            f"not a valid name: {name[:MAX_NAME]!r}", hint="names are like 'net' or 'models/net'"
+            f"{name[:MAX_NAME]!r} is not a valid artifact name",
+            hint="names are like 'net' or 'models/net'",
         )
     return name
 
@@ -112,42 +114,76 @@ class Served:
 
     @contextlib.contextmanager
     def writing(self, author: str) -> Iterator[ModelRegistry]:
-        """The registry, for one write at a time, with ``author`` on the commits it makes."""
-        with WRITES, author_of_commits(author):
-            try:
+        """The registry, for one write at a time, with ``author`` on the commits it makes;
+        RepositoryBusy when other writes hold it for longer than ``WRITE_WAIT_SECONDS``."""
+        if not WRITES.acquire(timeout=WRITE_WAIT_SECONDS):
+            raise RepositoryBusy("other writes kept the server busy", hint="send it again later")
+        try:
+            with author_of_commits(author):
                 yield self.registry
-            finally:
-                self.reads.clear()
+        finally:
+            self.reads.clear()
+            WRITES.release()
+
+    # -- registry reads: answered from memory while the refs stay the same (``ReadCache``),
+    # a model's info is asked by every client of an inference fleet. ``render`` turns an answer
+    # into what a transport sends (JSON bytes, a protobuf message), kept beside it.
+
+    def models(self, render: Render | None = None) -> Any:
+        return self._read(("models",), lambda r: r.models(), render)
+
+    def entry(self, name: str, version: str, render: Render | None = None) -> Any:
+        check_name(name)
+        return self._read(("entry", name, version), lambda r: r.entry(name, version), render)
+
+    def list_models(
+        self, model_type: str | None, filters: dict[str, str], render: Render | None = None
+    ) -> Any:
+        question = ("list", model_type, tuple(sorted(filters.items())))
+        return self._read(question, lambda r: r.list_models(model_type, **filters), render)
+
+    def search(self, query: str, latest: bool, render: Render | None = None) -> Any:
+        return self._read(("search", query, latest), lambda r: r.search(query, latest), render)
+
+    def _read(
+        self,
+        question: tuple[Hashable, ...],
+        compute: Callable[[ModelRegistry], Any],
+        render: Render | None,
+    ) -> Any:
+        if render is None:
+            return self.reads.get(question, lambda: compute(self.registry))
+        rendered = (render.__qualname__, *question)
+        return self.reads.get(rendered, lambda: render(self._read(question, compute, None)))
 
     # -- artifacts -----------------------------------------------------------------------
 
-    def target(self, spec: str) -> tuple[str, Manifest, str | None]:
-        """``(manifest path, manifest, rev)`` of an artifact spec, stages resolved."""
+    def resolved(self, spec: str) -> str:
+        """``spec`` checked (a name, never a path), ``NAME#STAGE`` turned into ``NAME@TAG``."""
         check_spec(spec)
         name, version = split_spec(spec)
         if version.startswith("#"):
             label, _ = self.registry._resolve(name, version)
             spec = f"{name}@{label}"
-        found = self.repo.target(spec)
+        return spec
+
+    def target(self, spec: str) -> tuple[str, Manifest, str | None]:
+        """``(manifest path, manifest, rev)`` of an artifact spec, stages resolved."""
+        found = self.repo.target(self.resolved(spec))
         return found.manifest_rel, found.manifest, found.rev
 
     def download(self, spec: str) -> Download:
         """The file of ``spec`` in its original format (a folder as a tar archive), restored
         once into the cache's ``served/`` folder, named by its content key."""
-        _, manifest, _ = self.target(spec)
-        folder = self.repo.cache.root / SERVED
-        folder.mkdir(parents=True, exist_ok=True)
+        spec = self.resolved(spec)
+        manifest = self.repo.target(spec).manifest
         filename = Path(manifest.path).name
-        key = manifest.content_key()
-        path = folder / key
-        digest_file = folder / f"{key}.sha256"
-        if not (path.is_file() and digest_file.is_file()):
-            digest = self._restore(manifest, path)
-            digest_file.write_text(digest)
         if converters.get(manifest.source.format).directory:
             filename += ".tar"
-        digest = digest_file.read_text().strip()
-        return Download(path, path.stat().st_size, digest, filename)
+        path = self._served(
+            manifest.content_key(), lambda built: download.build(self.repo, spec, manifest, built)
+        )
+        return self._described(path, filename)
 
     def export(self, name: str, version: str, export_format: str) -> Download:
         """``name`` at ``version`` exported to ``export_format`` (safetensors, pth, onnx), kept
@@ -157,32 +193,37 @@ class Served:
         target = export_format_of(export_format)
         entry = self.registry.entry(check_name(name), version)
         suffix = {"safetensors": ".safetensors", "pth": ".pth", "onnx": ".onnx"}[target]
-        folder = self.repo.cache.root / SERVED
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"export-{entry.commit}-{target}{suffix}"
-        if not path.is_file():
-            with self.repo.cache.staging() as scratch:
-                written = self.registry.export_model(
-                    name, entry.version, scratch / f"m{suffix}", target
-                )
-                os.replace(written, path)
-        filename = f"{name}-{entry.version}{suffix}"
-        return Download(path, path.stat().st_size, sha256_file(path), filename)
 
-    def _restore(self, manifest: Manifest, path: Path) -> str:
+        def write(built: Path) -> str:
+            wanted = built.with_name(f"export{suffix}")
+            exported = self.registry.export_model(name, entry.version, wanted, target)
+            os.replace(exported, built)
+            return sha256_file(built)
+
+        path = self._served(f"export-{entry.commit}-{target}{suffix}", write)
+        return self._described(path, f"{name}-{entry.version}{suffix}")
+
+    def _served(self, key: str, write: Callable[[Path], str]) -> Path:
+        """The file ``served/KEY`` under the cache, made by ``write(path)`` (which returns its
+        sha256, kept beside it as ``KEY.sha256``) the first time it is asked for. Two threads
+        asking at once both build; the last rename wins with the same bytes."""
+        folder = self.repo.cache.root / SERVED
+        path, digest_file = folder / key, folder / f"{key}.sha256"
+        if path.is_file() and digest_file.is_file():
+            return path
+        folder.mkdir(parents=True, exist_ok=True)
         with self.repo.cache.staging() as scratch:
-            built = scratch / "artifact"
-            write_copy(self.repo, manifest, built)
-            if built.is_dir():
-                archive = scratch / "artifact.tar"
-                with tarfile.open(archive, "w") as tar:
-                    for child in sorted(built.rglob("*")):
-                        tar.add(child, arcname=child.relative_to(built).as_posix(), recursive=False)
-                built = archive
-            with atomic_output(path, durable=False) as out, open(built, "rb") as source:
-                while chunk := source.read(1 << 20):
-                    out.write(chunk)
-        return sha256_file(path)
+            built = scratch / "file"
+            digest = write(built)
+            os.replace(built, path)
+        with atomic_output(digest_file, durable=False) as out:
+            out.write(digest.encode())
+        return path
+
+    @staticmethod
+    def _described(path: Path, filename: str) -> Download:
+        digest = path.with_name(f"{path.name}.sha256").read_text().strip()
+        return Download(path, path.stat().st_size, digest, filename)
 
     def rows(
         self,
@@ -191,8 +232,11 @@ class Served:
         filter: str | None = None,
         offset: int | None = None,
         limit: int | None = None,
+        batch_size: int | None = None,
     ) -> pa.RecordBatchReader:
-        """The rows of a dataset version as Arrow batches (a slice, some columns, filtered)."""
+        """The rows of a dataset version as Arrow batches (a slice, some columns, filtered).
+        The first batch is read here, so that a bad filter or column is a UsageError before a
+        response starts, not a stream broken off."""
         import pyarrow as pa
 
         _, manifest, rev = self.target(spec)
@@ -203,13 +247,20 @@ class Served:
         dataset = self.repo.open(manifest.name, rev)
         try:
             scanner = dataset.scanner(
-                columns=columns or None, filter=filter or None, offset=offset, limit=limit
+                columns=columns or None,
+                filter=filter or None,
+                offset=offset,
+                limit=limit,
+                batch_size=batch_size,
             )
-        except (ValueError, OSError) as error:
-            raise UsageError(
-                f"cannot read these rows: {str(error).splitlines()[0][:200]}"
-            ) from None
-        return pa.RecordBatchReader.from_batches(scanner.projected_schema, scanner.to_batches())
+            batches = scanner.to_batches()
+            first = next(batches, None)
+        except (ValueError, OSError, TypeError) as error:
+            raise UsageError(f"cannot read rows of '{manifest.name}': {one_line(error)}") from None
+        head = [] if first is None else [first]
+        return pa.RecordBatchReader.from_batches(
+            scanner.projected_schema, itertools.chain(head, batches)
+        )
 
     # -- registry writes -----------------------------------------------------------------
 
@@ -230,6 +281,21 @@ class Served:
         self.publish({"event": "version_registered", "name": name, "version": entry.version,
                       "tag": entry.tag, "author": author})  # fmt: skip
         return entry
+
+    def stage(self, author: str, name: str, version: str, stage: str) -> str:
+        """Move ``stage`` of ``name`` to ``version``; the stage tag made."""
+        with self.writing(author) as registry:
+            tag = registry.stage(check_name(name), version, stage)
+        self.publish({"event": "stage_changed", "name": name, "stage": stage,
+                      "version": version, "tag": tag})  # fmt: skip
+        return tag
+
+    def unstage(self, author: str, name: str, stage: str) -> str:
+        """Take ``stage`` off ``name``; the tag that records it."""
+        with self.writing(author) as registry:
+            tag = registry.unstage(check_name(name), stage)
+        self.publish({"event": "stage_changed", "name": name, "stage": stage, "tag": tag})
+        return tag
 
     def _push(self, registry: ModelRegistry, spec: str) -> None:
         repo = registry.repo
@@ -257,34 +323,3 @@ def author_of_commits(name: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def error_status(error: MregError) -> int:
-    """The HTTP status of an error (gRPC maps the same classes to its codes)."""
-    from mreg.errors import (
-        ArtifactNotFound,
-        CorruptInput,
-        ModelNotFound,
-        RepositoryBusy,
-        UnsupportedFormat,
-        VersionConflict,
-    )
-    from mreg.server.access import AccessDenied, WriteForbidden
-
-    table: list[tuple[type[MregError], int]] = [
-        (AccessDenied, 401),
-        (WriteForbidden, 403),
-        (ModelNotFound, 404),
-        (ArtifactNotFound, 404),
-        (VersionConflict, 409),
-        (RepositoryBusy, 409),
-        (UploadTooLarge, 413),
-        (BadName, 400),
-        (UsageError, 422),
-        (CorruptInput, 422),
-        (UnsupportedFormat, 422),
-    ]
-    for kind, status in table:
-        if isinstance(error, kind):
-            return status
-    return 500

@@ -5,7 +5,7 @@ FastAPI (on Starlette and uvicorn) rather than bare Starlette: it writes the Ope
 parameters with 422 on its own, and its per-request cost over Starlette is small for handlers
 that take the raw ``Request``. Handlers are thin: parse, call ``mreg.server.operations``,
 answer; every ``MregError`` becomes ``{"error": ..., "hint": ...}`` with its status
-(``operations.error_status``). Plain ``def`` handlers run in the thread pool, so git and Lance
+(``statuses.http_status``). Plain ``def`` handlers run in the thread pool, so git and Lance
 never block the event loop.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +29,8 @@ from mreg.errors import MregError, UsageError
 from mreg.server import multipart as uploads
 from mreg.server.access import Access, Identity
 from mreg.server.events import Events, Jobs, check_wait
-from mreg.server.operations import Download, Served, check_name, error_status
+from mreg.server.operations import Download, Served, check_name
+from mreg.server.statuses import http_status
 
 PREFIX = "/api/v1"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -86,7 +87,7 @@ def create_app(root: Path, access: Access, upload_limit: int | None = None) -> F
 
     @app.exception_handler(MregError)
     async def _mreg_error(request: Request, error: MregError) -> JSONResponse:
-        return JSONResponse(describe(error), status_code=error_status(error))
+        return JSONResponse(describe(error), status_code=http_status(error))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -154,16 +155,10 @@ def create_app(root: Path, access: Access, upload_limit: int | None = None) -> F
 
     # -- registry reads ------------------------------------------------------------------
 
-    # Answered from memory while the repository's refs stay the same (``Served.reads``), as
-    # the JSON bytes sent: a model's info is asked by every client of an inference fleet.
-    def answer(question: tuple[Hashable, ...], compute: Callable[[], Any]) -> Response:
-        body = served.reads.get(("json", *question), lambda: json_body(compute()))
-        return Response(body, media_type="application/json")
-
     @app.get(f"{PREFIX}/models")
     def models(authorization: Token = None) -> Response:
         reader(authorization)
-        return answer(("models",), lambda: served.registry.models())
+        return _json(served.models(json_body))
 
     @app.get(f"{PREFIX}/versions")
     def versions(
@@ -171,19 +166,17 @@ def create_app(root: Path, access: Access, upload_limit: int | None = None) -> F
     ) -> Response:
         reader(authorization)
         filters = {k: v for k, v in request.query_params.items() if k != "model_type"}
-        question = ("list", model_type, tuple(sorted(filters.items())))
-        return answer(question, lambda: served.registry.list_models(model_type, **filters))
+        return _json(served.list_models(model_type, filters, json_body))
 
     @app.get(f"{PREFIX}/search")
     def search(authorization: Token = None, q: str = "", latest: bool = False) -> Response:
         reader(authorization)
-        return answer(("search", q, latest), lambda: served.registry.search(q, latest))
+        return _json(served.search(q, latest, json_body))
 
     @app.get(f"{PREFIX}/models/{{name}}")
     def info(name: str, authorization: Token = None, version: str = "latest") -> Response:
         reader(authorization)
-        check_name(name)
-        return answer(("entry", name, version), lambda: served.registry.entry(name, version))
+        return _json(served.entry(name, version, json_body))
 
     @app.get(f"{PREFIX}/validate")
     def validate(authorization: Token = None, load: bool = True) -> Any:
@@ -218,20 +211,11 @@ def create_app(root: Path, access: Access, upload_limit: int | None = None) -> F
         stage: Annotated[str, Body()],
         authorization: Token = None,
     ) -> dict[str, str]:
-        who = writer(authorization)
-        with served.writing(who.name) as registry:
-            tag = registry.stage(check_name(name), version, stage)
-        events.publish({"event": "stage_changed", "name": name, "stage": stage,
-                        "version": version, "tag": tag})  # fmt: skip
-        return {"tag": tag}
+        return {"tag": served.stage(writer(authorization).name, name, version, stage)}
 
     @app.delete(f"{PREFIX}/models/{{name}}/stages/{{stage}}")
     def unstage(name: str, stage: str, authorization: Token = None) -> dict[str, str]:
-        who = writer(authorization)
-        with served.writing(who.name) as registry:
-            tag = registry.unstage(check_name(name), stage)
-        events.publish({"event": "stage_changed", "name": name, "stage": stage, "tag": tag})
-        return {"tag": tag}
+        return {"tag": served.unstage(writer(authorization).name, name, stage)}
 
     @app.post(f"{PREFIX}/models/{{name}}/deprecate")
     def deprecate(name: str, authorization: Token = None) -> dict[str, str]:
@@ -370,6 +354,10 @@ def _file(found: Download) -> FileResponse:
     return _LargeChunks(
         found.path, headers=headers, filename=found.filename, media_type="application/octet-stream"
     )
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 def _artifact(manifest_rel: str, manifest: Any, rev: str | None) -> dict[str, Any]:

@@ -31,8 +31,8 @@ def serve(
         say("read-only: no token may write (start with --token-file naming a 'write' token)")
     if access.open_to_anonymous_reads:
         say(f"no tokens: anyone who reaches {host}:{port} may read")
-    grpc_server = _start_grpc(root, host, grpc_port, access, say)
     app = create_app(root, access)
+    grpc_server = _start_grpc(root, host, grpc_port, access, say, app.state.served)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, ws="websockets-sansio",
         timeout_graceful_shutdown=5,
@@ -47,7 +47,7 @@ def serve(
 
 
 def _start_grpc(
-    root: Path, host: str, port: int, access: Access, say: Callable[[str], None]
+    root: Path, host: str, port: int, access: Access, say: Callable[[str], None], served: Any
 ) -> Any:
     if port == 0:
         return None
@@ -56,6 +56,6 @@ def _start_grpc(
         return None
     from mreg.server import grpc_service  # type: ignore[attr-defined,unused-ignore]
 
-    server = grpc_service.start(root, host, port, access)
+    server = grpc_service.start(root, host, port, access, served=served)
     say(f"serving gRPC on {host}:{port}")
     return server

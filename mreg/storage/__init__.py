@@ -60,6 +60,18 @@ def lance_location(remote: RemoteConfig, repo_root: Path) -> tuple[str, dict[str
     return f"s3://{bucket}/{prefix}".rstrip("/"), lance_storage_options(remote)
 
 
+def portable(remote: RemoteConfig) -> RemoteConfig:
+    """``remote`` as a process on another machine (a Ray worker) must be given it: an S3
+    remote's credentials resolved here (config.local.toml, AWS variables, profiles) and frozen
+    into it, since that machine has none of this one's environment. The secrets stay out of the
+    config's repr; the other kinds are returned as they are (their platforms' own sources)."""
+    if not remote.is_s3:
+        return remote
+    from mreg.storage.s3 import with_credentials
+
+    return with_credentials(remote)
+
+
 def _local_root(remote: RemoteConfig, repo_root: Path) -> Path:
     """The folder of a local remote; a relative one lies relative to the repository root (not
     the current folder), whatever folder of the work tree a command runs in."""
@@ -69,4 +81,4 @@ def _local_root(remote: RemoteConfig, repo_root: Path) -> Path:
     return root.resolve()
 
 
-__all__ = ["Store", "lance_location", "open_store", "probe"]
+__all__ = ["Store", "lance_location", "open_store", "portable", "probe"]

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,6 +24,7 @@ from mreg.errors import RemoteError, RemoteFileMissing
 from mreg.progress import Advance
 from mreg.storage.base import StoredFile
 from mreg.storage.landing import Landing, Turns, chunk_buffer, stream_into
+from mreg.storage.transfer import run_parallel
 
 PART_SIZE = 16 << 20
 MULTIPART_THRESHOLD = 64 << 20
@@ -98,6 +100,24 @@ def lance_storage_options(remote: RemoteConfig) -> dict[str, str]:
         options["aws_endpoint"] = remote.endpoint_url
         options["allow_http"] = str(remote.endpoint_url.startswith("http://")).lower()
     return options
+
+
+def with_credentials(remote: RemoteConfig) -> RemoteConfig:
+    """``remote`` with the region and credentials boto3 resolves for it here filled in (a
+    profile's temporary ones frozen at this call); unchanged when none are found."""
+    session = _session(remote)
+    credentials = session.get_credentials()
+    if credentials is None:
+        return remote
+    frozen = credentials.get_frozen_credentials()
+    return replace(
+        remote,
+        profile=None,
+        region=session.region_name or remote.region,
+        access_key_id=frozen.access_key,
+        secret_access_key=frozen.secret_key,
+        session_token=frozen.token,
+    )
 
 
 def credentials_source(remote: RemoteConfig) -> str | None:
@@ -293,3 +313,35 @@ class S3Store:
         raise RemoteError(
             f"{self.description}: {action} failed: {code} {message}".strip()
         ) from None
+
+
+def list_objects(remote: RemoteConfig) -> dict[str, int]:
+    """Every object under ``remote``'s prefix (a source of data, not a remote's ``data/``), by
+    key relative to the prefix, with its size; folder markers (keys ending in ``/``) left out."""
+    store = S3Store(remote, jobs=1)
+    objects = {}
+    with store._errors("list"):
+        pages = store.client.get_paginator("list_objects_v2").paginate(
+            Bucket=store.bucket, Prefix=store.prefix
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/"):
+                    objects[item["Key"][len(store.prefix) :]] = int(item["Size"])
+    return objects
+
+
+def download_objects(remote: RemoteConfig, relpaths: list[str], folder: Path, jobs: int) -> None:
+    """The objects ``relpaths`` (keys relative to ``remote``'s prefix) into ``folder``, each at
+    its relative path, ``jobs`` at once."""
+    store = S3Store(remote, jobs=jobs)
+
+    def fetch(relpath: str, advance: Advance) -> None:
+        target = folder / relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with store._errors(f"download {relpath}"):
+            store.client.download_file(
+                store.bucket, store.prefix + relpath, str(target), Config=store.transfer_config
+            )
+
+    run_parallel(relpaths, fetch, f"download from {remote.url}", 0, jobs)
