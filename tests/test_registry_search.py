@@ -17,6 +17,19 @@ from mreg.repo.git import GitRepo
 INDEX = Path(".mreg/cache/registry-index.json")
 
 
+def parsed_manifests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The origins of the manifests parsed from now on, in order, as they are parsed."""
+    parsed: list[str] = []
+    real_loads = search_index.manifests.loads
+
+    def counting(text: str, origin: str):  # type: ignore[no-untyped-def]
+        parsed.append(origin)
+        return real_loads(text, origin)
+
+    monkeypatch.setattr(search_index.manifests, "loads", counting)
+    return parsed
+
+
 def blobs(parsed: list[str]) -> set[str]:
     """The manifests among ``parsed`` that were read from git by blob id (the index's reads),
     not from the work tree by path."""
@@ -194,14 +207,7 @@ def test_a_new_version_is_added_to_the_index_and_found(
     registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert found(registry, "resnet-b") == ["resnet-b@v0.1.0"]
-    parsed: list[str] = []
-    real_loads = search_index.manifests.loads
-
-    def counting(text: str, origin: str):  # type: ignore[no-untyped-def]
-        parsed.append(origin)
-        return real_loads(text, origin)
-
-    monkeypatch.setattr(search_index.manifests, "loads", counting)
+    parsed = parsed_manifests(monkeypatch)
     register(registry, "resnet-b", 0.99, seed=9, tags=["cv"])
     assert found(registry, "resnet-b accuracy>0.9") == ["resnet-b@v0.1.1"]
     assert len(blobs(parsed)) == 1  # only the new version's manifest blob
@@ -214,14 +220,7 @@ def test_registering_a_version_reads_the_earlier_versions_manifests_from_the_ind
 ) -> None:
     for seed in range(10, 13):
         register(registry, "resnet-a", 0.5, seed=seed)
-    parsed: list[str] = []
-    real_loads = search_index.manifests.loads
-
-    def counting(text: str, origin: str):  # type: ignore[no-untyped-def]
-        parsed.append(origin)
-        return real_loads(text, origin)
-
-    monkeypatch.setattr(search_index.manifests, "loads", counting)
+    parsed = parsed_manifests(monkeypatch)
     entry = register(registry, "resnet-a", 0.99, seed=20)
     assert entry == "v0.1.5"
     # Before, each registration parsed every earlier version's manifest blob from git, three
