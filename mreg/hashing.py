@@ -39,6 +39,14 @@ def tree_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def path_size(path: Path, leave_out: Collection[str] = ()) -> int:
+    """Bytes of a file, or of the files under a folder (``leave_out``: as in ``sha256_tree``)."""
+    if not path.is_dir():
+        return path.stat().st_size
+    files = [p for p in tree_files(path) if p.relative_to(path).as_posix() not in leave_out]
+    return sum(p.stat().st_size for p in files)
+
+
 def sha256_tree(root: Path, leave_out: Collection[str] = ()) -> str:
     """One sha256 for a folder: of each file's relative path, size and sha256, in order.
 

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 
 from mreg.repo import Repo
-from mreg.torch.decode import image_array, open_image
-from mreg.torch.rows import Row, Rows
+from mreg.torch.decode import image_array
+from mreg.torch.rows import Row, Rows, sample
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -70,21 +70,11 @@ def _tensorflow() -> Any:
 
 
 def _sample(rows: Rows, row: Row, mode: str | None) -> Any:
-    layout = rows.layout
-    image = None
-    if layout.image is not None:
-        image = image_array(open_image(row.image, mode, layout.image, row.index, rows.what))
-    if not layout.as_dict:
-        return image if layout.label is None else (image, row.label)
-    sample = dict(row.values)
-    if layout.image is not None:
-        sample[layout.image] = image
-    if layout.label is not None:
-        sample[layout.label] = row.label
-    return {column: _value(sample[column]) for column in layout.columns}
+    image = image_array(rows.image(row, mode)) if rows.layout.image is not None else None
+    return sample(rows.layout, row.values, image, row.label, _value)
 
 
-def _value(value: Any) -> Any:
+def _value(column: str, value: Any) -> Any:
     # from_generator wants an array where the signature has dimensions, not a Python list.
     return np.asarray(value) if isinstance(value, list) else value
 
@@ -93,18 +83,12 @@ def _signature(tf: Any, rows: Rows, mode: str | None) -> Any:
     layout = rows.layout
     image = tf.TensorSpec(shape=(None, None, CHANNELS.get(mode or "")), dtype=tf.uint8)
     label = tf.TensorSpec(shape=(), dtype=tf.int64)
-    if not layout.as_dict:
-        return image if layout.label is None else (image, label)
     schema = rows.reader.dataset.schema
-    specs = {}
-    for column in layout.columns:
-        if column == layout.image:
-            specs[column] = image
-        elif column == layout.label:
-            specs[column] = label
-        else:
-            specs[column] = _spec(tf, schema.field(column).type)
-    return specs
+    types = {}
+    if layout.as_dict:
+        plain = [c for c in layout.columns if c not in (layout.image, layout.label)]
+        types = {column: schema.field(column).type for column in plain}
+    return sample(layout, types, image, label, lambda _, dtype: _spec(tf, dtype))
 
 
 def _spec(tf: Any, dtype: pa.DataType) -> Any:

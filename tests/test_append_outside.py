@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from conftest import assert_refused, make_table, snapshot
+from helpers import assert_refused, make_table, snapshot
 
 
 def test_rows_appended_from_outside_the_repository_join_the_named_dataset(repo, run, tmp_path):

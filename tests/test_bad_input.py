@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import (
+from helpers import (
     Marker,
     added,
     assert_refused,
@@ -24,6 +24,9 @@ from conftest import (
     manifest_path,
     snapshot,
 )
+
+import mreg
+from mreg.errors import UsageError
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -284,6 +287,26 @@ def test_an_unknown_kind_is_refused(repo, run):
 
     assert_refused(run("add", "m.safetensors", "--kind", "checkpoint"), "unknown kind")
 
+    assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"kind": "checkpoint"}, "unknown kind 'checkpoint'"),
+        ({"mode": "merge"}, "unknown mode 'merge'"),
+        ({"name": "no spaces"}, "'no spaces' is not a valid artifact name"),
+    ],
+)
+def test_python_add_and_import_refuse_bad_options_before_reading_anything(repo, options, message):  # type: ignore[no-untyped-def]
+    """The options are checked once, when made: a bad one is refused before the path (which
+    does not exist) is looked at, and before any download is tried."""
+    before = snapshot(repo)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        mreg.Repo(repo).add("nothing-here.parquet", **options)
+    if "mode" not in options:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            mreg.Repo(repo).import_url("http://127.0.0.1:9/x.parquet", **options)
     assert snapshot(repo) == before
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_refused, commit_all, git
+from helpers import assert_refused, commit_all, git
 from safetensors.numpy import save_file
 
 import mreg

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import added, commit_all, git, make_safetensors
+from helpers import added, commit_all, git, make_safetensors
 
 from mreg.registry import ModelRegistry
 

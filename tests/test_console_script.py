@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import commit_all, make_safetensors
+from helpers import commit_all, make_safetensors
 
 from mreg.cli import _exit_status
 

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     assert_refused,
     commit_all,
     git,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import assert_refused, commit_all, git, make_safetensors, make_table, snapshot
+from helpers import assert_refused, commit_all, git, make_safetensors, make_table, snapshot
 
 import mreg
 from mreg.registry import DatasetEntry, ModelEntry, RegistryError

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import commit_all, git
+from helpers import commit_all, git
 from seaweed import Seaweed
 
 ROWS = 20_000

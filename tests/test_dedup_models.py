@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import commit_all, git
+from helpers import commit_all, git
 
 MiB = 1 << 20
 KiB = 1 << 10

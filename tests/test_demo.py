@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_refused, snapshot
+from helpers import assert_refused, snapshot
 from seaweed import ACCESS_KEY, SECRET_KEY
 
 from mreg import ModelRegistry, Repo

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import added, commit_all
+from helpers import added, commit_all
 
 
 def image(path: Path, seed: int) -> None:

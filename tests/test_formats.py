@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_pth, make_safetensors, make_table, make_tensors, restore_from_cache
+from helpers import make_pth, make_safetensors, make_table, make_tensors, restore_from_cache
 
 import mreg
 

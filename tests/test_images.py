@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Result, assert_refused, commit_all, git, snapshot
+from helpers import Result, assert_refused, commit_all, git, snapshot
 from PIL import Image
 
 import mreg

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import Result, make_safetensors, make_table
+from helpers import Result, make_safetensors, make_table
 
 import mreg
 from mreg.storage import http as mreg_http

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     added,
     assert_refused,
     commit_all,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import assert_refused, commit_all, manifest_path, snapshot
+from helpers import assert_refused, commit_all, manifest_path, snapshot
 from onnx import TensorProto, helper, numpy_helper
 
 from mreg.converters.base import ReadOptions

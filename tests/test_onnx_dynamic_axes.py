@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_refused
+from helpers import assert_refused
 from registry_models import SENTENCES, TinyClassifier, predict, tiny_bert, tiny_tokenizer
 
 from mreg import ModelRegistry

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import (
+from helpers import (
     added,
     assert_refused,
     manifest_path,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import commit_all
+from helpers import commit_all
 from registry_models import predict, toy_data, train
 
 from mreg import ModelRegistry

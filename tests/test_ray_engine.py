@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import assert_one_line_error, commit_all, git
+from helpers import assert_one_line_error, commit_all, git
 
 import mreg
-import mreg.repo.add as add_module
+import mreg.repo.source_digest as source_digest
 
 ray = pytest.importorskip("ray")
 
@@ -111,7 +111,7 @@ def test_an_image_folder_added_through_ray_has_the_rows_and_manifest_of_a_local_
     def unread(*args: object) -> None:
         raise AssertionError("the driver hashed the sources: the tasks return their digests")
 
-    monkeypatch.setattr(add_module, "sha256_listing", unread)
+    monkeypatch.setattr(source_digest, "sha256_listing", unread)
     result = run("add", "distributed", "--engine", "ray", "--workers", "2")
     assert result.exit_code == 0, result.stderr
     assert "5,000 rows" in result.stdout
@@ -354,7 +354,7 @@ def test_a_bad_s3_source_is_refused_in_one_line_and_nothing_is_written(
 
 
 def test_engine_ray_with_a_model_is_refused_in_one_line(repo, run, cluster):
-    from conftest import make_safetensors
+    from helpers import make_safetensors
 
     make_safetensors(repo / "model.safetensors")
     result = run("add", "model.safetensors", "--engine", "ray")

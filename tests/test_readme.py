@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import init_work_tree, make_safetensors, make_table
+from helpers import init_work_tree, make_safetensors, make_table
 from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed
 
 PROJECT = Path(__file__).resolve().parent.parent

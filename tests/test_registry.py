@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import Marker, added, commit_all, git, make_table, snapshot
+from helpers import Marker, added, commit_all, git, make_table, snapshot
 from registry_models import TinyClassifier, predict, toy_data, train
 
 import mreg

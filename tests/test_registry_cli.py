@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
-from conftest import Marker, added, assert_refused, commit_all, git, make_table, snapshot
+from helpers import Marker, added, assert_refused, commit_all, git, make_table, snapshot
 from registry_models import train
+
+import mreg
+from mreg.errors import RegistryError
 
 
 def weights(path: Path, steps: int) -> Path:
@@ -77,13 +81,18 @@ def test_bad_registry_input_is_one_line_and_changes_nothing(repo: Path, run, tmp
     assert (snapshot(repo), git(repo, "tag", "--list")) == before
 
 
-def test_show_name_hash_stage_describes_the_version_now_in_that_stage(
-    repo: Path, run, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def two_versions_first_in_prod(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``clf`` v0.1.0 and v0.1.1 registered, v0.1.0 in stage prod."""
     path = weights(tmp_path / "w.pth", 3)
     assert run("register", path, "--name", "clf").exit_code == 0
     assert run("register", weights(path, 6), "--name", "clf").exit_code == 0
     assert run("stage", "clf", "v0.1.0", "prod").exit_code == 0
+
+
+def test_show_name_hash_stage_describes_the_version_now_in_that_stage(
+    repo: Path, run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    two_versions_first_in_prod(run, tmp_path)
 
     staged = run("show", "clf#prod")
     assert staged.exit_code == 0, staged.stderr
@@ -98,6 +107,20 @@ def test_show_name_hash_stage_describes_the_version_now_in_that_stage(
     assert_refused(run("show", "clf#"), "'clf#' names no stage")
     assert_refused(run("show", "ghost#prod"), "no model named 'ghost'")
     assert (snapshot(repo), git(repo, "tag", "--list")) == before
+
+
+def test_python_users_look_up_name_hash_stage_as_the_cli_does(
+    repo: Path, run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    two_versions_first_in_prod(run, tmp_path)
+
+    manager = mreg.DataManager(repo)
+    staged = manager.show("clf#prod")
+    assert (staged.rev, staged.manifest.name) == ("clf@v0.1.0", "clf")
+    assert staged == manager.show("clf@v0.1.0") == mreg.Repo(repo).show("clf@v0.1.0")
+    assert manager.show("clf").rev is None  # no stage: the work tree's version, as Repo.show
+    with pytest.raises(RegistryError, match="no version of 'clf' is in stage 'staging'"):
+        manager.show("clf#staging")
 
 
 def test_models_stats_and_validate_list_models_only_and_search_both_when_a_dataset_is_tagged(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error
+from helpers import assert_one_line_error
 from registry_models import TinyClassifier, predict, toy_data, train
 
 from mreg import ModelRegistry

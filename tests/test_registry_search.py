@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import assert_refused, commit_all, make_safetensors, make_table, snapshot
+from helpers import assert_refused, commit_all, make_safetensors, make_table, snapshot
 
 from mreg import ModelRegistry
 from mreg.registry import RegistryError

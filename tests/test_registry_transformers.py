@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import git, snapshot
+from helpers import git, snapshot
 from registry_models import logits, tiny_bert, tiny_tokenizer, token_ids, train
 
 from mreg import ModelFormat, ModelIntegrityError, ModelRegistry

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import commit_all
+from helpers import commit_all
 from registry_models import logits, predict, tiny_bert, tiny_tokenizer, token_ids, toy_data, train
 
 from mreg import ModelFormat, ModelRegistry, ModelType

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import store_servers
-from conftest import assert_refused, commit_all, git, make_safetensors, make_table, snapshot
+from helpers import assert_refused, commit_all, git, make_safetensors, make_table, snapshot
 
 UNSUPPORTED = ["ftp://files.example.com/team", "hdfs://namenode/team", "foo://bkt/team"]
 

@@ -8,7 +8,7 @@ import json
 import shutil
 
 import pytest
-from conftest import added, assert_refused, commit_all, git, make_safetensors, make_table
+from helpers import added, assert_refused, commit_all, git, make_safetensors, make_table
 
 from mreg.registry import ModelRegistry
 from mreg.repo import Repo

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import (
+from helpers import (
     Result,
     assert_one_line_error,
     assert_refused,
@@ -58,7 +58,7 @@ def manifest_files(manifest: Path) -> dict[str, dict[str, object]]:
 
 
 def added_by_full_path(run, path: Path, *args: str) -> Path:  # type: ignore[no-untyped-def]
-    """``mreg add`` of ``path`` given in full (conftest's ``added`` gives its name); returns the
+    """``mreg add`` of ``path`` given in full (helpers' ``added`` gives its name); returns the
     manifest it wrote."""
     result = run("add", str(path), *args)
     assert result.exit_code == 0, result.stderr

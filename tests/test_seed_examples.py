@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import assert_refused, git, init_work_tree, snapshot
+from helpers import assert_refused, git, init_work_tree, snapshot
 from registry_models import logits, tiny_bert, tiny_tokenizer
 
 from mreg.errors import NotARepository

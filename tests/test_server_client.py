@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import torch
-from conftest import commit_all, make_safetensors, make_table
+from helpers import commit_all, make_safetensors, make_table
 from serve_helpers import WRITER, mreg_serve
 
 import mreg

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import websockets
-from conftest import make_safetensors
+from helpers import make_safetensors
 from serve_helpers import READER, WRITER, mreg_serve
 
 API = "/api/v1"

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from conftest import commit_all, git, make_table
 from grpc_server_helpers import READ_TOKEN, WORKTREE, WRITE_TOKEN, grpc_server
+from helpers import commit_all, git, make_table
 
 import mreg
 from mreg.client.grpc_client import GrpcClient, ServerError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import git, make_safetensors
+from helpers import git, make_safetensors
 from serve_helpers import WRITER, mreg_serve
 
 import mreg

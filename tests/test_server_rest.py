@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pytest
-from conftest import Marker, commit_all, git, make_safetensors, make_table
+from helpers import Marker, commit_all, git, make_safetensors, make_table
 from serve_helpers import READER, WRITER, mreg_serve
 
 API = "/api/v1"

@@ -1,4 +1,4 @@
-from conftest import make_safetensors
+from helpers import make_safetensors
 
 
 def test_add_then_status_reports_in_sync(repo, run):

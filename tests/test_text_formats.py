@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.json as pajson
 import pytest
-from conftest import (
+from helpers import (
     added,
     assert_refused,
     manifest_path,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import added, commit_all, git, make_safetensors, make_tensors
+from helpers import added, commit_all, git, make_safetensors, make_tensors
 from PIL import Image
 from seaweed import ACCESS_KEY, SECRET_KEY, start_seaweed
 from torch.utils.data import DataLoader

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Marker, assert_refused, snapshot
+from helpers import Marker, assert_refused, snapshot
 
 from mreg.converters.base import ReadOptions
 from mreg.converters.transformers_folder import CONVERTER

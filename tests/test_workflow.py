@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import commit_all, git, make_safetensors, make_table, make_tensors
+from helpers import commit_all, git, make_safetensors, make_table, make_tensors
 
 import mreg
 from mreg.errors import UsageError

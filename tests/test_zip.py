@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import (
+from helpers import (
     added,
     assert_refused,
     make_safetensors,

@@ -45,7 +45,7 @@ def import_(
 ) -> None:
     """Download URL to PATH, convert it to Lance, and write PATH.mreg.toml recording the source."""
     # Not at start-up: it loads the http client and the converters.
-    from mreg.repo.importing import is_hf
+    from mreg.repo.import_options import is_hf
 
     repo = open_repo()
     if is_hf(source):

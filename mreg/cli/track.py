@@ -67,16 +67,14 @@ def add(
     ] = None,
 ) -> None:
     """Convert PATH to Lance in the cache and write PATH.mreg.toml beside it."""
-    if kind not in (None, "model", "dataset"):
-        raise UsageError(f"unknown kind '{kind}'", hint="use model or dataset")
-    if mode not in ("overwrite", "append"):
-        raise UsageError(f"unknown mode '{mode}'", hint="use overwrite or append")
+    # Kind, mode and name are checked once, by the library's AddOptions; only the engine, a
+    # name here for an object made here, is the CLI's to check.
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine '{engine}'", hint="use local or ray")
     if engine == "local" and (address is not None or workers is not None):
         raise UsageError("--address and --workers apply to --engine ray")
     if path.startswith("s3://"):
-        _check_s3_source(path, engine, mode, kind)
+        _check_s3_source(path, engine, mode, kind, name)
     elif target is not None:
         raise UsageError(f"a second PATH ({target}) is where an s3:// source's manifest goes")
     runner = None
@@ -130,8 +128,12 @@ def add(
     stdout.print(f"next: git add {result.manifest_path} && git commit", style="dim")
 
 
-def _check_s3_source(url: str, engine: str, mode: str, kind: str | None) -> None:
+def _check_s3_source(url: str, engine: str, mode: str, kind: str | None, name: str | None) -> None:
     """An s3:// source is a dataset read by Ray tasks, each downloading its own shard."""
+    from mreg.repo.add_options import check_kind_and_name
+
+    # What AddOptions checks of a local add: an s3:// add makes none.
+    check_kind_and_name(kind, name)
     if engine != "ray":
         raise UsageError(
             f"{url} is in object storage: it is read on a Ray cluster, whose tasks download it",
@@ -257,12 +259,8 @@ def show(
     json: Json = False,
 ) -> None:
     """Describe one artifact (at a version, a revision, or a registry stage's version)."""
-    if "#" in spec:
-        from mreg.registry.resolution import split_spec
-
-        # A stage is the registry's notion; its version's tag names the same manifest.
-        spec = open_data_manager().info(*split_spec(spec)).tag
-    target = open_repo().show(spec)
+    # Only a stage needs the registry (opening it may set it up); the rest is the work tree's.
+    target = open_data_manager().show(spec) if "#" in spec else open_repo().show(spec)
     m = target.manifest
     if json:
         print_json({"manifest_path": target.manifest_rel, "rev": target.rev, **vars(m)})

@@ -50,10 +50,10 @@ class RemoteRegistry:
         """``(model, tokenizer)`` of one version, as the local ``load_model`` gives them: the
         file is downloaded (sha256 checked) into a temporary folder and loaded from there
         (PyTorch weights never through pickle, classes of trusted modules only)."""
-        from mreg.client import loading
+        from mreg.client import downloaded
 
         entry = self.entry(name, version)
         with tempfile.TemporaryDirectory(prefix="mreg-model-") as scratch:
             path = self.download(f"{entry.name}@{entry.version}", Path(scratch) / "download")
-            trusted = loading.trusted(self.trusted_modules)
-            return loading.load_downloaded(entry, path, Path(scratch), device, trusted, kwargs)
+            trusted = downloaded.trusted(self.trusted_modules)
+            return downloaded.load_downloaded(entry, path, Path(scratch), device, trusted, kwargs)

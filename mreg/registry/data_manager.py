@@ -21,11 +21,13 @@ from mreg.registry import catalog, datasets, kinds, search
 from mreg.registry.entries import DatasetEntry, ModelEntry
 from mreg.registry.metadata import to_meta
 from mreg.registry.registry import ModelRegistry
+from mreg.registry.resolution import split_spec
 from mreg.registry.tags import ModelHistory, read_histories
 
 if TYPE_CHECKING:
     import lance
 
+    from mreg.repo import Target
     from mreg.storage.transfer import TransferResult
 
 Entry = ModelEntry | DatasetEntry
@@ -141,6 +143,14 @@ class DataManager:
         found = self._datasets._history(name)
         label, commit = self._datasets._resolve(name, version)
         return datasets.entry(self.repo, found, label, commit)
+
+    def show(self, spec: str) -> Target:
+        """The artifact ``spec`` names, as ``Repo.show`` finds it (``NAME``, ``NAME@REV``, a
+        path), or by ``NAME#STAGE``: the version now in that registry stage, at its tag."""
+        if "#" in spec:
+            # A stage is the registry's notion; its version's tag names the same manifest.
+            spec = self.info(*split_spec(spec)).tag
+        return self.repo.show(spec)
 
     def versions(self, name: str) -> list[str]:
         """Registered versions of ``name`` not removed, oldest first."""

@@ -256,24 +256,23 @@ class Repo:
         replace_meta: bool = False,
         engine: Engine | None = None,
     ) -> AddResult:
-        """See ``mreg.repo.add.add``; ``engine`` (``mreg.ray.RayEngine``) converts a dataset
-        on a Ray cluster."""
-        from mreg.repo.add import add
+        """See ``mreg.repo.add_options.AddOptions``; ``engine`` (``mreg.ray.RayEngine``)
+        converts a dataset on a Ray cluster."""
+        from mreg.repo.add import AddOptions, add
 
+        options = AddOptions(
+            name=name,
+            kind=kind,
+            format=format,
+            mode=mode,
+            meta=meta or {},
+            skip_bad=skip_bad,
+            source_url=source_url,
+            replace_meta=replace_meta,
+            engine=engine,
+        )
         with self.lock.held():
-            return add(
-                self,
-                path,
-                name=name,
-                kind=kind,
-                format=format,
-                mode=mode,
-                meta=meta,
-                skip_bad=skip_bad,
-                source_url=source_url,
-                replace_meta=replace_meta,
-                engine=engine,
-            )
+            return add(self, path, options)
 
     def import_url(
         self,
@@ -286,10 +285,12 @@ class Repo:
         force: bool = False,
     ) -> AddResult:
         """Download ``url`` (resuming, checked against ``sha256``) to ``path``, then add it."""
-        from mreg.repo.importing import import_url
+        from mreg.repo.import_options import ImportOptions
+        from mreg.repo.url_import import import_url
 
+        options = ImportOptions(path=path, name=name, kind=kind, meta=meta or {}, force=force)
         with self.lock.held():
-            return import_url(self, url, path, sha256, name, kind, meta, force)
+            return import_url(self, url, options, sha256)
 
     def import_hf(
         self,
@@ -302,10 +303,12 @@ class Repo:
         force: bool = False,
     ) -> AddResult:
         """Import ``hf://ORG/NAME[@REV]`` or ``hf-dataset://NAME[...]`` to ``path``, then add it."""
-        from mreg.repo.importing import import_hf
+        from mreg.repo.hf_import import import_hf
+        from mreg.repo.import_options import ImportOptions
 
+        options = ImportOptions(path=path, name=name, kind=kind, meta=meta or {}, force=force)
         with self.lock.held():
-            return import_hf(self, uri, path, kind, allow, name, meta, force)
+            return import_hf(self, uri, options, allow)
 
     def checkout_manifest(self, manifest_rel: str, manifest: Manifest, force: bool = False) -> Path:
         from mreg.repo.checkout import restore

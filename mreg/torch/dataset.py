@@ -31,8 +31,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info  # noqa: 
 
 from mreg.errors import UsageError
 from mreg.repo import Repo
-from mreg.torch.decode import image_array, open_image
-from mreg.torch.rows import Row, Rows
+from mreg.torch.decode import image_array
+from mreg.torch.rows import Row, Rows, sample
 
 Transform = Callable[[Any], Any]
 
@@ -67,29 +67,20 @@ class _LanceRows:
         return self.layout.class_to_idx
 
     def _sample(self, row: Row) -> Any:
-        layout = self.layout
-        image = self._image(row) if layout.image else None
+        image = self._image(row) if self.layout.image else None
         label: Any = row.label
         if label is not None and self.target_transform is not None:
             label = self.target_transform(label)
-        if not layout.as_dict:
-            return image if layout.label is None else (image, label)
-        sample: dict[str, Any] = {}
-        for column in layout.columns:
-            if column == layout.image:
-                sample[column] = image
-            elif column == layout.label:
-                sample[column] = label
-            elif column in layout.tensor_columns and row.values[column] is not None:
-                sample[column] = torch.as_tensor(row.values[column])
-            else:
-                sample[column] = row.values[column]
-        return sample
+        return sample(self.layout, row.values, image, label, self._value)
+
+    def _value(self, column: str, value: Any) -> Any:
+        if column in self.layout.tensor_columns and value is not None:
+            return torch.as_tensor(value)
+        return value
 
     def _image(self, row: Row) -> Any:
         """``transform(PIL image)`` when a transform is set, else a uint8 CHW tensor."""
-        assert self.layout.image is not None
-        image = open_image(row.image, self.image_mode, self.layout.image, row.index, self.what)
+        image = self._rows.image(row, self.image_mode)
         if self.transform is not None:
             return self.transform(image)
         pixels = np.ascontiguousarray(image_array(image).transpose(2, 0, 1))

@@ -10,6 +10,7 @@ helpful message, or train on nothing without a word.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,13 +19,14 @@ import numpy as np
 
 from mreg.errors import UsageError, one_line
 from mreg.repo import Repo
-from mreg.torch.decode import plan
+from mreg.torch.decode import Layout, open_image, plan
 from mreg.torch.source import Reader, resolve
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import lance
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,12 @@ class Rows:
             for k, position in enumerate(positions)
         ]
 
+    def image(self, row: Row, mode: str | None) -> Image.Image:
+        """The row's image decoded (converted to ``mode`` unless None); CorruptInput naming the
+        column and row when it is no image."""
+        assert self.layout.image is not None
+        return open_image(row.image, mode, self.layout.image, row.index, self.what)
+
     def chunks(self, size: int) -> list[np.ndarray]:
         """Positions of ``size`` consecutive rows each, never across a fragment (sequential
         reads of one data file)."""
@@ -112,6 +120,29 @@ class Rows:
                 chunks.append(np.arange(first, min(first + size, start + rows)))
             start += rows
         return chunks
+
+
+def sample(
+    layout: Layout,
+    values: Mapping[str, Any],
+    image: Any,
+    label: Any,
+    value: Callable[[str, Any], Any],
+) -> Any:
+    """A sample as ``layout`` shapes it, in any framework's types: ``image``, ``(image,
+    label)``, or a dict of the columns read, where each column other than the image and the
+    label is ``value(column, values[column])``. (Or a sample's type, from the columns' types.)"""
+    if not layout.as_dict:
+        return image if layout.label is None else (image, label)
+    shaped: dict[str, Any] = {}
+    for column in layout.columns:
+        if column == layout.image:
+            shaped[column] = image
+        elif column == layout.label:
+            shaped[column] = label
+        else:
+            shaped[column] = value(column, values[column])
+    return shaped
 
 
 def _matching(dataset: lance.LanceDataset, filter: str, what: str) -> np.ndarray:

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-from conftest import git
+from helpers import git
 
 WORKTREE = Path(__file__).resolve().parents[2]
 MREG = [sys.executable, "-c", "from mreg.cli import script; script()"]

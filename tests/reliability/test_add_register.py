@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import (
+from helpers import (
     assert_one_line_error,
     assert_refused,
     commit_all,

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, commit_all
 from fault_tools import (
     Finished,
     assert_cache_holds_only_good_files,
@@ -20,6 +19,7 @@ from fault_tools import (
     sha256,
     start_mreg,
 )
+from helpers import assert_one_line_error, commit_all
 
 
 def together(*commands: tuple[Path, tuple[str, ...]]) -> list[Finished]:

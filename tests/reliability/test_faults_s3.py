@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import add_s3_remote, assert_refused, commit_all, make_table
 from fault_tools import (
     Fault,
     FaultProxy,
@@ -19,6 +18,7 @@ from fault_tools import (
     sha256,
     temp_files,
 )
+from helpers import add_s3_remote, assert_refused, commit_all, make_table
 from seaweed import Seaweed
 
 PREFIX = "team/models/"

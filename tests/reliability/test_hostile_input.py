@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     added,
     assert_refused,
     commit_all,
@@ -454,7 +454,7 @@ def pickle_bytes(data: bytes) -> Callable[[Path], None]:
 
 def pickled_object(path: Path) -> None:
     import torch
-    from conftest import Marker
+    from helpers import Marker
 
     marker = path.parent.parent / "pwned"
     torch.save({"weight": torch.zeros(3), "payload": Marker(marker)}, path)

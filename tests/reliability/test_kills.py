@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import commit_all, git
 from fault_tools import (
     Finished,
     assert_cache_holds_only_good_files,
@@ -30,6 +29,7 @@ from fault_tools import (
     start_mreg,
     temp_files,
 )
+from helpers import commit_all, git
 
 from mreg import atomic
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import assert_refused, commit_all, git, make_table, snapshot
 from fault_tools import (
     Mounts,
     assert_cache_holds_only_good_files,
@@ -21,6 +20,7 @@ from fault_tools import (
     recorded_files,
     temp_files,
 )
+from helpers import assert_refused, commit_all, git, make_table, snapshot
 
 from mreg.errors import LocalIOError, StorageFull, local_fault
 

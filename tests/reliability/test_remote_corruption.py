@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import assert_refused, commit_all
 from fault_tools import clone, make_model, recorded_files
+from helpers import assert_refused, commit_all
 from seaweed import Seaweed
 
 Damage = Callable[[bytes], bytes | None]  # new bytes; None: deleted
