@@ -84,7 +84,7 @@ def main() -> None:
 
     import mreg
     from mreg.client.grpc_client import GrpcClient
-    from mreg.repo.checkout import write_copy
+    from mreg.repo.rebuild import write_copy
 
     work = Path(tempfile.mkdtemp(prefix="mreg-bench-grpc-"))
     server = None

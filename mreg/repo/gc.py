@@ -27,8 +27,8 @@ from mreg.repo import manifest as manifests
 from mreg.repo.git import GitRepo
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
     from mreg.repo.manifest import Manifest
+    from mreg.repo.work_tree import WorkTree
 
 DEFAULT_OLDER_THAN = "7d"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -46,20 +46,8 @@ class GcReport:
     fetched: tuple[str, ...] = ()
 
 
-def live_manifests(repo: Repo, all_commits: bool = False) -> list[Manifest]:
-    """Manifests in the work tree and at the tip of every branch and tag (or every commit)."""
-    revisions = repo.git.all_commits() if all_commits else repo.git.ref_tips()
-    found = list(repo.manifests().values())
-    seen_blobs: set[str] = set()
-    for rev in revisions:
-        for blob, manifest in repo.manifests_by_blob(rev, skip=seen_blobs):
-            seen_blobs.add(blob)
-            found.append(manifest)
-    return found
-
-
 def kept_manifests(
-    repo: Repo, all_commits: bool = False, also: list[str] | None = None
+    repo: WorkTree, all_commits: bool = False, also: list[str] | None = None
 ) -> list[Manifest]:
     """Every manifest whose data gc keeps (see the module's docstring); ``also``: more
     revisions to count (the refs fetched from git remotes)."""
@@ -77,7 +65,7 @@ def kept_manifests(
 
 
 def gc(
-    repo: Repo,
+    repo: WorkTree,
     remote: str | None,
     force: bool,
     all_commits: bool = False,
@@ -107,7 +95,7 @@ def gc(
     return GcReport(store.description, unused, size, force, too_young, fetched)
 
 
-def _gc_cache(repo: Repo, force: bool, all_commits: bool) -> GcReport:
+def _gc_cache(repo: WorkTree, force: bool, all_commits: bool) -> GcReport:
     live = kept_manifests(repo, all_commits)
     referenced = {f.path for m in live for f in m.files}
     files = repo.cache.all_files()
@@ -120,7 +108,7 @@ def _gc_cache(repo: Repo, force: bool, all_commits: bool) -> GcReport:
     return GcReport("cache", unused, sum(files[p] for p in unused), deleted=force)
 
 
-def _fetch(repo: Repo, git_remote: str) -> list[str]:
+def _fetch(repo: WorkTree, git_remote: str) -> list[str]:
     try:
         return repo.git.fetch_every_ref(git_remote)
     except GitError as error:
@@ -142,7 +130,7 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _UNITS[match[2]]
 
 
-def _remove_stale_views(repo: Repo, live_keys: set[str]) -> None:
+def _remove_stale_views(repo: WorkTree, live_keys: set[str]) -> None:
     for view in repo.cache.views():
         # A remote view (KEY-BASE.lance) stays with its manifest too: a reader may be using it.
         if view.name.removesuffix(".lance").partition("-")[0] not in live_keys:

@@ -108,7 +108,7 @@ class Source:
     restore: Restore
     restore_info: str = ""
     url: str = ""
-    # Files beside the artifact that belong to it (ONNX external data); see Repo.workspace_digest.
+    # Files beside the artifact that belong to it (ONNX external data); see workspace_digest.
     companions: tuple[str, ...] = ()
     # sha256 of the last file appended (``--mode append``): appending it again adds nothing.
     appended: str = ""

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def build(repo: Repo, spec: str, folder: Path) -> tuple[Path, str, str]:
     """``(path, file name, sha256)`` of the artifact ``spec`` (``NAME``, ``NAME@REV``) rebuilt
     under ``folder`` from the cache (what it lacks is fetched from the default remote first)."""
-    from mreg.repo.checkout import write_copy
+    from mreg.repo.rebuild import write_copy
 
     target = repo.target(spec)
     if repo.cache.missing(target.manifest.files):

@@ -25,7 +25,7 @@ from mreg.atomic import atomic_output
 from mreg.errors import MregError, RemoteError, UsageError
 from mreg.hashing import sha256_file
 from mreg.registry import ModelRegistry
-from mreg.repo.checkout import write_copy
+from mreg.repo.rebuild import write_copy
 from mreg.server.read_cache import ReadCache
 from mreg.server.upload import UploadTooLarge
 
