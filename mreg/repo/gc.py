@@ -53,12 +53,12 @@ def kept_manifests(
     revisions to count (the refs fetched from git remotes)."""
     found: list[Manifest] = []
     blobs: set[str] = set()
-    for tree in repo.git.work_trees() or [repo.root]:
+    for tree in repo.git.refs.work_trees() or [repo.root]:
         git = GitRepo(tree)
         found += [manifests.read(tree / rel, rel) for rel in git.work_tree_files(manifests.SUFFIX)]
-        blobs |= git.index_blobs(manifests.SUFFIX)
-    commits = repo.git.kept_commits(walk=all_commits, also=also or [])
-    blobs |= repo.git.blobs_named(commits, manifests.SUFFIX)
+        blobs |= git.refs.index_blobs(manifests.SUFFIX)
+    commits = repo.git.refs.kept_commits(walk=all_commits, also=also or [])
+    blobs |= repo.git.refs.blobs_named(commits, manifests.SUFFIX)
     for sha, data in repo.git.read_blobs(sorted(blobs)).items():
         found.append(manifests.loads(data.decode("utf-8"), f"manifest (git blob {sha[:12]})"))
     return found
@@ -82,7 +82,7 @@ def gc(
     # Listed before the refs are read: an object pushed after this listing is not touched.
     listing = store.listing()
     cutoff = time.time() - age
-    fetched = tuple(repo.git.git_remotes()) if fetch else ()
+    fetched = tuple(repo.git.refs.git_remotes()) if fetch else ()
     tips = [sha for name in fetched for sha in _fetch(repo, name)]
     referenced = {f.path for m in kept_manifests(repo, all_commits, tips) for f in m.files}
     unreferenced = sorted(p for p in listing if p not in referenced)
@@ -110,7 +110,7 @@ def _gc_cache(repo: WorkTree, force: bool, all_commits: bool) -> GcReport:
 
 def _fetch(repo: WorkTree, git_remote: str) -> list[str]:
     try:
-        return repo.git.fetch_every_ref(git_remote)
+        return repo.git.refs.fetch_every_ref(git_remote)
     except GitError as error:
         raise RemoteError(
             f"{error.message} (a remote gc counts every ref of every git remote first)",

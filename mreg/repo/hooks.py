@@ -48,8 +48,9 @@ def pushed_tips(lines: list[str]) -> list[str]:
 def check_push(repo: WorkTree, git_remote: str, tips: list[str]) -> PushCheck:
     """MissingData when a manifest in the commits from ``tips`` that ``git_remote`` lacks
     references data the default mreg remote does not hold (same path and size)."""
-    commits = sorted({sha for tip in tips for sha in repo.git.unpushed_commits(tip, git_remote)})
-    blobs = repo.git.blobs_named(commits, manifests.SUFFIX) if commits else set()
+    refs = repo.git.refs
+    commits = sorted({sha for tip in tips for sha in refs.unpushed_commits(tip, git_remote)})
+    blobs = refs.blobs_named(commits, manifests.SUFFIX) if commits else set()
     remote = repo.config.default_remote_name()
     if not blobs or remote is None:
         return PushCheck(remote, len(commits), len(blobs))

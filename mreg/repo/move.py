@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from mreg.atomic import atomic_write_text
 from mreg.errors import ArtifactNotFound, NameConflict
 from mreg.repo import manifest as manifests
-from mreg.repo.git import ignore_in_git, ignore_line
+from mreg.repo.gitignore import ignore_in_git, ignore_line
 from mreg.repo.targets import by_path
 
 if TYPE_CHECKING:

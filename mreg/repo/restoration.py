@@ -18,7 +18,7 @@ from mreg.errors import IntegrityError, MissingData, local_faults
 from mreg.hashing import sha256_tree
 from mreg.repo import manifest as manifests
 from mreg.repo import tensor_reader
-from mreg.repo.git import ignore_in_git
+from mreg.repo.gitignore import ignore_in_git
 from mreg.repo.held import refuse_unheld_changes, remove_leftovers
 from mreg.repo.rebuild import check_exact, write_file, writer
 from mreg.repo.workspace import workspace_in_sync

@@ -54,7 +54,7 @@ def manifests_by_blob(repo: WorkTree, rev: str, skip: set[str]) -> list[tuple[st
 
 def live_manifests(repo: WorkTree, all_commits: bool = False) -> list[Manifest]:
     """Manifests in the work tree and at the tip of every branch and tag (or every commit)."""
-    revisions = repo.git.all_commits() if all_commits else repo.git.ref_tips()
+    revisions = repo.git.refs.all_commits() if all_commits else repo.git.refs.ref_tips()
     found = list(work_tree_manifests(repo).values())
     seen_blobs: set[str] = set()
     for rev in revisions:
