@@ -3,8 +3,7 @@
 Each verb lives in its own module (``add.py``, ``push.py``, ...); ``Repo`` delegates in one line so
 that Python users and the CLI call the same functions with the same names. What a ``Repo`` is made
 of (its folders, config, git, state, cache and lock) is ``WorkTree`` (``work_tree.py``), which the
-verbs take; which artifact a spec means is ``targets.py``; the work tree's digests,
-``workspace.py``.
+verbs take; which artifact a spec means is ``targets.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.repo import targets as resolution
-from mreg.repo import workspace
-from mreg.repo.targets import Target
+from mreg.repo.targets import Specs, Target
 from mreg.repo.work_tree import WorkTree
 
 if TYPE_CHECKING:
@@ -40,13 +38,6 @@ __all__ = ["Repo", "Target", "WorkTree"]
 class Repo(WorkTree):
     """A git work tree in which ``mreg init`` ran (see ``WorkTree``), and every verb on it."""
 
-    def manifests(self) -> dict[str, Manifest]:
-        """Every manifest in the work tree, by its path relative to the root."""
-        return resolution.work_tree_manifests(self)
-
-    def lookup(self, name: str, rev: str | None = None) -> tuple[str, Manifest] | None:
-        return resolution.lookup(self, name, rev)
-
     def target(self, spec: str) -> Target:
         """Resolve ``NAME``, ``NAME@VERSION``, ``NAME@REV`` or a path to one artifact."""
         return resolution.resolve(self, spec)
@@ -54,12 +45,6 @@ class Repo(WorkTree):
     def targets(self, specs: list[str] | tuple[str, ...] | None) -> list[Target]:
         """The named artifacts, or every artifact in the work tree when none is named."""
         return resolution.resolve_all(self, specs)
-
-    def workspace_digest(self, artifact_rel: str, companions: tuple[str, ...] = ()) -> str | None:
-        return workspace.workspace_digest(self, artifact_rel, companions)
-
-    def workspace_in_sync(self, artifact_rel: str, manifest: Manifest) -> bool:
-        return workspace.workspace_in_sync(self, artifact_rel, manifest)
 
     def add(
         self,
@@ -130,7 +115,7 @@ class Repo(WorkTree):
 
         return restore(self, manifest_rel, manifest, force=force)
 
-    def checkout(self, targets: list[str] | None = None, force: bool = False) -> CheckedOut:
+    def checkout(self, targets: Specs = None, force: bool = False) -> CheckedOut:
         from mreg.repo.checkout import checkout
 
         with self.lock.held():
@@ -143,7 +128,7 @@ class Repo(WorkTree):
 
     def push(
         self,
-        targets: list[str] | None = None,
+        targets: Specs = None,
         remote: str | None = None,
         jobs: int = 8,
         all_refs: bool = False,
@@ -155,7 +140,7 @@ class Repo(WorkTree):
             return push(self, targets, remote=remote, jobs=jobs, all_refs=all_refs, repair=repair)
 
     def fetch(
-        self, targets: list[str] | None = None, remote: str | None = None, jobs: int = 8
+        self, targets: Specs = None, remote: str | None = None, jobs: int = 8
     ) -> TransferResult:
         from mreg.repo.fetch import fetch
 
@@ -163,11 +148,7 @@ class Repo(WorkTree):
             return fetch(self, targets, remote=remote, jobs=jobs)
 
     def pull(
-        self,
-        targets: list[str] | None = None,
-        remote: str | None = None,
-        jobs: int = 8,
-        force: bool = False,
+        self, targets: Specs = None, remote: str | None = None, jobs: int = 8, force: bool = False
     ) -> CheckedOut:
         from mreg.repo.pull import pull
 
@@ -180,7 +161,7 @@ class Repo(WorkTree):
 
         return doctor(self)
 
-    def verify(self, targets: list[str] | None = None, remote: str | None = None) -> list[Problem]:
+    def verify(self, targets: Specs = None, remote: str | None = None) -> list[Problem]:
         from mreg.repo.verify import verify
 
         return verify(self, targets, remote=remote)
@@ -240,8 +221,7 @@ class Repo(WorkTree):
     def open(
         self, name: str, rev: str | None = None, remote: str | None = None
     ) -> lance.LanceDataset:
-        """The Lance dataset of exactly the version the manifest (at ``rev``) records: from the
-        cache, or with ``remote="NAME"`` read in place there (see ``mreg.repo.opening``)."""
+        """The Lance dataset of the version the manifest records (see ``mreg.repo.opening``)."""
         from mreg.repo.opening import open_dataset
 
         return open_dataset(self, self.target(f"{name}@{rev}" if rev else name), remote)

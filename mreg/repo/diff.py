@@ -10,7 +10,6 @@ from mreg import converters
 from mreg.converters.base import CHUNK_DTYPE, FILE_DTYPE
 from mreg.converters.blob_dir import listed_files
 from mreg.repo.manifest import Manifest, TensorInfo
-from mreg.repo.targets import manifests_at, work_tree_manifests
 
 if TYPE_CHECKING:
     from mreg.repo.work_tree import WorkTree
@@ -53,8 +52,8 @@ class Diff:
 def diff(repo: WorkTree, rev_a: str | None = None, rev_b: str | None = None) -> Diff:
     """Compare ``rev_a`` (default HEAD) with ``rev_b`` (default the work tree)."""
     old_rev = rev_a or "HEAD"
-    old = _by_name(manifests_at(repo, old_rev) if repo.git.has_commits() or rev_a else {})
-    new = _by_name(manifests_at(repo, rev_b) if rev_b else work_tree_manifests(repo))
+    old = _by_name(repo.manifests_at(old_rev) if repo.git.has_commits() or rev_a else {})
+    new = _by_name(repo.manifests_at(rev_b) if rev_b else repo.manifests())
     names = sorted(old.keys() | new.keys())
     only = _tagged_artifacts(repo, rev_a, rev_b)
     if only:

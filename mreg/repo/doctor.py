@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mreg.errors import MregError
-from mreg.repo.targets import work_tree_manifests
 
 if TYPE_CHECKING:
     from mreg.config import RemoteConfig
@@ -105,7 +104,7 @@ def _credentials(remote: RemoteConfig) -> Check:
 
 def _cache(repo: WorkTree) -> Check:
     wrong = []
-    entries = {e.path: e for m in work_tree_manifests(repo).values() for e in m.files}
+    entries = {e.path: e for m in repo.manifests().values() for e in m.files}
     for relpath, entry in sorted(entries.items()):
         try:
             size = repo.cache.path(relpath).stat().st_size
@@ -125,7 +124,7 @@ def _cache(repo: WorkTree) -> Check:
 
 
 def _extras(repo: WorkTree) -> list[Check]:
-    formats = {m.source.format for m in work_tree_manifests(repo).values()}
+    formats = {m.source.format for m in repo.manifests().values()}
     checks = []
     for module, extra, needed_by in EXTRAS:
         if importlib.util.find_spec(module) is not None:

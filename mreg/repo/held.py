@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from mreg.errors import WorkTreeChanged
 from mreg.hashing import tree_files
 from mreg.repo import manifest as manifests
-from mreg.repo.workspace import workspace_digest, workspace_in_sync
 
 if TYPE_CHECKING:
     from mreg.repo.manifest import Manifest
@@ -33,8 +32,8 @@ def holds(repo: WorkTree, artifact_rel: str, digest: str | None, known: bool = F
 def unheld_changes(repo: WorkTree, artifact_rel: str, manifest: Manifest) -> list[str]:
     """Paths of work the artifact's file or folder holds that mreg does not: a change never
     added, or files put in a tracked folder (named one by one when mreg knows what it wrote)."""
-    digest = workspace_digest(repo, artifact_rel, manifest.source.companions)
-    if digest is None or workspace_in_sync(repo, artifact_rel, manifest):
+    digest = repo.workspace_digest(artifact_rel, manifest.source.companions)
+    if digest is None or repo.workspace_in_sync(artifact_rel, manifest):
         return []
     if holds(repo, artifact_rel, digest):
         return []

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from mreg.errors import ArtifactNotFound, ManifestError, UsageError
 from mreg.repo import manifest as manifests
 from mreg.repo.manifest import Manifest, check_name
-from mreg.repo.targets import lookup
 from mreg.repo.versions import check_tag_name, check_version
 
 if TYPE_CHECKING:
@@ -34,13 +33,13 @@ def tag(repo: WorkTree, name: str, version: str, message: str | None = None) -> 
     check_name(name)
     check_tag_name(name)
     check_version(version)
-    if not repo.git.has_commits() or lookup(repo, name, "HEAD") is None:
+    if not repo.git.has_commits() or repo.lookup(name, "HEAD") is None:
         raise ArtifactNotFound(
             f"no committed artifact named '{name}'",
             hint="`git add` and `git commit` its manifest first",
         )
-    _, committed = lookup(repo, name, "HEAD")  # type: ignore[misc]
-    current = lookup(repo, name)
+    _, committed = repo.lookup(name, "HEAD")  # type: ignore[misc]
+    current = repo.lookup(name)
     if current is not None and current[1] != committed:
         raise UsageError(
             f"'{name}' has uncommitted changes; a tag marks a commit",
@@ -55,7 +54,7 @@ def log(repo: WorkTree, name: str) -> list[LogEntry]:
     """Every commit that changed ``name``'s manifest and every version tag, newest first. The
     manifest is followed by name, not path: across ``mreg move`` and a change of format (which
     changes the file name), the whole history shows."""
-    found = lookup(repo, name) or (lookup(repo, name, "HEAD") if repo.git.has_commits() else None)
+    found = repo.lookup(name) or (repo.lookup(name, "HEAD") if repo.git.has_commits() else None)
     if found is None:
         raise ArtifactNotFound(f"no artifact named '{name}'", hint="see `mreg ls`")
     tags: dict[str, list[str]] = {}
@@ -64,7 +63,7 @@ def log(repo: WorkTree, name: str) -> list[LogEntry]:
     history = _history(repo, name)
     for sha in tags:
         if sha not in history:
-            at = lookup(repo, name, sha)
+            at = repo.lookup(name, sha)
             if at is not None:
                 history[sha] = (repo.git.commit(sha), at[1])
     entries = []

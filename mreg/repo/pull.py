@@ -9,7 +9,6 @@ from mreg.repo.download import download_missing, short_of, unfetched
 from mreg.repo.held import refuse_unheld_changes
 from mreg.repo.restoration import CheckedOut, Restoration, restore_targets
 from mreg.repo.targets import resolve_all
-from mreg.repo.workspace import workspace_in_sync
 from mreg.storage.landing import Copy
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ def pull(
                 Restoration(repo, target.manifest_rel, target.manifest)
             )
             for target in targets
-            if not workspace_in_sync(repo, target.artifact_rel, target.manifest)
+            if not repo.workspace_in_sync(target.artifact_rel, target.manifest)
         }
         copies: dict[str, list[Copy]] = {}
         for restoration in started.values():

@@ -21,7 +21,6 @@ from mreg.repo import tensor_reader
 from mreg.repo.gitignore import ignore_in_git
 from mreg.repo.held import refuse_unheld_changes, remove_leftovers
 from mreg.repo.rebuild import check_exact, write_file, writer
-from mreg.repo.workspace import workspace_in_sync
 from mreg.storage.landing import Copy
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def restore(repo: WorkTree, manifest_rel: str, manifest: Manifest, force: bool =
     without ``force``, refuse to overwrite bytes that mreg does not hold."""
     artifact_rel = manifest_rel.removesuffix(manifests.SUFFIX)
     if not force:
-        if workspace_in_sync(repo, artifact_rel, manifest):
+        if repo.workspace_in_sync(artifact_rel, manifest):
             return repo.root / artifact_rel
         refuse_unheld_changes(repo, [(artifact_rel, manifest)], "checkout")
     with Restoration(repo, manifest_rel, manifest) as restoration:

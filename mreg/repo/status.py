@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from mreg.repo.manifest import SUFFIX, FileEntry
 from mreg.repo.targets import resolve_all
 from mreg.repo.versions import tagged_versions, work_tree_folders
-from mreg.repo.workspace import workspace_in_sync
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -47,7 +46,7 @@ def status(repo: WorkTree, remote: str | None = None) -> list[ArtifactStatus]:
         states = []
         if repo.state.file_sha256(target.artifact_rel) is None:
             states.append(MISSING_WORKSPACE)
-        elif not workspace_in_sync(repo, target.artifact_rel, manifest):
+        elif not repo.workspace_in_sync(target.artifact_rel, manifest):
             states.append(CHANGED)
         if repo.cache.missing(manifest.files):
             states.append(MISSING_CACHE)

@@ -1,17 +1,20 @@
-"""Which artifact a spec means: the manifests of the work tree (or of a commit), looked up by name,
-and ``NAME``, ``NAME@VERSION``, ``NAME@REV`` or a path resolved to one ``Target``."""
+"""Which artifact a spec means: ``NAME``, ``NAME@VERSION``, ``NAME@REV`` or a path resolved to one
+``Target``; and the manifests that the refs of the repository reach."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from mreg.errors import ArtifactNotFound, UsageError
 from mreg.repo.manifest import SUFFIX, Manifest, loads, read
 
 if TYPE_CHECKING:
     from mreg.repo.work_tree import WorkTree
+
+# The artifacts a command names (``NAME``, ``NAME@REV`` or a path each); None or none: all.
+Specs: TypeAlias = list[str] | None
 
 
 @dataclass(frozen=True)
@@ -27,21 +30,6 @@ class Target:
         return self.manifest_rel.removesuffix(SUFFIX)
 
 
-def work_tree_manifests(repo: WorkTree) -> dict[str, Manifest]:
-    """Every manifest in the work tree, by its path relative to the root."""
-    return {rel: read(repo.root / rel, rel) for rel in repo.git.work_tree_files(SUFFIX)}
-
-
-def manifests_at(repo: WorkTree, rev: str) -> dict[str, Manifest]:
-    """Every manifest in the commit ``rev`` names, read from git alone."""
-    found = {}
-    for rel in repo.git.files_at(rev, SUFFIX):
-        data = repo.git.show(rev, rel)
-        if data is not None:
-            found[rel] = loads(data.decode("utf-8"), f"{rel} at {rev}")
-    return found
-
-
 def manifests_by_blob(repo: WorkTree, rev: str, skip: set[str]) -> list[tuple[str, Manifest]]:
     """Manifests at ``rev`` as (blob sha, manifest), skipping blobs already seen."""
     found = []
@@ -55,23 +43,13 @@ def manifests_by_blob(repo: WorkTree, rev: str, skip: set[str]) -> list[tuple[st
 def live_manifests(repo: WorkTree, all_commits: bool = False) -> list[Manifest]:
     """Manifests in the work tree and at the tip of every branch and tag (or every commit)."""
     revisions = repo.git.refs.all_commits() if all_commits else repo.git.refs.ref_tips()
-    found = list(work_tree_manifests(repo).values())
+    found = list(repo.manifests().values())
     seen_blobs: set[str] = set()
     for rev in revisions:
         for blob, manifest in manifests_by_blob(repo, rev, skip=seen_blobs):
             seen_blobs.add(blob)
             found.append(manifest)
     return found
-
-
-def lookup(repo: WorkTree, name: str, rev: str | None = None) -> tuple[str, Manifest] | None:
-    """(manifest path, manifest) of the artifact named ``name`` in the work tree (or at
-    ``rev``); None when there is none."""
-    found = work_tree_manifests(repo) if rev is None else manifests_at(repo, rev)
-    for rel, manifest in found.items():
-        if manifest.name == name:
-            return rel, manifest
-    return None
 
 
 def resolve(repo: WorkTree, spec: str) -> Target:
@@ -86,7 +64,7 @@ def resolve(repo: WorkTree, spec: str) -> Target:
     if rev:
         rev = f"{name}@{rev}" if repo.git.tags(f"{name}@{rev}") else rev
         repo.git.resolve(rev)
-        found = lookup(repo, name, rev)
+        found = repo.lookup(name, rev)
         if found is None:
             raise ArtifactNotFound(f"no artifact named '{name}' at {rev}")
         return Target(found[0], found[1], rev)
@@ -97,7 +75,7 @@ def resolve(repo: WorkTree, spec: str) -> Target:
         at_path, refused = None, error
     if at_path is not None:
         return at_path
-    found = lookup(repo, spec)
+    found = repo.lookup(spec)
     if found is not None:
         return Target(*found)
     if refused is not None:
@@ -109,7 +87,7 @@ def resolve_all(repo: WorkTree, specs: list[str] | tuple[str, ...] | None) -> li
     """The named artifacts, or every artifact in the work tree when none is named."""
     if specs:
         return [resolve(repo, spec) for spec in specs]
-    return [Target(rel, m) for rel, m in work_tree_manifests(repo).items()]
+    return [Target(rel, m) for rel, m in repo.manifests().items()]
 
 
 def by_path(repo: WorkTree, spec: str) -> Target | None:

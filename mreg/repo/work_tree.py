@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Self
 
 from mreg.config import Config, RemoteConfig
 from mreg.errors import NotARepository, UnsafeRepository, UsageError
+from mreg.repo import manifest as manifests
+from mreg.repo import workspace
 from mreg.repo.cache import Cache
 from mreg.repo.git import GitRepo, find_work_tree
 from mreg.repo.lock import RepoLock
 from mreg.repo.state import State
 
 if TYPE_CHECKING:
+    from mreg.repo.manifest import Manifest
     from mreg.storage import Store
 
 MREG_DIR = ".mreg"
@@ -66,6 +69,39 @@ class WorkTree:
     @functools.cached_property
     def config(self) -> Config:
         return Config(self.dir)
+
+    def manifests(self) -> dict[str, Manifest]:
+        """Every manifest in the work tree, by its path relative to the root."""
+        return {
+            rel: manifests.read(self.root / rel, rel)
+            for rel in self.git.work_tree_files(manifests.SUFFIX)
+        }
+
+    def manifests_at(self, rev: str) -> dict[str, Manifest]:
+        """Every manifest in the commit ``rev`` names, read from git alone."""
+        found = {}
+        for rel in self.git.files_at(rev, manifests.SUFFIX):
+            data = self.git.show(rev, rel)
+            if data is not None:
+                found[rel] = manifests.loads(data.decode("utf-8"), f"{rel} at {rev}")
+        return found
+
+    def lookup(self, name: str, rev: str | None = None) -> tuple[str, Manifest] | None:
+        """(manifest path, manifest) of the artifact named ``name`` in the work tree (or at
+        ``rev``); None when there is none."""
+        found = self.manifests() if rev is None else self.manifests_at(rev)
+        for rel, manifest in found.items():
+            if manifest.name == name:
+                return rel, manifest
+        return None
+
+    def workspace_digest(self, artifact_rel: str, companions: tuple[str, ...] = ()) -> str | None:
+        """See ``mreg.repo.workspace``."""
+        return workspace.workspace_digest(self.state, artifact_rel, companions)
+
+    def workspace_in_sync(self, artifact_rel: str, manifest: Manifest) -> bool:
+        """See ``mreg.repo.workspace``."""
+        return workspace.workspace_in_sync(self.state, artifact_rel, manifest)
 
     def remote(self, name: str | None = None) -> RemoteConfig:
         return self.config.remote(name)
