@@ -10,7 +10,7 @@ import threading
 import traceback
 from typing import NoReturn
 
-from mreg.cli.root import app, options
+from mreg.cli.root import app, global_options
 from mreg.errors import MregError, local_fault
 from mreg.progress import stderr
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(error: MregError) -> NoReturn:
-    if options["verbose"]:
+    if global_options["verbose"]:
         traceback.print_exc()
     # One line, whatever a wrapped library put in the message.
     message = "error: " + " ".join(str(error).split())  # the hint included

@@ -16,7 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 # Set by the global options, read where errors are rendered (mreg/cli/__init__.py).
-options = {"verbose": False}
+global_options = {"verbose": False}
 
 
 def _version(wanted: bool) -> None:
@@ -43,6 +43,6 @@ def _global(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    options["verbose"] = verbose
+    global_options["verbose"] = verbose
     if server:
         os.environ["MREG_SERVER_URL"] = server  # ModelRegistry() is then the server's client
