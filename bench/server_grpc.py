@@ -5,7 +5,7 @@
 
 Download: ``GrpcClient.download`` of a registered model (server restores it from the cache and
 streams it; the client checks its sha256) against the same restore done locally in-process
-(``mreg.repo.checkout.write_copy``, what the server does before streaming). Metadata:
+(``mreg.repo.rebuild.write_copy``, what the server does before streaming). Metadata:
 ``get_model_info`` from 16 client threads for ``--seconds``: requests/s and p50/p99 latency.
 Rows: ``--rows`` rows as Arrow IPC through ``GrpcClient.open`` against ``mreg.open(...)``.
 """
@@ -84,7 +84,7 @@ def main() -> None:
 
     import mreg
     from mreg.client.grpc_client import GrpcClient
-    from mreg.repo.checkout import write_copy
+    from mreg.repo.rebuild import write_copy
 
     work = Path(tempfile.mkdtemp(prefix="mreg-bench-grpc-"))
     server = None

@@ -20,7 +20,7 @@ import mreg
 from mreg.converters.base import ReadOptions
 from mreg.converters.safetensors import CONVERTER as SAFETENSORS
 from mreg.converters.transformers_folder import CONVERTER as TRANSFORMERS
-from mreg.repo.checkout import Restoration
+from mreg.repo.restoration import Restoration
 from mreg.storage.landing import (
     ALIGN,
     Copy,

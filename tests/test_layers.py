@@ -87,11 +87,10 @@ def test_importing_mreg_or_starting_the_cli_loads_no_heavy_library(module):
 # __init__.py that Python runs before any of its submodules (``import mreg.repo.add`` runs
 # ``mreg/repo/__init__.py``); ``from mreg.repo import Repo`` names __init__.py and counts.
 KNOWN_CYCLES = {
-    # Issue 18 item 2: the verbs name ``Repo`` (defined in __init__.py, which delegates to them).
-    "repo": "issue 18 item 2: verbs type their argument with Repo from repo/__init__.py",
-    # Typer's decorators: each command module imports ``app`` from cli/__init__.py, which
-    # imports the command modules to register them.
-    "cli": "command modules register on the app that cli/__init__.py defines and imports them",
+    # Issue 18 item 3: add.py and importing.py (restructured on another branch) still type their
+    # argument as Repo from repo/__init__.py, which delegates to them; every other verb takes a
+    # WorkTree (see test_repo_has_no_import_cycle_but_through_add_and_importing).
+    "repo": "add.py and importing.py import Repo from repo/__init__.py, which imports them",
 }
 
 
@@ -201,11 +200,56 @@ def test_the_cycle_check_finds_a_cycle_through_a_type_checking_import(tmp_path):
 MAX_LINES = 300
 
 
-@pytest.mark.parametrize("package", ["registry"])
+# The other engineer's branch of issue 18 (an add-options object, ``_overwrite`` split) brings
+# these two under the limit and removes them from this list.
+LONG_ALLOWED = {"repo/add.py", "repo/importing.py"}
+
+
+@pytest.mark.parametrize("package", ["registry", "repo"])
 def test_no_module_of_the_package_is_over_300_lines(package):
     long = {
-        str(module.relative_to(PACKAGE)): lines
+        name: lines
         for module in sorted((PACKAGE / package).glob("*.py"))
         if (lines := len(module.read_text().splitlines())) > MAX_LINES
+        and (name := str(module.relative_to(PACKAGE))) not in LONG_ALLOWED
     }
     assert not long, f"modules over {MAX_LINES} lines (split them along their concepts): {long}"
+
+
+def test_repo_has_no_import_cycle_but_through_add_and_importing():
+    folder = PACKAGE / "repo"
+    pending = {folder / "add.py", folder / "importing.py"}
+    graph = {m: t - pending for m, t in _package_graph(folder).items() if m not in pending}
+    cycles = [[str(m.relative_to(PACKAGE)) for m in c] for c in _cycles(graph)]
+    assert not cycles, f"import cycles: {cycles}"
+
+
+# The modules of mreg/repo that Repo delegates its verbs to. A verb composes shared modules
+# (targets, restoration, download, ...), never another verb: what two verbs share moves into a
+# module of its own, and verbs are combined in Repo.
+VERBS = {
+    "add", "checkout", "diff", "doctor", "fetch", "gc", "history", "importing", "install_git",
+    "move", "opening", "pull", "push", "status", "usage", "verify",
+}  # fmt: skip
+# Restructured on another branch (issue 18 item 3): add.py imports checkout (Restoration),
+# importing.py imports add. That branch moves their imports to the shared modules.
+VERB_IMPORTS_ALLOWED = {"add", "importing"}
+
+
+def test_the_verb_list_names_modules_that_exist():
+    assert all((PACKAGE / "repo" / f"{verb}.py").is_file() for verb in VERBS)
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS - VERB_IMPORTS_ALLOWED))
+def test_no_verb_module_imports_another_verb(verb):
+    folder = PACKAGE / "repo"
+    imported = _package_graph(folder)[folder / f"{verb}.py"]
+    others = sorted(m.stem for m in imported if m.stem in VERBS)
+    assert not others, f"repo/{verb}.py imports the verb module(s) {others}: share a module"
+
+
+def test_repo_keeps_to_construction_config_and_one_line_verbs():
+    tree = ast.parse((PACKAGE / "repo" / "__init__.py").read_text())
+    (repo,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Repo"]
+    lines = repo.end_lineno - repo.lineno + 1  # type: ignore[operator]
+    assert lines < 200, f"Repo is {lines} lines: move what is not a one-line verb out of it"

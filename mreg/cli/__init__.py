@@ -8,52 +8,14 @@ import os
 import sys
 import threading
 import traceback
-from typing import Annotated, NoReturn
+from typing import NoReturn
 
-import typer
-
+from mreg.cli.root import app, global_options
 from mreg.errors import MregError, local_fault
 from mreg.progress import stderr
 
-app = typer.Typer(
-    name="mreg",
-    help="Version machine-learning models and datasets in git, with the bytes in Lance.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-_options = {"verbose": False}
 INTERRUPTED = 130
 INTERRUPTED_MESSAGE = "interrupted: nothing half-written was kept; run the command again to finish"
-
-
-def _version(wanted: bool) -> None:
-    if wanted:
-        from mreg import __version__
-
-        typer.echo(f"mreg {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _global(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks.")] = False,
-    server: Annotated[
-        str | None,
-        typer.Option(
-            "--server",
-            envvar="MREG_SERVER_URL",
-            help="An `mreg serve` URL: registry reads and pull without a clone.",
-        ),
-    ] = None,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    _options["verbose"] = verbose
-    if server:
-        os.environ["MREG_SERVER_URL"] = server  # ModelRegistry() is then the server's client
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(error: MregError) -> NoReturn:
-    if _options["verbose"]:
+    if global_options["verbose"]:
         traceback.print_exc()
     # One line, whatever a wrapped library put in the message.
     message = "error: " + " ".join(str(error).split())  # the hint included

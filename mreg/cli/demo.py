@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mreg.cli import app
 from mreg.cli.options import human_size, stdout
+from mreg.cli.root import app
 from mreg.demo.options import DEFAULT_BATCH, DEFAULT_LIMIT, DEFAULT_MODEL_URL, DEFAULT_PREFIX
 from mreg.progress import stderr
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mreg.cli import app
 from mreg.cli.options import Json, human_size, open_repo, print_json, shown, stdout
+from mreg.cli.root import app
 from mreg.errors import UsageError
 from mreg.terminal import printable
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mreg.cli import app
 from mreg.cli.options import human_size, open_repo, stdout
+from mreg.cli.root import app
 from mreg.cli.track import parse_meta
 from mreg.errors import UsageError
 

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from mreg.cli import app
 from mreg.cli.options import (
     Json,
     human_size,
@@ -22,6 +21,7 @@ from mreg.cli.options import (
     shown,
     stdout,
 )
+from mreg.cli.root import app
 from mreg.cli.track import parse_meta
 from mreg.errors import UsageError, VerificationFailed
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mreg.cli import app
 from mreg.cli.options import Json, open_repo, print_json, shown, stdout
+from mreg.cli.root import app
 
 remote_app = typer.Typer(
     help="Manage remotes (S3, GCS, Azure, SSH, HTTP or local directories).", no_args_is_help=True

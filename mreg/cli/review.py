@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from mreg.cli import app
 from mreg.cli.options import open_repo, shown, stdout
+from mreg.cli.root import app
 from mreg.errors import UsageError
 from mreg.progress import stderr
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mreg.cli import app
+from mreg.cli.root import app
 from mreg.progress import stderr
 
 

@@ -6,8 +6,8 @@ from json import dumps
 
 import typer
 
-from mreg.cli import app
 from mreg.cli.options import Json, open_repo, print_json, shown, stdout
+from mreg.cli.root import app
 
 
 @app.command("config")

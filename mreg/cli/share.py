@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mreg.cli import app
 from mreg.cli.options import (
     Jobs,
     Json,
@@ -20,6 +19,7 @@ from mreg.cli.options import (
     shown,
     stdout,
 )
+from mreg.cli.root import app
 from mreg.errors import VerificationFailed
 from mreg.progress import stderr
 

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from mreg.cli import app
 from mreg.cli.options import (
     Json,
     Remote,
@@ -17,6 +16,7 @@ from mreg.cli.options import (
     shown,
     stdout,
 )
+from mreg.cli.root import app
 from mreg.errors import UsageError
 from mreg.progress import stderr
 

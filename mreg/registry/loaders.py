@@ -68,9 +68,9 @@ class StoredModel:
         converter = cast(ModelConverter, converters.get(self.manifest.source.format))
         dataset = self.repo.open(self.manifest.name, self.rev)
         buffer = io.BytesIO()
-        from mreg.repo import tensor_table
+        from mreg.repo import tensor_reader
 
-        tensors = tensor_table.read_tensors(dataset, self.manifest)
+        tensors = tensor_reader.read_tensors(dataset, self.manifest)
         converter.write(tensors, self.manifest.source.restore_info, buffer)
         return buffer.getvalue()
 
@@ -78,9 +78,9 @@ class StoredModel:
         """The artifact rebuilt under ``folder`` (a file or a folder); returns its path."""
         converter = cast(ModelConverter, converters.get(self.manifest.source.format))
         dataset = self.repo.open(self.manifest.name, self.rev)
-        from mreg.repo import tensor_table
+        from mreg.repo import tensor_reader
 
-        tensors = tensor_table.read_tensors(dataset, self.manifest)
+        tensors = tensor_reader.read_tensors(dataset, self.manifest)
         target = folder / self.manifest.path
         if converter.directory:
             target.mkdir(parents=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mreg.errors import RegistryError
 from mreg.registry import kinds
 from mreg.registry.registration_request import Request
-from mreg.repo.git import ignore_in_git
+from mreg.repo.gitignore import ignore_in_git
 from mreg.repo.manifest import SUFFIX
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from mreg.repo.manifest import FileEntry, Fragment, Manifest, TensorInfo
 
 if TYPE_CHECKING:
     from mreg.converters.base import TensorRecord
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Reused:
     kept: tuple[FileEntry, ...]
 
 
-def eligible(repo: Repo, tensors: Sequence[TensorRecord], previous: Manifest | None) -> bool:
+def eligible(repo: WorkTree, tensors: Sequence[TensorRecord], previous: Manifest | None) -> bool:
     """Whether the chunks of a re-add may be matched with ``previous``: chunks only, of a
     previous version in the tensor table whose data this cache holds."""
     return (
@@ -52,7 +52,7 @@ def eligible(repo: Repo, tensors: Sequence[TensorRecord], previous: Manifest | N
 
 
 def write(
-    repo: Repo,
+    repo: WorkTree,
     tensors: Sequence[TensorRecord],
     sums: Sequence[str],
     previous: Manifest,
@@ -93,7 +93,9 @@ def _key(name: str, digest: str) -> bytes:
     return hashlib.sha256(f"{name}\0{digest}".encode()).digest()[:16]
 
 
-def _previous_chunks(repo: Repo, previous: Manifest) -> tuple[list[bytes], list[tuple[int, int]]]:
+def _previous_chunks(
+    repo: WorkTree, previous: Manifest
+) -> tuple[list[bytes], list[tuple[int, int]]]:
     """The key of every chunk of ``previous`` and where it lies: names and digests only, never
     the chunks' bytes."""
     table, where = row_reuse.located_rows(repo, previous, ["name", "digest"])

@@ -12,7 +12,7 @@ from mreg.converters.blob_dir import listed_files
 from mreg.repo.manifest import Manifest, TensorInfo
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
 WORKSPACE = "workspace"
 METRIC = "metric."  # the registry's [meta] key of each metric
@@ -49,7 +49,7 @@ class Diff:
     changes: list[ArtifactChange] = field(default_factory=list)
 
 
-def diff(repo: Repo, rev_a: str | None = None, rev_b: str | None = None) -> Diff:
+def diff(repo: WorkTree, rev_a: str | None = None, rev_b: str | None = None) -> Diff:
     """Compare ``rev_a`` (default HEAD) with ``rev_b`` (default the work tree)."""
     old_rev = rev_a or "HEAD"
     old = _by_name(repo.manifests_at(old_rev) if repo.git.has_commits() or rev_a else {})
@@ -114,7 +114,7 @@ def _count(shape: tuple[int, ...]) -> int:
     return total
 
 
-def _tagged_artifacts(repo: Repo, *revs: str | None) -> set[str]:
+def _tagged_artifacts(repo: WorkTree, *revs: str | None) -> set[str]:
     """Names in version tags among the revisions: ``diff m@v1.0.0 m@v1.1.0`` is about ``m``."""
     names = set()
     for rev in revs:

@@ -14,7 +14,7 @@ from mreg.errors import MregError
 
 if TYPE_CHECKING:
     from mreg.config import RemoteConfig
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
 # Optional packages: (module, the extra that installs it, formats that need it to restore).
 EXTRAS = (
@@ -37,7 +37,7 @@ class Check:
     fix: str | None = None
 
 
-def doctor(repo: Repo) -> list[Check]:
+def doctor(repo: WorkTree) -> list[Check]:
     """Every check, in a fixed order: git identity, remotes, credentials, cache, extras."""
     return [
         _identity(repo),
@@ -47,7 +47,7 @@ def doctor(repo: Repo) -> list[Check]:
     ]
 
 
-def _identity(repo: Repo) -> Check:
+def _identity(repo: WorkTree) -> Check:
     found = repo.git.identity()
     if found:
         return Check("git identity", True, found)
@@ -60,7 +60,7 @@ def _identity(repo: Repo) -> Check:
     )
 
 
-def _remotes(repo: Repo) -> list[Check]:
+def _remotes(repo: WorkTree) -> list[Check]:
     from mreg.storage import probe
 
     config = repo.config
@@ -102,7 +102,7 @@ def _credentials(remote: RemoteConfig) -> Check:
     )
 
 
-def _cache(repo: Repo) -> Check:
+def _cache(repo: WorkTree) -> Check:
     wrong = []
     entries = {e.path: e for m in repo.manifests().values() for e in m.files}
     for relpath, entry in sorted(entries.items()):
@@ -123,7 +123,7 @@ def _cache(repo: Repo) -> Check:
     )
 
 
-def _extras(repo: Repo) -> list[Check]:
+def _extras(repo: WorkTree) -> list[Check]:
     formats = {m.source.format for m in repo.manifests().values()}
     checks = []
     for module, extra, needed_by in EXTRAS:

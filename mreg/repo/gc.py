@@ -27,8 +27,8 @@ from mreg.repo import manifest as manifests
 from mreg.repo.git import GitRepo
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
     from mreg.repo.manifest import Manifest
+    from mreg.repo.work_tree import WorkTree
 
 DEFAULT_OLDER_THAN = "7d"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -46,38 +46,26 @@ class GcReport:
     fetched: tuple[str, ...] = ()
 
 
-def live_manifests(repo: Repo, all_commits: bool = False) -> list[Manifest]:
-    """Manifests in the work tree and at the tip of every branch and tag (or every commit)."""
-    revisions = repo.git.all_commits() if all_commits else repo.git.ref_tips()
-    found = list(repo.manifests().values())
-    seen_blobs: set[str] = set()
-    for rev in revisions:
-        for blob, manifest in repo.manifests_by_blob(rev, skip=seen_blobs):
-            seen_blobs.add(blob)
-            found.append(manifest)
-    return found
-
-
 def kept_manifests(
-    repo: Repo, all_commits: bool = False, also: list[str] | None = None
+    repo: WorkTree, all_commits: bool = False, also: list[str] | None = None
 ) -> list[Manifest]:
     """Every manifest whose data gc keeps (see the module's docstring); ``also``: more
     revisions to count (the refs fetched from git remotes)."""
     found: list[Manifest] = []
     blobs: set[str] = set()
-    for tree in repo.git.work_trees() or [repo.root]:
+    for tree in repo.git.refs.work_trees() or [repo.root]:
         git = GitRepo(tree)
         found += [manifests.read(tree / rel, rel) for rel in git.work_tree_files(manifests.SUFFIX)]
-        blobs |= git.index_blobs(manifests.SUFFIX)
-    commits = repo.git.kept_commits(walk=all_commits, also=also or [])
-    blobs |= repo.git.blobs_named(commits, manifests.SUFFIX)
+        blobs |= git.refs.index_blobs(manifests.SUFFIX)
+    commits = repo.git.refs.kept_commits(walk=all_commits, also=also or [])
+    blobs |= repo.git.refs.blobs_named(commits, manifests.SUFFIX)
     for sha, data in repo.git.read_blobs(sorted(blobs)).items():
         found.append(manifests.loads(data.decode("utf-8"), f"manifest (git blob {sha[:12]})"))
     return found
 
 
 def gc(
-    repo: Repo,
+    repo: WorkTree,
     remote: str | None,
     force: bool,
     all_commits: bool = False,
@@ -94,7 +82,7 @@ def gc(
     # Listed before the refs are read: an object pushed after this listing is not touched.
     listing = store.listing()
     cutoff = time.time() - age
-    fetched = tuple(repo.git.git_remotes()) if fetch else ()
+    fetched = tuple(repo.git.refs.git_remotes()) if fetch else ()
     tips = [sha for name in fetched for sha in _fetch(repo, name)]
     referenced = {f.path for m in kept_manifests(repo, all_commits, tips) for f in m.files}
     unreferenced = sorted(p for p in listing if p not in referenced)
@@ -107,7 +95,7 @@ def gc(
     return GcReport(store.description, unused, size, force, too_young, fetched)
 
 
-def _gc_cache(repo: Repo, force: bool, all_commits: bool) -> GcReport:
+def _gc_cache(repo: WorkTree, force: bool, all_commits: bool) -> GcReport:
     live = kept_manifests(repo, all_commits)
     referenced = {f.path for m in live for f in m.files}
     files = repo.cache.all_files()
@@ -120,9 +108,9 @@ def _gc_cache(repo: Repo, force: bool, all_commits: bool) -> GcReport:
     return GcReport("cache", unused, sum(files[p] for p in unused), deleted=force)
 
 
-def _fetch(repo: Repo, git_remote: str) -> list[str]:
+def _fetch(repo: WorkTree, git_remote: str) -> list[str]:
     try:
-        return repo.git.fetch_every_ref(git_remote)
+        return repo.git.refs.fetch_every_ref(git_remote)
     except GitError as error:
         raise RemoteError(
             f"{error.message} (a remote gc counts every ref of every git remote first)",
@@ -142,7 +130,7 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _UNITS[match[2]]
 
 
-def _remove_stale_views(repo: Repo, live_keys: set[str]) -> None:
+def _remove_stale_views(repo: WorkTree, live_keys: set[str]) -> None:
     for view in repo.cache.views():
         # A remote view (KEY-BASE.lance) stays with its manifest too: a reader may be using it.
         if view.name.removesuffix(".lance").partition("-")[0] not in live_keys:

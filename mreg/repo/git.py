@@ -1,4 +1,7 @@
-"""The only module that talks to git.
+"""The work tree, revisions, objects, history and tags of a git repository.
+
+Only ``git.py``, ``git_refs.py`` (what the refs reach, for gc) and ``git_command.py`` (running git)
+talk to git.
 
 Queries (the work tree, revisions, file lists, refs, log) run the git binary directly. Object
 reads (``show``, ``blob``: gitpython keeps one ``git cat-file`` running for a loop of them), tags
@@ -9,21 +12,20 @@ commands that only list files (status, pull, push, ...) need not pay.
 from __future__ import annotations
 
 import functools
-import os
-import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.atomic import atomic_write_text
-from mreg.errors import GitError, NotARepository, UsageError, one_line
+from mreg.errors import GitError, NotARepository, one_line
+from mreg.repo.git_command import cat_file, has_commits, output, problem, run, tree_text
+from mreg.repo.git_refs import GitRefs
+
+# add.py imports these from here; they live in gitignore.py (add's rework can import them there).
+from mreg.repo.gitignore import ignore_in_git as ignore_in_git
+from mreg.repo.gitignore import ignore_line as ignore_line
 
 if TYPE_CHECKING:
     import git
-
-# As gitpython runs git: messages in English whatever the user's locale.
-_GIT_ENV = {"LANGUAGE": "C", "LC_ALL": "C"}
 
 
 @dataclass(frozen=True)
@@ -42,31 +44,13 @@ class Tag:
     date: str
 
 
-def _run(
-    cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        env={**os.environ, **_GIT_ENV, **(env or {})},
-        check=False,
-    )
-
-
-def _problem(done: subprocess.CompletedProcess[bytes]) -> str:
-    return done.stderr.decode(errors="replace").strip()[:200]
-
-
 def find_work_tree(start: Path) -> Path:
     """The top of the git work tree holding ``start`` (a folder, or a file in one)."""
     outside = NotARepository(f"{start} is not inside a git work tree", hint="run `git init` first")
     if not start.exists():
         raise outside
     folder = start if start.is_dir() else start.parent
-    done = _run(folder, "rev-parse", "--is-bare-repository", "--show-toplevel")
+    done = run(folder, "rev-parse", "--is-bare-repository", "--show-toplevel")
     if done.returncode == 0:
         return Path(done.stdout.decode("utf-8", "surrogateescape").splitlines()[1]).resolve()
     if done.stdout.startswith(b"true"):
@@ -76,12 +60,12 @@ def find_work_tree(start: Path) -> Path:
         return find_work_tree(git_dir.parent)
     if b"not a git repository" in done.stderr:
         raise outside
-    raise NotARepository(f"git refuses {start}: {_problem(done)}")
+    raise NotARepository(f"git refuses {start}: {problem(done)}")
 
 
 def _enclosing_git_dir(folder: Path) -> Path | None:
     """The ``.git`` folder that ``folder`` lies in, when it lies in one."""
-    done = _run(folder, "rev-parse", "--is-inside-git-dir", "--absolute-git-dir")
+    done = run(folder, "rev-parse", "--is-inside-git-dir", "--absolute-git-dir")
     lines = done.stdout.decode("utf-8", "surrogateescape").splitlines()
     if done.returncode != 0 or lines[:1] != ["true"] or len(lines) < 2:
         return None
@@ -94,6 +78,7 @@ class GitRepo:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.refs = GitRefs(root)
 
     @functools.cached_property
     def _repo(self) -> git.Repo:
@@ -102,11 +87,7 @@ class GitRepo:
         return git.Repo(self.root)
 
     def _git(self, *args: str) -> str:
-        """The output of ``git ARGS`` as gitpython gives it (one trailing newline dropped)."""
-        done = _run(self.root, *args)
-        if done.returncode != 0:
-            raise GitError(f"git {args[0]} failed: {_problem(done)}")
-        return done.stdout.decode("utf-8", "surrogateescape").removesuffix("\n")
+        return output(self.root, *args)
 
     def tracked(self, path: str) -> list[tuple[str, str]]:
         """(mode, path) of every entry of git's index at or under ``path`` (mode ``120000``: a
@@ -121,17 +102,17 @@ class GitRepo:
     def identity(self) -> str | None:
         """``Name <email>`` that git would write into a commit, or None when git has none
         (no user.name / user.email and no GIT_COMMITTER_* variables)."""
-        done = _run(self.root, "var", "GIT_COMMITTER_IDENT")
+        done = run(self.root, "var", "GIT_COMMITTER_IDENT")
         if done.returncode != 0:
             return None
         return done.stdout.decode("utf-8", "replace").rsplit(">", 1)[0] + ">"
 
     def has_commits(self) -> bool:
-        return _run(self.root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").returncode == 0
+        return has_commits(self.root)
 
     def resolve(self, rev: str) -> str:
         """Full sha of the commit ``rev`` names; GitError when git does not know it."""
-        done = _run(self.root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        done = run(self.root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
         if done.returncode != 0:
             raise GitError(f"unknown revision '{rev}'", hint="see `git log` or `mreg log NAME`")
         return done.stdout.decode().strip()
@@ -178,31 +159,9 @@ class GitRepo:
         specs git cannot find are left out. A tree comes back as text, one ``NAME\\tSHA`` line per
         entry, so callers never parse git's binary tree format."""
         return {
-            spec: _tree_text(data) if kind == b"tree" else data
-            for spec, (kind, data) in self._cat_file(specs).items()
+            spec: tree_text(data) if kind == b"tree" else data
+            for spec, (kind, data) in cat_file(self.root, specs).items()
         }
-
-    def _cat_file(self, specs: list[str]) -> dict[str, tuple[bytes, bytes]]:
-        """(type, raw bytes) of each object ``specs`` name, through one ``git cat-file --batch``;
-        specs git cannot find are left out."""
-        if not specs:
-            return {}
-        lines = "".join(f"{spec}\n" for spec in specs)
-        done = _run(self.root, "cat-file", "--batch", input=lines.encode())
-        if done.returncode != 0:
-            raise GitError(f"git cat-file failed: {_problem(done)}")
-        found: dict[str, tuple[bytes, bytes]] = {}
-        out, pos = done.stdout, 0
-        for spec in specs:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].split()
-            pos = end + 1
-            if len(header) != 3:
-                continue  # "<spec> missing" or "<spec> ambiguous"
-            size = int(header[2])
-            found[spec] = (header[1], out[pos : pos + size])
-            pos += size + 1
-        return found
 
     def stage(self, paths: list[str]) -> None:
         """``git add -A`` of exactly these paths (each existing, or tracked): additions,
@@ -296,7 +255,7 @@ class GitRepo:
 
     def config_value(self, key: str) -> str | None:
         """The repository's value of git setting ``key``, or None when it is not set."""
-        done = _run(self.root, "config", "--get", key)
+        done = run(self.root, "config", "--get", key)
         return done.stdout.decode("utf-8", "replace").strip() if done.returncode == 0 else None
 
     def set_config(self, key: str, value: str) -> None:
@@ -307,174 +266,3 @@ class GitRepo:
         """The folder git runs this repository's hooks from (``core.hooksPath`` honoured)."""
         path = Path(self._git("rev-parse", "--git-path", "hooks"))
         return path if path.is_absolute() else self.root / path
-
-    def unpushed_commits(self, tip: str, remote: str) -> list[str]:
-        """Commits reachable from ``tip`` that no remote-tracking branch of the git remote
-        ``remote`` holds (all of them for a remote given as a URL): what a push sends."""
-        return self._git("rev-list", tip, "--not", f"--remotes={remote}", "--").split()
-
-    def ref_tips(self) -> list[str]:
-        """Commits at the tip of every local branch, remote-tracking branch and tag."""
-        output = self._git(
-            "for-each-ref",
-            "--format=%(objectname)%00%(*objectname)",
-            "refs/heads",
-            "refs/remotes",
-            "refs/tags",
-        )
-        tips = set()
-        for line in output.splitlines():
-            direct, peeled = line.split("\0")
-            tips.add(peeled or direct)
-        return sorted(tips)
-
-    def all_commits(self) -> list[str]:
-        """Every commit reachable from any ref."""
-        if not self.has_commits():
-            return []
-        return self._git("rev-list", "--all").split()
-
-    def kept_commits(self, walk: bool = False, also: list[str] | None = None) -> list[str]:
-        """The commits whose data ``gc`` keeps: HEAD of every work tree, every ref under
-        ``refs/`` (branches, remote-tracking branches, tags, ``refs/stash``, ``refs/notes``, ...),
-        every reflog entry of those (git keeps them 30 to 90 days), the index and
-        untracked-files commits of every stash entry, and the commits ``also`` names (objects
-        that are not commits are left out); with ``walk``, every commit reachable from them."""
-        peeled = self._commits_among(also or [])
-        walking = [] if walk else ["--no-walk"]
-        listing = _run(
-            self.root,
-            *("rev-list", *walking, "--all", "--reflog", "--stdin"),
-            input="".join(f"{sha}\n" for sha in peeled).encode(),
-        )
-        if listing.returncode != 0:
-            raise GitError(f"git rev-list failed: {_problem(listing)}")
-        commits = set(listing.stdout.decode().split())
-        if _run(self.root, "rev-parse", "--verify", "--quiet", "refs/stash").returncode == 0:
-            for parents in self._git("log", "-g", "--format=%P", "refs/stash").splitlines():
-                commits.update(parents.split()[1:])  # [0] is the commit the stash was made on
-        return sorted(commits)
-
-    def _commits_among(self, objects: list[str]) -> list[str]:
-        """The commit each of ``objects`` is or (a tag) points at; others are left out."""
-        if not objects:
-            return []
-        lines = "".join(f"{sha}^{{commit}}\n" for sha in objects).encode()
-        done = _run(self.root, "cat-file", "--batch-check=%(objectname) %(objecttype)", input=lines)
-        found = (line.split() for line in done.stdout.decode().splitlines())
-        return sorted({fields[0] for fields in found if fields[1:] == ["commit"]})
-
-    def blobs_named(self, revisions: list[str], suffix: str) -> set[str]:
-        """Blob shas of the files whose name ends in ``suffix`` in the trees of ``revisions``
-        (commits, tags or trees). Each tree is read once, however many revisions share it, in a
-        few ``git cat-file --batch`` calls (one per level of folders)."""
-        level = [f"{rev}^{{tree}}" for rev in revisions]
-        seen: set[str] = set()
-        found: set[str] = set()
-        while level:
-            subtrees = []
-            for kind, data in self._cat_file(level).values():
-                for mode, name, sha in _tree_entries(data) if kind == b"tree" else []:
-                    if mode == b"40000" and sha not in seen:
-                        seen.add(sha)
-                        subtrees.append(sha)
-                    elif mode.startswith(b"100") and name.endswith(suffix.encode()):
-                        found.add(sha)
-            level = subtrees
-        return found
-
-    def index_blobs(self, suffix: str) -> set[str]:
-        """Blob shas of the files ending in ``suffix`` in this work tree's index (staged)."""
-        output = self._git("ls-files", "--stage", "-z", "--", f"*{suffix}")
-        return {line.split()[1] for line in output.split("\0") if line}
-
-    def work_trees(self) -> list[Path]:
-        """Every work tree of this repository that exists on disk (``git worktree list``)."""
-        output = self._git("worktree", "list", "--porcelain", "-z")
-        found = []
-        for field in output.split("\0"):
-            if field.startswith("worktree "):
-                path = Path(field.removeprefix("worktree "))
-                if (path / ".git").exists():
-                    found.append(path)
-        return found
-
-    def git_remotes(self) -> list[str]:
-        """Names of the git remotes this clone has configured."""
-        return self._git("remote").split()
-
-    def fetch_every_ref(self, remote: str) -> list[str]:
-        """Fetch the objects of every ref the git remote has (branches, tags, and any other ref:
-        pull requests, notes, ...) without writing any ref; returns the object ids of those refs.
-
-        GitError when the remote cannot be reached or refuses."""
-        listing = _run(self.root, "ls-remote", remote, env={"GIT_TERMINAL_PROMPT": "0"})
-        if listing.returncode != 0:
-            raise GitError(f"cannot list the refs of git remote '{remote}': {_problem(listing)}")
-        tips = sorted(
-            {
-                line.split("\t")[0]
-                for line in listing.stdout.decode().splitlines()
-                if line and not line.endswith("^{}")
-            }
-        )
-        missing = [sha for sha in tips if sha not in self._cat_file_check(tips)]
-        if missing:
-            done = _run(
-                self.root,
-                *("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--stdin", remote),
-                input="".join(f"{sha}\n" for sha in missing).encode(),
-                env={"GIT_TERMINAL_PROMPT": "0"},
-            )
-            if done.returncode != 0:
-                raise GitError(f"cannot fetch from git remote '{remote}': {_problem(done)}")
-        return tips
-
-    def _cat_file_check(self, shas: list[str]) -> set[str]:
-        """Those of ``shas`` that this repository holds."""
-        if not shas:
-            return set()
-        lines = "".join(f"{sha}\n" for sha in shas).encode()
-        done = _run(self.root, "cat-file", "--batch-check=%(objectname) %(objecttype)", input=lines)
-        found = (line.split() for line in done.stdout.decode().splitlines())
-        return {fields[0] for fields in found if fields[1:] and fields[1] != "missing"}
-
-
-def _tree_text(data: bytes) -> bytes:
-    """Git's binary tree entries (``MODE NAME\\0<20-byte sha>``) as ``NAME\\tSHA`` lines."""
-    return b"\n".join(name + b"\t" + sha.encode() for _, name, sha in _tree_entries(data))
-
-
-def _tree_entries(data: bytes) -> list[tuple[bytes, bytes, str]]:
-    """(mode, name, sha) of each entry of a tree in git's binary format."""
-    entries, pos = [], 0
-    while pos < len(data):
-        nul = data.index(b"\0", pos)
-        mode, name = data[pos:nul].split(b" ", 1)
-        entries.append((mode, name, data[nul + 1 : nul + 21].hex()))
-        pos = nul + 21
-    return entries
-
-
-def ignore_in_git(root: Path, relpath: str) -> None:
-    """Add the line that ignores exactly ``relpath`` to the .gitignore beside it, once."""
-    target = root / relpath
-    gitignore = target.parent / ".gitignore"
-    entry = ignore_line(target.name)
-    lines = gitignore.read_text().splitlines() if gitignore.exists() else []
-    if entry in lines:
-        return
-    atomic_write_text(gitignore, "\n".join([*lines, entry]) + "\n")
-
-
-def ignore_line(name: str) -> str:
-    """The .gitignore line that matches the file or folder ``name`` beside it and nothing else:
-    anchored, with every pattern character escaped (``* ? [ ] \\ ! #``, trailing spaces)."""
-    if "\n" in name or "\r" in name:
-        raise UsageError(
-            f"{name!r} holds a line break, which a .gitignore line cannot match",
-            hint="rename the file",
-        )
-    escaped = re.sub(r"([*?\[\]\\!#])", r"\\\1", name)
-    kept = escaped.rstrip(" ")
-    return "/" + kept + "\\ " * (len(escaped) - len(kept))

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 from mreg.errors import MissingData
 from mreg.repo import manifest as manifests
+from mreg.repo.status import status
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
     from mreg.repo.status import ArtifactStatus
+    from mreg.repo.work_tree import WorkTree
 
 DELETED = "0" * 40
 
@@ -44,11 +45,12 @@ def pushed_tips(lines: list[str]) -> list[str]:
     return tips
 
 
-def check_push(repo: Repo, git_remote: str, tips: list[str]) -> PushCheck:
+def check_push(repo: WorkTree, git_remote: str, tips: list[str]) -> PushCheck:
     """MissingData when a manifest in the commits from ``tips`` that ``git_remote`` lacks
     references data the default mreg remote does not hold (same path and size)."""
-    commits = sorted({sha for tip in tips for sha in repo.git.unpushed_commits(tip, git_remote)})
-    blobs = repo.git.blobs_named(commits, manifests.SUFFIX) if commits else set()
+    refs = repo.git.refs
+    commits = sorted({sha for tip in tips for sha in refs.unpushed_commits(tip, git_remote)})
+    blobs = refs.blobs_named(commits, manifests.SUFFIX) if commits else set()
     remote = repo.config.default_remote_name()
     if not blobs or remote is None:
         return PushCheck(remote, len(commits), len(blobs))
@@ -69,6 +71,6 @@ def check_push(repo: Repo, git_remote: str, tips: list[str]) -> PushCheck:
     return PushCheck(remote, len(commits), len(blobs))
 
 
-def out_of_date(repo: Repo) -> list[ArtifactStatus]:
+def out_of_date(repo: WorkTree) -> list[ArtifactStatus]:
     """The artifacts whose file or folder does not match their manifest now."""
-    return [s for s in repo.status() if not s.in_sync]
+    return [s for s in status(repo) if not s.in_sync]

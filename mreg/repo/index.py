@@ -24,7 +24,7 @@ from mreg.repo.manifest import FileEntry, Manifest
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
 INDEX_FILE = "registry-index.json"
 INDEX_VERSION = 3  # 3: rows and column names, for dataset search
@@ -67,7 +67,7 @@ def facts_of(manifest: Manifest) -> ManifestFacts:
 class ManifestIndex:
     """Manifest facts of (artifact name, commit) pairs, cached per manifest blob."""
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: WorkTree) -> None:
         self.repo = repo
         self.path = repo.cache.root / INDEX_FILE
         self.located: dict[str, list[str]] = {}  # "COMMIT:NAME" -> [manifest path, blob sha]

@@ -26,7 +26,7 @@ from mreg.atomic import atomic_write_text
 from mreg.errors import UsageError
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
 ATTRIBUTES = ".gitattributes"
 ATTRIBUTES_LINE = "*.mreg.toml diff=mreg"
@@ -57,7 +57,7 @@ def textconv_command() -> str:
     return f'f() {{ {mreg_command()} diff-textconv "$1" 2>/dev/null || cat "$1"; }}; f'
 
 
-def install_git(repo: Repo, hooks: bool = False, auto_checkout: bool = False) -> Installed:
+def install_git(repo: WorkTree, hooks: bool = False, auto_checkout: bool = False) -> Installed:
     """Write the attributes line and the textconv setting; with ``hooks``, the hooks too."""
     write_attributes(repo.root)
     command = textconv_command()

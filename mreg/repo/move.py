@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 from mreg.atomic import atomic_write_text
 from mreg.errors import ArtifactNotFound, NameConflict
 from mreg.repo import manifest as manifests
-from mreg.repo.git import ignore_in_git, ignore_line
+from mreg.repo.gitignore import ignore_in_git, ignore_line
+from mreg.repo.targets import by_path
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,11 @@ class Moved:
     staged: tuple[str, ...]  # what `git add` took: the manifests and .gitignore files
 
 
-def move(repo: Repo, old: str | Path, new: str | Path) -> Moved:
+def move(repo: WorkTree, old: str | Path, new: str | Path) -> Moved:
     """Move the artifact at ``old`` (its file or folder, its manifest, companion files) to
     ``new``, or into ``new`` when that is a folder. Everything is checked before anything moves:
     a missing artifact, a path outside the work tree or a target that exists changes nothing."""
-    target = repo._target_by_path(str(old))
+    target = by_path(repo, str(old))
     if target is None:
         raise ArtifactNotFound(
             f"{old} is not a tracked artifact (no {Path(old).name}{manifests.SUFFIX} beside it)",
@@ -68,7 +69,7 @@ def move(repo: Repo, old: str | Path, new: str | Path) -> Moved:
 
 
 def _paths_to_move(
-    repo: Repo, old_rel: str, new_rel: str, companions: tuple[str, ...]
+    repo: WorkTree, old_rel: str, new_rel: str, companions: tuple[str, ...]
 ) -> list[tuple[str, str]]:
     """(from, to) of the artifact, its manifest and its companion files."""
     pairs = [(old_rel, new_rel), (old_rel + manifests.SUFFIX, new_rel + manifests.SUFFIX)]
@@ -78,7 +79,7 @@ def _paths_to_move(
     return pairs
 
 
-def _unignore(repo: Repo, old_rel: str, companions: tuple[str, ...]) -> set[str]:
+def _unignore(repo: WorkTree, old_rel: str, companions: tuple[str, ...]) -> set[str]:
     """Drop the lines that ignored the artifact (and its companions) at its old place; the
     .gitignore file is removed when nothing else is left in it. Returns its path."""
     folder = PurePosixPath(old_rel).parent
@@ -99,7 +100,7 @@ def _unignore(repo: Repo, old_rel: str, companions: tuple[str, ...]) -> set[str]
     return {gitignore_rel}
 
 
-def _stage(repo: Repo, paths: list[str]) -> tuple[str, ...]:
+def _stage(repo: WorkTree, paths: list[str]) -> tuple[str, ...]:
     """``git add -A`` of those ``paths`` that exist or that git tracks: the move is staged as
     git mv would stage it (the old manifest removed, the new one added)."""
     chosen = [p for p in dict.fromkeys(paths) if (repo.root / p).exists() or repo.git.tracked(p)]

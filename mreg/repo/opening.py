@@ -11,20 +11,21 @@ from the cache, every file's sha256 is checked once per process before first use
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mreg.errors import MissingData
-from mreg.repo.fetch import fetch_manifests
+from mreg.errors import MissingData, UsageError
+from mreg.repo.download import fetch_manifests
 from mreg.storage import lance_location
 
 if TYPE_CHECKING:
     import lance
 
-    from mreg.repo import Repo, Target
     from mreg.repo.manifest import Manifest
+    from mreg.repo.targets import Target
+    from mreg.repo.work_tree import WorkTree
 
 
-def open_dataset(repo: Repo, target: Target, remote: str | None) -> lance.LanceDataset:
+def open_dataset(repo: WorkTree, target: Target, remote: str | None) -> lance.LanceDataset:
     """``target``'s version from the cache (what it lacks is fetched from the default remote
     first), or with ``remote`` read in place from that remote."""
     if remote is not None:
@@ -33,7 +34,7 @@ def open_dataset(repo: Repo, target: Target, remote: str | None) -> lance.LanceD
     return repo.cache.open(target.manifest)
 
 
-def _open_in_place(repo: Repo, manifest: Manifest, remote: str) -> lance.LanceDataset:
+def _open_in_place(repo: WorkTree, manifest: Manifest, remote: str) -> lance.LanceDataset:
     """MissingData naming the remote up front when it lacks a data file of ``manifest``."""
     store = repo.store(remote)
     present = store.list_files()
@@ -48,7 +49,7 @@ def _open_in_place(repo: Repo, manifest: Manifest, remote: str) -> lance.LanceDa
     return repo.cache.open(manifest, base, storage_options)
 
 
-def _ensure_cached(repo: Repo, target: Target) -> None:
+def _ensure_cached(repo: WorkTree, target: Target) -> None:
     """Fetch what ``target`` lacks from the default remote, if one is configured."""
     if not repo.cache.missing(target.manifest.files):
         return
@@ -59,3 +60,21 @@ def _ensure_cached(repo: Repo, target: Target) -> None:
         )
     with repo.lock.held():
         fetch_manifests(repo, [target], remote=None, jobs=8)
+
+
+def load_state_dict(repo: WorkTree, target: Target) -> dict[str, Any]:
+    """The tensors of the model ``target`` as a flat dict of torch tensors, read from the cache
+    (fetched first where it lacks them) and checked."""
+    from mreg.repo.tensor_reader import state_dict
+
+    name = target.manifest.name
+    if target.manifest.kind != "model":
+        raise UsageError(f"'{name}' is a dataset; use mreg.open() for its rows")
+    if target.manifest.chunks:
+        raise UsageError(
+            f"'{name}' is opaque bytes ({target.manifest.source.format}), not tensors",
+            hint=f"`mreg checkout {name}` gives the file back",
+        )
+    dataset = open_dataset(repo, target, None)  # checks every cache file, see Cache.check
+    checked = {e.sha256 for e in target.manifest.files if repo.cache.is_checked(e)}
+    return state_dict(dataset, target.manifest, checked)

@@ -6,21 +6,19 @@ from typing import TYPE_CHECKING
 
 from mreg.errors import MissingData
 from mreg.progress import Advance
+from mreg.repo.download import referenced_files
 from mreg.repo.manifest import FileEntry
+from mreg.repo.remote_check import corrupt_on_remote
+from mreg.repo.targets import Target, live_manifests, resolve_all
+from mreg.repo.versions import tagged_versions, work_tree_folders
 from mreg.storage.transfer import TransferResult, run_parallel
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo, Target
-
-
-def referenced_files(targets: list[Target]) -> list[FileEntry]:
-    """Every file the targets' manifests reference, each once."""
-    unique = {f.path: f for target in targets for f in target.manifest.files}
-    return [unique[path] for path in sorted(unique)]
+    from mreg.repo.work_tree import WorkTree
 
 
 def push(
-    repo: Repo,
+    repo: WorkTree,
     specs: list[str] | None,
     remote: str | None,
     jobs: int,
@@ -36,7 +34,7 @@ def push(
     ``repair`` first hashes the remote's copies and uploads again those that are corrupt (a
     flipped bit keeps the size, so a plain push would leave it there).
     """
-    targets = repo.targets(specs)
+    targets = resolve_all(repo, specs)
     entries = referenced_files(targets)
     store = repo.store(remote, jobs=jobs)
     present = store.list_files()
@@ -57,8 +55,6 @@ def push(
     )
     todo = [e for e in entries if present.get(e.path) != e.size]
     if repair:
-        from mreg.repo.verify import corrupt_on_remote
-
         same_size = [e for e in entries if e not in todo]
         corrupt = corrupt_on_remote(repo, same_size, remote) if same_size else set()
         todo += [e for e in same_size if e.path in corrupt]
@@ -74,15 +70,10 @@ def push(
 
 
 def _other_versions(
-    repo: Repo, targets: list[Target], specs: list[str] | None, all_refs: bool
+    repo: WorkTree, targets: list[Target], specs: list[str] | None, all_refs: bool
 ) -> list[FileEntry]:
     """The files of the versions a push sends besides its targets, each once."""
-    from mreg.repo import Target
-    from mreg.repo.versions import tagged_versions, work_tree_folders
-
     if all_refs:
-        from mreg.repo.gc import live_manifests
-
         return referenced_files([Target("", m) for m in live_manifests(repo)])
     if specs:
         return []

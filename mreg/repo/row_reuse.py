@@ -25,7 +25,7 @@ from mreg.repo.manifest import DELETIONS, FileEntry, Fragment, Manifest
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
 # A shorter run of old rows is written again: each piece costs a deletion file and an entry in
 # the manifest, and a table cut into single rows would read slowly.
@@ -59,7 +59,7 @@ class Reused:
     kept: tuple[FileEntry, ...]
 
 
-def eligible(repo: Repo, previous: Manifest | None, schema: str) -> bool:
+def eligible(repo: WorkTree, previous: Manifest | None, schema: str) -> bool:
     """Whether a re-add may compare its rows with ``previous``: a table with the same columns
     whose data this cache holds."""
     return (
@@ -98,7 +98,7 @@ def _cells(column: pa.ChunkedArray) -> list[bytes]:
     return [repr(v).encode() for v in values]
 
 
-def previous_rows(repo: Repo, previous: Manifest) -> tuple[list[bytes], list[tuple[int, int]]]:
+def previous_rows(repo: WorkTree, previous: Manifest) -> tuple[list[bytes], list[tuple[int, int]]]:
     """The digest of every row of ``previous``, and where it lies: (fragment position, physical
     offset in that fragment's data)."""
     table, where = located_rows(repo, previous)
@@ -106,7 +106,7 @@ def previous_rows(repo: Repo, previous: Manifest) -> tuple[list[bytes], list[tup
 
 
 def located_rows(
-    repo: Repo, previous: Manifest, columns: list[str] | None = None
+    repo: WorkTree, previous: Manifest, columns: list[str] | None = None
 ) -> tuple[pa.Table, list[tuple[int, int]]]:
     """The rows of ``previous`` (only ``columns``, when given), and where each lies: (fragment
     position, physical offset in that fragment's data; a fragment reused before hides rows

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mreg.repo.manifest import SUFFIX, FileEntry
+from mreg.repo.targets import resolve_all
 from mreg.repo.versions import tagged_versions, work_tree_folders
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from mreg.repo import Repo, Target
+    from mreg.repo.targets import Target
+    from mreg.repo.work_tree import WorkTree
 
 IN_SYNC = "in sync"
 CHANGED = "changed in workspace"
@@ -33,11 +35,11 @@ class ArtifactStatus:
         return self.states == (IN_SYNC,)
 
 
-def status(repo: Repo, remote: str | None = None) -> list[ArtifactStatus]:
+def status(repo: WorkTree, remote: str | None = None) -> list[ArtifactStatus]:
     """One status per artifact in the work tree; with ``remote``, also one per tagged version
     (registered, or in a stage) whose data the remote lacks, named by its tag."""
     remote_files = repo.store(remote).list_files() if remote else None
-    targets = repo.targets(None)
+    targets = resolve_all(repo, None)
     results = []
     for target in targets:
         manifest = target.manifest
@@ -61,7 +63,7 @@ def status(repo: Repo, remote: str | None = None) -> list[ArtifactStatus]:
 
 
 def _unpushed_versions(
-    repo: Repo, targets: list[Target], remote_files: dict[str, int]
+    repo: WorkTree, targets: list[Target], remote_files: dict[str, int]
 ) -> list[ArtifactStatus]:
     found = []
     for version in tagged_versions(repo, work_tree_folders(targets)):

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mreg.repo.gc import live_manifests
+from mreg.repo.targets import live_manifests
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
     from mreg.repo.manifest import Manifest
+    from mreg.repo.work_tree import WorkTree
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Usage:
     remote_objects: int = 0
 
 
-def du(repo: Repo, remote: str | None = None) -> Usage:
+def du(repo: WorkTree, remote: str | None = None) -> Usage:
     """The footprint of every artifact's kept versions, of all of them together (a file two
     artifacts share counts once), and with ``remote``, of what that remote stores."""
     versions = _distinct(live_manifests(repo))

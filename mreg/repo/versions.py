@@ -1,5 +1,5 @@
-"""Versions as git tags, in GTO's grammar; the data every tagged version needs; and an
-artifact's history.
+"""Versions as git tags, in GTO's grammar, and the data every tagged version needs (``history``
+tags a version and lists an artifact's history).
 
 The tags, as GTO 1.10 writes and reads them (``gto/constants.py``), N an optional counter:
 
@@ -21,14 +21,13 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mreg.errors import ArtifactNotFound, ManifestError, UsageError
-from mreg.repo import manifest as manifests
+from mreg.errors import UsageError
 from mreg.repo.index import ManifestIndex
-from mreg.repo.manifest import FileEntry, Manifest, check_name
+from mreg.repo.manifest import FileEntry
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo, Target
-    from mreg.repo.git import Commit
+    from mreg.repo.targets import Target
+    from mreg.repo.work_tree import WorkTree
 
 _NAME = r"[a-zA-Z0-9](?:[a-zA-Z0-9_/-]*[a-zA-Z0-9])?"
 _DIRNAME = r"[a-zA-Z0-9_./-]+"
@@ -117,18 +116,6 @@ class TaggedVersion:
     files: tuple[FileEntry, ...]
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    commit: str
-    date: str
-    subject: str
-    tags: tuple[str, ...]
-    rows: int
-    parameters: int
-    source_sha256: str
-    data_size: int
-
-
 def check_version(version: str) -> str:
     if not VERSION.match(version):
         raise UsageError(
@@ -138,82 +125,7 @@ def check_version(version: str) -> str:
     return version
 
 
-def tag(repo: Repo, name: str, version: str, message: str | None = None) -> str:
-    """Tag the committed version of ``name`` as ``NAME@VERSION``; returns the tag name."""
-    check_name(name)
-    check_tag_name(name)
-    check_version(version)
-    if not repo.git.has_commits() or repo.lookup(name, "HEAD") is None:
-        raise ArtifactNotFound(
-            f"no committed artifact named '{name}'",
-            hint="`git add` and `git commit` its manifest first",
-        )
-    _, committed = repo.lookup(name, "HEAD")  # type: ignore[misc]
-    current = repo.lookup(name)
-    if current is not None and current[1] != committed:
-        raise UsageError(
-            f"'{name}' has uncommitted changes; a tag marks a commit",
-            hint=f"commit {current[0]} first",
-        )
-    tag_name = f"{name}@{version}"
-    repo.git.create_tag(tag_name, message or f"{name} {version}")
-    return tag_name
-
-
-def log(repo: Repo, name: str) -> list[LogEntry]:
-    """Every commit that changed ``name``'s manifest and every version tag, newest first. The
-    manifest is followed by name, not path: across ``mreg move`` and a change of format (which
-    changes the file name), the whole history shows."""
-    found = repo.lookup(name) or (repo.lookup(name, "HEAD") if repo.git.has_commits() else None)
-    if found is None:
-        raise ArtifactNotFound(f"no artifact named '{name}'", hint="see `mreg ls`")
-    tags: dict[str, list[str]] = {}
-    for tag_ in repo.git.tags(f"{name}@"):
-        tags.setdefault(tag_.commit, []).append(tag_.name)
-    history = _history(repo, name)
-    for sha in tags:
-        if sha not in history:
-            at = repo.lookup(name, sha)
-            if at is not None:
-                history[sha] = (repo.git.commit(sha), at[1])
-    entries = []
-    for commit, manifest in sorted(history.values(), key=lambda e: e[0].date, reverse=True):
-        entries.append(
-            LogEntry(
-                commit=commit.sha,
-                date=commit.date,
-                subject=commit.subject,
-                tags=tuple(sorted(tags.get(commit.sha, []))),
-                rows=manifest.rows,
-                parameters=manifest.parameters,
-                source_sha256=manifest.source.sha256,
-                data_size=manifest.data_size,
-            )
-        )
-    return entries
-
-
-def _history(repo: Repo, name: str) -> dict[str, tuple[Commit, Manifest]]:
-    """sha -> (commit, ``name``'s manifest there) for every commit that wrote a manifest of
-    that name, at any path; all manifests read through one ``git cat-file``."""
-    changes = repo.git.changes(manifests.SUFFIX)
-    blobs = repo.git.read_blobs([f"{c.sha}:{p}" for c, paths in changes for p in paths])
-    history: dict[str, tuple[Commit, Manifest]] = {}
-    for commit, paths in changes:
-        for rel in paths:
-            data = blobs.get(f"{commit.sha}:{rel}")
-            if data is None or commit.sha in history:
-                continue
-            try:
-                manifest = manifests.loads(data.decode("utf-8"), f"{rel} at {commit.sha[:12]}")
-            except (ManifestError, UnicodeDecodeError):
-                continue
-            if manifest.name == name:
-                history[commit.sha] = (commit, manifest)
-    return history
-
-
-def tagged_versions(repo: Repo, folders: dict[str, str]) -> list[TaggedVersion]:
+def tagged_versions(repo: WorkTree, folders: dict[str, str]) -> list[TaggedVersion]:
     """Every registered version (``NAME@vX.Y.Z`` not deregistered) and every commit a stage
     tag assigns, with the data files of its name's manifest at that commit, by name and tag.
 
@@ -235,7 +147,7 @@ def tagged_versions(repo: Repo, folders: dict[str, str]) -> list[TaggedVersion]:
     return sorted(versions, key=lambda v: (v.name, v.tag))
 
 
-def _version_labels(repo: Repo) -> dict[tuple[str, str], str]:
+def _version_labels(repo: WorkTree) -> dict[tuple[str, str], str]:
     """(name, commit) -> the tag naming it: its version tag, else its first stage tag. Stage
     tags on the commit of a deregistered version (and of no other) are left out."""
     registered: dict[tuple[str, str], tuple[str, str]] = {}  # (name, version) -> (commit, tag)

@@ -22,7 +22,7 @@ def build(repo: Repo, spec: str, manifest: Manifest, target: Path) -> str:
     """Rebuild the artifact ``spec`` (whose manifest is ``manifest``) from the cache as the file
     ``target``, a folder as a tar of its files under the folder's name; returns the sha256 of
     ``target``. What the cache lacks is fetched from the default remote first."""
-    from mreg.repo.checkout import write_copy
+    from mreg.repo.rebuild import write_copy
 
     if repo.cache.missing(manifest.files):
         repo.fetch([spec])
