@@ -86,12 +86,6 @@ def test_importing_mreg_or_starting_the_cli_loads_no_heavy_library(module):
 # be read, changed or tested without the other. Not counted: the implicit import of a package's
 # __init__.py that Python runs before any of its submodules (``import mreg.repo.add`` runs
 # ``mreg/repo/__init__.py``); ``from mreg.repo import Repo`` names __init__.py and counts.
-KNOWN_CYCLES = {
-    # Issue 18 item 3: add.py and importing.py (restructured on another branch) still type their
-    # argument as Repo from repo/__init__.py, which delegates to them; every other verb takes a
-    # WorkTree (see test_repo_has_no_import_cycle_but_through_add_and_importing).
-    "repo": "add.py and importing.py import Repo from repo/__init__.py, which imports them",
-}
 
 
 def _module_file(name: str, root: Path) -> Path | None:
@@ -170,16 +164,7 @@ def _cycles(graph: dict[Path, set[Path]]) -> list[list[Path]]:
 PACKAGES = sorted(p.parent for p in PACKAGE.rglob("__init__.py"))
 
 
-@pytest.mark.parametrize(
-    "folder",
-    [
-        pytest.param(folder, marks=pytest.mark.xfail(strict=True, reason=KNOWN_CYCLES[name]))
-        if (name := str(folder.relative_to(PACKAGE.parent).relative_to("mreg"))) in KNOWN_CYCLES
-        else folder
-        for folder in PACKAGES
-    ],
-    ids=lambda folder: str(folder.relative_to(PACKAGE.parent)),
-)
+@pytest.mark.parametrize("folder", PACKAGES, ids=lambda f: str(f.relative_to(PACKAGE.parent)))
 def test_no_package_has_an_import_cycle_between_its_modules(folder):
     cycles = [[str(m.relative_to(PACKAGE)) for m in c] for c in _cycles(_package_graph(folder))]
     assert not cycles, f"import cycles: {cycles}"
@@ -200,47 +185,31 @@ def test_the_cycle_check_finds_a_cycle_through_a_type_checking_import(tmp_path):
 MAX_LINES = 300
 
 
-# The other engineer's branch of issue 18 (an add-options object, ``_overwrite`` split) brings
-# these two under the limit and removes them from this list.
-LONG_ALLOWED = {"repo/add.py", "repo/importing.py"}
-
-
 @pytest.mark.parametrize("package", ["registry", "repo"])
 def test_no_module_of_the_package_is_over_300_lines(package):
     long = {
         name: lines
         for module in sorted((PACKAGE / package).glob("*.py"))
         if (lines := len(module.read_text().splitlines())) > MAX_LINES
-        and (name := str(module.relative_to(PACKAGE))) not in LONG_ALLOWED
+        and (name := str(module.relative_to(PACKAGE)))
     }
     assert not long, f"modules over {MAX_LINES} lines (split them along their concepts): {long}"
-
-
-def test_repo_has_no_import_cycle_but_through_add_and_importing():
-    folder = PACKAGE / "repo"
-    pending = {folder / "add.py", folder / "importing.py"}
-    graph = {m: t - pending for m, t in _package_graph(folder).items() if m not in pending}
-    cycles = [[str(m.relative_to(PACKAGE)) for m in c] for c in _cycles(graph)]
-    assert not cycles, f"import cycles: {cycles}"
 
 
 # The modules of mreg/repo that Repo delegates its verbs to. A verb composes shared modules
 # (targets, restoration, download, ...), never another verb: what two verbs share moves into a
 # module of its own, and verbs are combined in Repo.
 VERBS = {
-    "add", "checkout", "diff", "doctor", "fetch", "gc", "history", "importing", "install_git",
-    "move", "opening", "pull", "push", "status", "usage", "verify",
+    "add", "checkout", "diff", "doctor", "fetch", "gc", "history", "hf_import", "install_git",
+    "move", "opening", "pull", "push", "status", "url_import", "usage", "verify",
 }  # fmt: skip
-# Restructured on another branch (issue 18 item 3): add.py imports checkout (Restoration),
-# importing.py imports add. That branch moves their imports to the shared modules.
-VERB_IMPORTS_ALLOWED = {"add", "importing"}
 
 
 def test_the_verb_list_names_modules_that_exist():
     assert all((PACKAGE / "repo" / f"{verb}.py").is_file() for verb in VERBS)
 
 
-@pytest.mark.parametrize("verb", sorted(VERBS - VERB_IMPORTS_ALLOWED))
+@pytest.mark.parametrize("verb", sorted(VERBS))
 def test_no_verb_module_imports_another_verb(verb):
     folder = PACKAGE / "repo"
     imported = _package_graph(folder)[folder / f"{verb}.py"]

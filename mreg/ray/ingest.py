@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from mreg.converters.base import DatasetConverter
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
 INSTALL = 'pip install "mreg[ray]"'
 # Enough rows per task that Ray's per-task cost (~ms) is small, few enough to spread the work.
@@ -82,7 +82,7 @@ class RayEngine:
 
     def write_table(
         self,
-        repo: Repo,
+        repo: WorkTree,
         converter: DatasetConverter,
         path: Path,
         schema: pa.Schema,
@@ -97,7 +97,7 @@ class RayEngine:
         return numbered(metadata, first_id), entries
 
     def convert(
-        self, repo: Repo, job: Job, shards: list[Shard], options: ReadOptions
+        self, repo: WorkTree, job: Job, shards: list[Shard], options: ReadOptions
     ) -> tuple[list[str], list[FileEntry]]:
         """Every shard of ``job`` converted by a task: the fragments' metadata in row order and
         the data files, placed where the version's data go; the sources' digests kept for
@@ -255,7 +255,7 @@ def _shard_error(shard: Shard, where: str, error: Exception) -> MregError:
     return MregError(f"{what} failed on the Ray cluster: {one_line(cause or error)}", hint=hint)
 
 
-def remote_destination(repo: Repo) -> RemoteConfig | None:
+def remote_destination(repo: WorkTree) -> RemoteConfig | None:
     """The default remote, with the credentials resolved here, when tasks write straight to it:
     an object store or SSH server the nodes reach themselves. None (the cache) when there is no
     default remote, or it is a local folder or read-only HTTP. Probed first, so that a remote

@@ -37,7 +37,7 @@ from mreg.hashing import tree_digest
 from mreg.ray.ingest import Job, RayEngine, split
 from mreg.repo import manifest as manifests
 from mreg.repo.add import AddResult, default_name, numbered
-from mreg.repo.git import ignore_in_git
+from mreg.repo.gitignore import ignore_in_git
 from mreg.repo.manifest import ColumnInfo, FileEntry, Manifest, Source
 from mreg.storage import portable
 from mreg.storage.s3 import download_objects, list_objects, split_url

@@ -20,15 +20,15 @@ from mreg.hashing import path_size
 from mreg.repo import append, lance_data
 from mreg.repo import manifest as manifests
 from mreg.repo.add_options import AddOptions, AddResult, Engine, Mode
-from mreg.repo.git import ignore_in_git, ignore_line
+from mreg.repo.gitignore import ignore_in_git, ignore_line
 from mreg.repo.lance_data import numbered, stage_fragments, staged_files
 from mreg.repo.manifest import FileEntry, Manifest, Source
 from mreg.repo.source_digest import WorkTreeSource, hash_later, without_skipped
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
-# Imported from here by the Ray engine (mreg.ray.ingest), Repo and the CLI.
+# Imported from here by the Ray engine (mreg.ray.ingest), WorkTree and the CLI.
 __all__ = [
     "AddOptions",
     "AddResult",
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-def add(repo: Repo, path: str | Path, options: AddOptions) -> AddResult:
+def add(repo: WorkTree, path: str | Path, options: AddOptions) -> AddResult:
     """Track ``path``: convert it to Lance in the cache and write ``PATH.mreg.toml`` beside it
     (or, with ``mode="append"``, add its rows to a dataset). See ``AddOptions``."""
     source_path = _source_path(repo, path, options.mode)
@@ -80,7 +80,7 @@ def _converter(source_path: Path, format: str | None) -> tuple[converters.Conver
     return converter, f"--format {format}" if format else converters.opaque_reason(source_path)
 
 
-def _source_path(repo: Repo, path: str | Path, mode: Mode) -> Path:
+def _source_path(repo: WorkTree, path: str | Path, mode: Mode) -> Path:
     """The source, made absolute. An append only reads its batch, so the batch may lie outside
     the work tree; whatever becomes an artifact must lie inside it."""
     absolute = Path(path).absolute()
@@ -90,7 +90,7 @@ def _source_path(repo: Repo, path: str | Path, mode: Mode) -> Path:
 
 
 def _overwrite(
-    repo: Repo,
+    repo: WorkTree,
     source_path: Path,
     converter: converters.Converter,
     options: AddOptions,
@@ -118,7 +118,7 @@ def _overwrite(
     return _new_version(repo, converter, source, tracked, options, read)
 
 
-def _unchanged(repo: Repo, previous: Manifest, source: WorkTreeSource) -> bool:
+def _unchanged(repo: WorkTree, previous: Manifest, source: WorkTreeSource) -> bool:
     """Whether ``previous`` already records this source under its name, its data cached."""
     return (
         source.sha256 is not None
@@ -130,7 +130,7 @@ def _unchanged(repo: Repo, previous: Manifest, source: WorkTreeSource) -> bool:
 
 
 def _same_version(
-    repo: Repo, previous: Manifest, manifest_rel: str, options: AddOptions
+    repo: WorkTree, previous: Manifest, manifest_rel: str, options: AddOptions
 ) -> AddResult:
     """The fast path: nothing converted; only new metadata or a new source URL are written."""
     updated = (
@@ -146,7 +146,7 @@ def _same_version(
 
 
 def _new_version(
-    repo: Repo,
+    repo: WorkTree,
     converter: converters.Converter,
     source: WorkTreeSource,
     tracked: dict[str, Manifest],
@@ -192,7 +192,7 @@ def _new_version(
     return _commit(repo, manifest, source.manifest_rel, converted.new_bytes)
 
 
-def _commit(repo: Repo, manifest: Manifest, manifest_rel: str, new_bytes: int) -> AddResult:
+def _commit(repo: WorkTree, manifest: Manifest, manifest_rel: str, new_bytes: int) -> AddResult:
     manifests.write(repo.root / manifest_rel, manifest)
     artifact_rel = manifest_rel.removesuffix(manifests.SUFFIX)
     ignore_in_git(repo.root, artifact_rel)
@@ -202,7 +202,7 @@ def _commit(repo: Repo, manifest: Manifest, manifest_rel: str, new_bytes: int) -
     return AddResult(manifest, manifest_rel, changed=True, new_bytes=new_bytes)
 
 
-def _check_git_can_ignore(repo: Repo, relpath: str) -> None:
+def _check_git_can_ignore(repo: WorkTree, relpath: str) -> None:
     """Refuse a path that git tracks: ignoring it would not take it out of git's index, and
     every commit would go on carrying its bytes. Or one no .gitignore line can name."""
     ignore_line(PurePosixPath(relpath).name)

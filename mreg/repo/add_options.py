@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from mreg.converters.base import DatasetConverter, ReadOptions
-    from mreg.repo import Repo
     from mreg.repo.manifest import FileEntry, Fragment, Manifest
+    from mreg.repo.work_tree import WorkTree
 
 Mode = Literal["overwrite", "append"]
 MODES = ("overwrite", "append")
@@ -27,7 +27,7 @@ class Engine(Protocol):
 
     def write_table(
         self,
-        repo: Repo,
+        repo: WorkTree,
         converter: DatasetConverter,
         path: Path,
         schema: pa.Schema,

@@ -18,15 +18,15 @@ from mreg.hashing import path_size, sha256_path
 from mreg.repo import lance_data
 from mreg.repo import manifest as manifests
 from mreg.repo.add_options import AddOptions, AddResult
-from mreg.repo.git import ignore_in_git
+from mreg.repo.gitignore import ignore_in_git
 from mreg.repo.manifest import Manifest
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
+    from mreg.repo.work_tree import WorkTree
 
 
 def target(
-    repo: Repo, batch_path: Path, converter: converters.Converter, name: str | None
+    repo: WorkTree, batch_path: Path, converter: converters.Converter, name: str | None
 ) -> tuple[str, Manifest] | None:
     """The dataset (manifest path, manifest) the rows of ``batch_path`` go to: ``name``, or
     the batch's own artifact. None for a batch inside the work tree that names no dataset yet:
@@ -54,7 +54,7 @@ def target(
 
 
 def append(
-    repo: Repo,
+    repo: WorkTree,
     batch_path: Path,
     converter: DatasetConverter,
     dataset: tuple[str, Manifest],
@@ -88,21 +88,21 @@ def append(
     return AddResult(final, manifest_rel, changed=True, new_bytes=added.new_bytes)
 
 
-def _batch_digest(repo: Repo, batch_path: Path) -> str:
+def _batch_digest(repo: WorkTree, batch_path: Path) -> str:
     """sha256 of an append's batch: through the state inside the work tree, else hashed."""
     if batch_path.is_relative_to(repo.root):
         return repo.workspace_digest(repo.relpath(batch_path)) or ""
     return sha256_path(batch_path)
 
 
-def _rewrite_artifact(repo: Repo, manifest_rel: str, grown: Manifest) -> Manifest:
+def _rewrite_artifact(repo: WorkTree, manifest_rel: str, grown: Manifest) -> Manifest:
     """Rewrite the artifact's work-tree file with every row of ``grown``, and write ``grown``
     with that file's digest. The manifest is written once, after the new file is complete and
     before it replaces the old one: a kill leaves both old, or the new manifest (whose
     ``appended`` digest makes the re-run finish the rewrite instead of appending again)."""
-    from mreg.repo import Target
-    from mreg.repo.checkout import Restoration
-    from mreg.repo.fetch import fetch_manifests
+    from mreg.repo.download import fetch_manifests
+    from mreg.repo.restoration import Restoration
+    from mreg.repo.targets import Target
 
     ignore_in_git(repo.root, manifest_rel.removesuffix(manifests.SUFFIX))
     if repo.cache.missing(grown.files):  # a Ray add wrote its rows to the default remote only
@@ -122,7 +122,7 @@ def _rewrite_artifact(repo: Repo, manifest_rel: str, grown: Manifest) -> Manifes
 
 
 def _appended_already(
-    repo: Repo, manifest_rel: str, previous: Manifest, meta: dict[str, str]
+    repo: WorkTree, manifest_rel: str, previous: Manifest, meta: dict[str, str]
 ) -> AddResult:
     """Nothing to append: bring the work-tree file in line with the manifest if an interrupted
     append left the old one there, and record new metadata, if any."""
@@ -130,7 +130,9 @@ def _appended_already(
     if manifest != previous:
         manifests.write(repo.root / manifest_rel, manifest)
     if not repo.workspace_in_sync(manifest_rel.removesuffix(manifests.SUFFIX), manifest):
-        repo.checkout_manifest(manifest_rel, manifest, force=True)
+        from mreg.repo.restoration import restore
+
+        restore(repo, manifest_rel, manifest, force=True)
     return AddResult(manifest, manifest_rel, changed=manifest != previous, new_bytes=0)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mreg.repo.restoration import CheckedOut, restore_targets
-from mreg.repo.restoration import Restoration as Restoration  # add.py's import, until its rework
 from mreg.repo.targets import resolve_all
 
 if TYPE_CHECKING:

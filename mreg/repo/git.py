@@ -20,10 +20,6 @@ from mreg.errors import GitError, NotARepository, one_line
 from mreg.repo.git_command import cat_file, has_commits, output, problem, run, tree_text
 from mreg.repo.git_refs import GitRefs
 
-# add.py imports these from here; they live in gitignore.py (add's rework can import them there).
-from mreg.repo.gitignore import ignore_in_git as ignore_in_git
-from mreg.repo.gitignore import ignore_line as ignore_line
-
 if TYPE_CHECKING:
     import git
 

@@ -25,16 +25,16 @@ from mreg.repo.import_options import HF_DATASET_SCHEME, HF_SCHEME
 from mreg.repo.placement import add_placed, check_replaceable
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
     from mreg.repo.add_options import AddResult
     from mreg.repo.import_options import ImportOptions
+    from mreg.repo.work_tree import WorkTree
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _DATASET_QUERY = ("config", "split", "limit")
 
 
 def import_hf(
-    repo: Repo, uri: str, options: ImportOptions, allow: list[str] | None = None
+    repo: WorkTree, uri: str, options: ImportOptions, allow: list[str] | None = None
 ) -> AddResult:
     """Import ``hf://ORG/NAME[@REV]`` (a Hub repo) or ``hf-dataset://NAME[...]``, then add it.
 
@@ -126,7 +126,7 @@ def _copy_snapshot(snapshot: Path, staged: Path, allow: list[str] | None, uri: s
             advance(destination.stat().st_size)
 
 
-def _import_hf_dataset(repo: Repo, uri: str, options: ImportOptions) -> AddResult:
+def _import_hf_dataset(repo: WorkTree, uri: str, options: ImportOptions) -> AddResult:
     if options.kind not in (None, "dataset"):
         raise UsageError(f"{uri} is a dataset, not a {options.kind}")
     spec, _, query = uri.removeprefix(HF_DATASET_SCHEME).partition("?")
@@ -202,7 +202,7 @@ def _repo_and_revision(spec: str, uri: str) -> tuple[str, str | None]:
     return repo_id.strip("/"), revision or None
 
 
-def _folder_target(repo: Repo, path: str | Path | None, repo_id: str) -> Path:
+def _folder_target(repo: WorkTree, path: str | Path | None, repo_id: str) -> Path:
     target = repo.path_in_work_tree(path if path is not None else repo_id.replace("/", "--"))
     if target.is_file():
         raise UsageError(f"{path or target.name} is a file; a Hugging Face import is a folder")

@@ -22,8 +22,8 @@ from mreg.repo import manifest as manifests
 from mreg.repo.manifest import ColumnInfo, FileEntry, Fragment, Manifest, TensorInfo
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
     from mreg.repo.add_options import Engine
+    from mreg.repo.work_tree import WorkTree
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Converted:
 
 
 def convert(
-    repo: Repo,
+    repo: WorkTree,
     converter: converters.Converter,
     path: Path,
     previous: Manifest | None,
@@ -69,7 +69,7 @@ def convert(
 
 
 def _write_model(
-    repo: Repo,
+    repo: WorkTree,
     converter: ModelConverter,
     path: Path,
     previous: Manifest | None,
@@ -91,7 +91,7 @@ def _write_model(
 
 
 def _write_tensors(
-    repo: Repo,
+    repo: WorkTree,
     tensors: list[TensorRecord],
     sums: list[str],
     previous: Manifest | None,
@@ -147,7 +147,7 @@ def _write_tensors(
 
 
 def write_table(
-    repo: Repo, reader: pa.RecordBatchReader, schema: pa.Schema, first_id: int
+    repo: WorkTree, reader: pa.RecordBatchReader, schema: pa.Schema, first_id: int
 ) -> Converted:
     with repo.cache.staging(".lance") as stage:
         fragments = numbered(stage_fragments(reader, stage, schema), first_id)
@@ -195,7 +195,7 @@ def table_data(
     )
 
 
-def _write_reusing(repo: Repo, reader: pa.RecordBatchReader, previous: Manifest) -> Converted:
+def _write_reusing(repo: WorkTree, reader: pa.RecordBatchReader, previous: Manifest) -> Converted:
     """``write_table`` for a re-added table: rows ``previous`` holds are reused, not written
     again (see ``row_reuse``)."""
     table = reader.read_all()

@@ -15,11 +15,11 @@ from mreg.repo import manifest as manifests
 from mreg.repo.add import add
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
     from mreg.repo.add_options import AddOptions, AddResult
+    from mreg.repo.work_tree import WorkTree
 
 
-def check_replaceable(repo: Repo, target: Path, digest: str, source: str, force: bool) -> None:
+def check_replaceable(repo: WorkTree, target: Path, digest: str, source: str, force: bool) -> None:
     """Refuse to overwrite a file (or folder) at ``target`` that mreg could not give back."""
     if force or not (target.exists() or target.is_symlink()):
         return
@@ -35,14 +35,14 @@ def check_replaceable(repo: Repo, target: Path, digest: str, source: str, force:
     )
 
 
-def add_placed(repo: Repo, staged: Path, target: Path, options: AddOptions) -> AddResult:
+def add_placed(repo: WorkTree, staged: Path, target: Path, options: AddOptions) -> AddResult:
     """Rename ``staged`` to ``target`` and add it; the old ``target`` back if the add fails."""
     with _placed(repo, staged, target):
         return add(repo, target, options)
 
 
 @contextlib.contextmanager
-def _placed(repo: Repo, staged: Path, target: Path) -> Iterator[None]:
+def _placed(repo: WorkTree, staged: Path, target: Path) -> Iterator[None]:
     """Rename ``staged`` to ``target``; if the block fails, put the old ``target`` back."""
     with repo.cache.staging() as aside:
         old = aside / "old"

@@ -15,8 +15,8 @@ from mreg.hashing import path_size, sha256_listing, sha256_tree, tree_digest
 from mreg.repo import manifest as manifests
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
     from mreg.repo.add_options import Engine
+    from mreg.repo.work_tree import WorkTree
 
 # A folder's files as (relative path, size, sha256), as hashing.sha256_listing gives them.
 Listing = list[tuple[str, int, str]]
@@ -55,7 +55,7 @@ def without_skipped(
 
 
 def hash_later(
-    repo: Repo,
+    repo: WorkTree,
     converter: converters.Converter,
     source: WorkTreeSource,
     engine: Engine | None,
@@ -81,7 +81,7 @@ def hash_later(
 
 
 def _engine_digest(
-    repo: Repo, source: WorkTreeSource, files: Listing, listed: bool
+    repo: WorkTree, source: WorkTreeSource, files: Listing, listed: bool
 ) -> tuple[str, Listing]:
     """The digest and listing from what an engine's tasks hashed (a file: its one entry)."""
     if listed:
@@ -92,7 +92,7 @@ def _engine_digest(
     return files[0][2], []
 
 
-def _folder_digest(repo: Repo, source: WorkTreeSource, files: Listing) -> str:
+def _folder_digest(repo: WorkTree, source: WorkTreeSource, files: Listing) -> str:
     """The folder's digest: known already, else from its listing (and remembered)."""
     if source.sha256 is not None:
         return source.sha256

@@ -18,15 +18,15 @@ from mreg.repo.placement import add_placed, check_replaceable
 from mreg.storage.http import discard, download
 
 if TYPE_CHECKING:
-    from mreg.repo import Repo
     from mreg.repo.add_options import AddResult
     from mreg.repo.import_options import ImportOptions
+    from mreg.repo.work_tree import WorkTree
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def import_url(
-    repo: Repo, url: str, options: ImportOptions, sha256: str | None = None
+    repo: WorkTree, url: str, options: ImportOptions, sha256: str | None = None
 ) -> AddResult:
     """Download ``url`` to ``options.path`` (default: its file name here) and add it.
 
@@ -53,7 +53,7 @@ def import_url(
         discard(part)
 
 
-def _file_target(repo: Repo, url: str, path: str | Path | None) -> Path:
+def _file_target(repo: WorkTree, url: str, path: str | Path | None) -> Path:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(
