@@ -370,11 +370,11 @@ def test_a_damaged_view_is_built_again_from_the_manifest(repo, run, damage):
 
 KILL_AT = {
     # After the restored output is complete and checked, before it replaces the old one.
-    "restore": ("mreg.repo.checkout", "", "_check_exact"),
+    "restore": ("mreg.repo.restoration", "", "check_exact"),
     # At the first atomic rename: a rollback's manifest.
     "manifest": ("mreg.atomic", "PendingFile", "commit"),
     # A download complete and checked, before it enters the cache.
-    "download": ("mreg.repo.cache", "Cache", "receive"),
+    "download": ("mreg.repo.cache_files", "CacheFiles", "receive"),
 }
 
 
