@@ -8,6 +8,8 @@ Layout under ``.mreg/``::
     cache/views/<key>-<base>.lance/  the same version read in place from a remote: a single
                                    committed version (a few KiB) whose data files are at the
                                    remote's root (a Lance base path), no data here
+    cache/served/<key>             a version rebuilt in its original format for `mreg serve`'s
+                                   downloads (and its exports), with <key>.sha256 beside it
     tmp/                           staging for conversions and downloads (safe to delete)
 
 A view is built from the fragment list a manifest records, so two branches that each made "the
@@ -176,6 +178,11 @@ class Cache(CacheFiles):
         fragments = _fragments(manifest)
         overwrite = lance.LanceOperation.Overwrite(schema, _without_deletions(fragments))
         return [overwrite, *_deletions(fragments)]
+
+    @property
+    def served(self) -> Path:
+        """Where ``mreg serve`` keeps the files it hands out (rebuilt when missing)."""
+        return self.root / "served"
 
     def views(self) -> list[Path]:
         folder = self.root / "views"

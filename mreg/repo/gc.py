@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.errors import GitError, RemoteError, UsageError
@@ -100,12 +101,31 @@ def _gc_cache(repo: WorkTree, force: bool, all_commits: bool) -> GcReport:
     referenced = {f.path for m in live for f in m.files}
     files = repo.cache.all_files()
     unused = tuple(sorted(p for p in files if p not in referenced))
+    served = _stale_served(repo, {m.content_key() for m in live})
     if force:
         for path in unused:
             repo.cache.path(path).unlink(missing_ok=True)
         repo.cache.forget(unused)
         _remove_stale_views(repo, {m.content_key() for m in live})
-    return GcReport("cache", unused, sum(files[p] for p in unused), deleted=force)
+        for file in served:
+            file.unlink(missing_ok=True)
+    size = sum(files[p] for p in unused) + sum(p.stat().st_size for p in served if p.exists())
+    listed = unused + tuple(p.relative_to(repo.cache.root).as_posix() for p in served)
+    return GcReport("cache", listed, size, deleted=force)
+
+
+def _stale_served(repo: WorkTree, live_keys: set[str]) -> tuple[Path, ...]:
+    """The files ``mreg serve`` rebuilt for downloads of versions no kept manifest holds, and
+    every export it made (named by commit, rebuilt on the next request): without this, each
+    version ever downloaded from a server stayed in the cache in full."""
+    folder = repo.cache.served
+    if not folder.is_dir():
+        return ()
+    return tuple(
+        path
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name.removesuffix(".sha256") not in live_keys
+    )
 
 
 def _fetch(repo: WorkTree, git_remote: str) -> list[str]:

@@ -39,7 +39,6 @@ MAX_NAME = 200
 # What a name or revision in a request may hold: no "..", no leading "/", no control characters.
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _SPEC = re.compile(r"^[^\x00-\x1f\x7f\\]+$")
-SERVED = "served"  # under the cache: files restored for downloads, by content key
 # One write at a time in this process, whichever transport it came by: a write sets the commit
 # author in the environment, which all threads share.
 WRITES = threading.Lock()
@@ -207,7 +206,7 @@ class Served:
         """The file ``served/KEY`` under the cache, made by ``write(path)`` (which returns its
         sha256, kept beside it as ``KEY.sha256``) the first time it is asked for. Two threads
         asking at once both build; the last rename wins with the same bytes."""
-        folder = self.repo.cache.root / SERVED
+        folder = self.repo.cache.served
         path, digest_file = folder / key, folder / f"{key}.sha256"
         if path.is_file() and digest_file.is_file():
             return path

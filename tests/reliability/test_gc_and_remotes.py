@@ -84,6 +84,25 @@ def test_gc_keeps_the_data_of_a_stashed_manifest_for_stash_pop(repo, run, tmp_pa
     assert restored(repo, run) == model_bytes(tmp_path, 2)
 
 
+def test_gc_removes_what_a_server_rebuilt_for_versions_nothing_keeps(repo, run):  # type: ignore[no-untyped-def]
+    from mreg.server.operations import Served
+
+    served = Served(repo)
+    v1 = data_files(added(run, make_safetensors(repo / "m.safetensors", seed=1)))
+    old = served.download("m").path  # v1, never committed: replaced by v2 below
+    added(run, make_safetensors(repo / "m.safetensors", seed=2))
+    new = served.download("m").path
+    assert old != new and old.is_file()
+
+    listed = ok(run("gc"))
+    assert f"served/{old.name}" in listed.stdout and f"served/{new.name}" not in listed.stdout
+    ok(run("gc", "--force"))
+
+    assert not old.exists() and not old.with_name(f"{old.name}.sha256").exists()
+    assert new.is_file() and served.download("m").path == new
+    assert not cached(repo, v1)  # the data files of v1 went as before
+
+
 def test_gc_keeps_the_data_of_older_stash_entries(repo, run, tmp_path):
     _, v2 = v1_committed_then_v2_added(repo, run)
     git(repo, "stash")  # stash@{1} after the next one
