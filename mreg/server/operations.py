@@ -179,10 +179,10 @@ class Served:
         filename = Path(manifest.path).name
         if converters.get(manifest.source.format).directory:
             filename += ".tar"
-        path = self._served(
+        path, digest = self._served(
             manifest.content_key(), lambda built: download.build(self.repo, spec, manifest, built)
         )
-        return self._described(path, filename)
+        return Download(path, path.stat().st_size, digest, filename)
 
     def export(self, name: str, version: str, export_format: str) -> Download:
         """``name`` at ``version`` exported to ``export_format`` (safetensors, pth, onnx), kept
@@ -199,17 +199,17 @@ class Served:
             os.replace(exported, built)
             return sha256_file(built)
 
-        path = self._served(f"export-{entry.commit}-{target}{suffix}", write)
-        return self._described(path, f"{name}-{entry.version}{suffix}")
+        path, digest = self._served(f"export-{entry.commit}-{target}{suffix}", write)
+        return Download(path, path.stat().st_size, digest, f"{name}-{entry.version}{suffix}")
 
-    def _served(self, key: str, write: Callable[[Path], str]) -> Path:
+    def _served(self, key: str, write: Callable[[Path], str]) -> tuple[Path, str]:
         """The file ``served/KEY`` under the cache, made by ``write(path)`` (which returns its
         sha256, kept beside it as ``KEY.sha256``) the first time it is asked for. Two threads
         asking at once both build; the last rename wins with the same bytes."""
         folder = self.repo.cache.served
         path, digest_file = folder / key, folder / f"{key}.sha256"
         if path.is_file() and digest_file.is_file():
-            return path
+            return path, digest_file.read_text().strip()
         folder.mkdir(parents=True, exist_ok=True)
         with self.repo.cache.staging() as scratch:
             built = scratch / "file"
@@ -217,12 +217,7 @@ class Served:
             os.replace(built, path)
         with atomic_output(digest_file, durable=False) as out:
             out.write(digest.encode())
-        return path
-
-    @staticmethod
-    def _described(path: Path, filename: str) -> Download:
-        digest = path.with_name(f"{path.name}.sha256").read_text().strip()
-        return Download(path, path.stat().st_size, digest, filename)
+        return path, digest
 
     def rows(
         self,
